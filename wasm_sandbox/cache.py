@@ -1,0 +1,113 @@
+"""Content-addressed cache of compiled modules: in memory, then on disk.
+
+Deserializing compiled code trusts its input completely, so the disk cache only ever
+loads files this package wrote: each file carries an HMAC-SHA256 tag under a random key
+kept (0600) in the cache directory (0700). A file whose tag does not check is ignored
+and rewritten, never loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+import wasmtime
+
+_TAG = 32
+
+
+class ModuleCache:
+    """Compiled `wasmtime.Module`s by SHA-256 of their wasm bytes.
+
+    ``fingerprint`` names the engine configuration and wasmtime version: code compiled
+    under another configuration lives under another name and is never loaded.
+    """
+
+    def __init__(self, directory: Path | None, fingerprint: str, capacity: int = 128) -> None:
+        self._dir = directory
+        self._fingerprint = fingerprint
+        self._capacity = capacity
+        self._memory: OrderedDict[str, wasmtime.Module] = OrderedDict()
+        self._lock = threading.Lock()
+        self._key = _cache_key(directory) if directory is not None else b""
+
+    def get(
+        self, digest: str, engine: wasmtime.Engine, compile: Callable[[], wasmtime.Module]
+    ) -> tuple[wasmtime.Module, str]:
+        """The module for ``digest`` and where it came from: memory, disk or miss."""
+        with self._lock:
+            module = self._memory.get(digest)
+            if module is not None:
+                self._memory.move_to_end(digest)
+                return module, "memory"
+        module = self._load(digest, engine)
+        where = "disk"
+        if module is None:
+            module, where = compile(), "miss"
+            self._store(digest, module)
+        with self._lock:
+            self._memory[digest] = module
+            while len(self._memory) > self._capacity:
+                self._memory.popitem(last=False)
+        return module, where
+
+    def clear_memory(self) -> None:
+        with self._lock:
+            self._memory.clear()
+
+    def _path(self, digest: str) -> Path | None:
+        return None if self._dir is None else self._dir / f"{digest}.{self._fingerprint}.cwasm"
+
+    def _load(self, digest: str, engine: wasmtime.Engine) -> wasmtime.Module | None:
+        path = self._path(digest)
+        try:
+            blob = path.read_bytes() if path else b""
+        except OSError:
+            return None
+        body, tag = blob[:-_TAG], blob[-_TAG:]
+        if len(blob) <= _TAG or not hmac.compare_digest(tag, self._mac(digest, body)):
+            return None
+        return wasmtime.Module.deserialize(engine, body)
+
+    def _store(self, digest: str, module: wasmtime.Module) -> None:
+        path = self._path(digest)
+        if path is None:
+            return
+        body = bytes(module.serialize())
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(body + self._mac(digest, body))
+        os.replace(tmp, path)
+
+    def _mac(self, digest: str, body: bytes) -> bytes:
+        name = f"{digest}.{self._fingerprint}".encode()
+        return hmac.new(self._key, name + b"\0" + body, hashlib.sha256).digest()
+
+
+def _cache_key(directory: Path) -> bytes:
+    """The cache's HMAC key, created once (0600) in a directory only we may write (0700).
+
+    The key is written to a temporary file and published with ``link``, which fails when
+    another process got there first; then its key is used.
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    path = directory / "cache.key"
+    if not path.exists():
+        tmp = directory / f"cache.key.{os.getpid()}.{threading.get_ident()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(os.urandom(32))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_bytes()

@@ -1,0 +1,493 @@
+"""wasmtime under hard limits: one engine, a module cache, one epoch ticker, guarded runs.
+
+How this module keeps a guest from killing or hanging the host (FIELD-NOTES.md):
+
+* WASI is linked only together with a `WasiConfig` set on the same store.
+* Wasm runs on a worker thread with a 64 MiB stack, far above ``max_wasm_stack``
+  (1 MiB, below the 2 MiB at which ``Engine()`` aborts), so a deep recursion traps
+  cleanly instead of overflowing the native stack.
+* Wall-clock limits and interrupts go through an epoch deadline callback that runs on
+  the guest's thread at every tick and decides per store whether to go on; blocking
+  ``poll_oneoff`` sleeps are replaced (see `wasi`) so they end at the deadline too.
+* The caller waits on an `Event`; a ``KeyboardInterrupt`` there (Jupyter's interrupt
+  button) cancels the guest, which ends within one tick as ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import importlib.metadata
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+from wasmtime import _bindings as ffi
+
+from . import outcome as st
+from . import wasi
+from .cache import ModuleCache
+from .errors import CompileError, InvocationError
+from .limits import Grants, Limits
+from .outcome import Frame, Outcome
+
+MAX_WASM_STACK = 1 << 20
+WORKER_STACK = 64 << 20
+TICK = 0.01
+PROGRESS_INTERVAL = 0.1
+#: WASI functions through which a guest can observe time or randomness.
+NONDETERMINISTIC_IMPORTS = frozenset(
+    {"clock_time_get", "clock_res_get", "random_get", "poll_oneoff"}
+)
+
+_DeadlineCallback = ctypes.CFUNCTYPE(
+    ctypes.c_size_t,
+    ctypes.POINTER(ffi.wasmtime_context_t),
+    ctypes.c_void_p,
+    ctypes.POINTER(ctypes.c_uint64),
+    ctypes.POINTER(ffi.wasmtime_update_deadline_kind_t),
+)
+_Finalizer = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+_NO_FINALIZER = _Finalizer(lambda _data: None)
+_CONTINUE = 0
+_SPAWN_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A validated, compiled module and what the sandbox needs to know about it."""
+
+    module: wasmtime.Module = field(repr=False)
+    wasm: bytes = field(repr=False)
+    digest: str
+    cache: str
+    compile_ms: float
+    imports: tuple[tuple[str, str], ...]
+
+    @property
+    def uses_wasi(self) -> bool:
+        return any(mod == wasi.WASI for mod, _ in self.imports)
+
+    @property
+    def observes_time_or_randomness(self) -> bool:
+        return any(
+            mod == wasi.WASI and name in NONDETERMINISTIC_IMPORTS for mod, name in self.imports
+        )
+
+
+@dataclass
+class _Run:
+    """State shared by the caller, the guest thread and the epoch callback of one run."""
+
+    watch: wasi.Watch
+    fuel_limit: int
+    fuel_used: int = 0
+    outcome: Outcome | None = None
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class Engine:
+    """A wasmtime engine with fuel and epochs on, a module cache and an epoch ticker.
+
+    Thread-safe: many threads may `run` at once, each guest in its own `Store`.
+    """
+
+    def __init__(self, cache_dir: Path | None = None) -> None:
+        config = wasmtime.Config()
+        config.consume_fuel = True
+        config.epoch_interruption = True
+        config.max_wasm_stack = MAX_WASM_STACK
+        self._engine = wasmtime.Engine(config)
+        version = importlib.metadata.version("wasmtime")
+        fingerprint = hashlib.sha256(f"{version}/fuel/epoch/{MAX_WASM_STACK}".encode())
+        self.cache = ModuleCache(cache_dir, fingerprint.hexdigest()[:16])
+        self._ticker = _Ticker(self._engine)
+
+    def compile(self, wasm: bytes) -> Compiled:
+        """Validate and compile ``wasm`` (or take it from the cache).
+
+        Raises `CompileError` for bytes that are not a valid module.
+        """
+        digest = hashlib.sha256(wasm).hexdigest()
+        start = time.perf_counter()
+        try:
+            module, where = self.cache.get(
+                digest, self._engine, lambda: wasmtime.Module(self._engine, wasm)
+            )
+        except wasmtime.WasmtimeError as exc:
+            raise CompileError(_binary_error(exc)) from None
+        imports = tuple((i.module, i.name or "") for i in module.imports)
+        return Compiled(
+            module, bytes(wasm), digest, where, (time.perf_counter() - start) * 1000, imports
+        )
+
+    def run(
+        self,
+        compiled: Compiled,
+        *,
+        invoke: str | None = None,
+        args: Sequence[Any] = (),
+        limits: Limits | None = None,
+        grants: Grants | None = None,
+        cancel: threading.Event | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Outcome:
+        """Run ``invoke`` (or the WASI ``_start``) under ``limits`` with ``grants``.
+
+        Blocks until the guest ends; ``progress(fuel_used)`` is called from this thread
+        about every 0.1 s meanwhile. Setting ``cancel`` (or a ``KeyboardInterrupt`` in
+        this thread) ends the guest as ``interrupted``. Raises `InvocationError` for a
+        missing export or arguments that do not fit, `GrantError` for a bad grant.
+        """
+        limits, grants = limits or Limits(), grants or Grants()
+        grants.check()
+        call = _prepare_call(compiled.module, invoke, args)
+        watch = wasi.Watch(
+            deadline=time.monotonic() + limits.timeout, cancel=cancel or threading.Event()
+        )
+        run = _Run(watch, limits.fuel)
+        with self._ticker:
+            _spawn(lambda: self._guest(run, compiled, call, limits, grants))
+            self._wait(run, progress)
+        if run.error is not None:
+            raise run.error
+        assert run.outcome is not None
+        return run.outcome
+
+    def _wait(self, run: _Run, progress: Callable[[int], None] | None) -> None:
+        while True:
+            try:
+                if run.done.wait(PROGRESS_INTERVAL if progress else None):
+                    return
+                if progress:
+                    progress(run.fuel_used)
+            except KeyboardInterrupt:
+                run.watch.cancel.set()
+                self._engine.increment_epoch()
+
+    def _guest(
+        self, run: _Run, compiled: Compiled, call: _Call, limits: Limits, grants: Grants
+    ) -> None:
+        try:
+            run.outcome = _Guest(self._engine, run, compiled, limits, grants).execute(call)
+        except BaseException as exc:
+            run.error = exc
+        finally:
+            run.done.set()
+
+    def close(self) -> None:
+        """Stop the ticker thread; idempotent."""
+        self._ticker.close()
+
+
+@dataclass(frozen=True)
+class _Call:
+    name: str
+    args: tuple[Any, ...]
+    result_types: tuple[str, ...]
+
+
+def _prepare_call(module: wasmtime.Module, invoke: str | None, args: Sequence[Any]) -> _Call:
+    """Check the export and convert ``args`` to its parameter types before running."""
+    funcs = {e.name: e.type for e in module.exports if isinstance(e.type, wasmtime.FuncType)}
+    name = invoke or "_start"
+    if name not in funcs:
+        hint = ", ".join(sorted(funcs)) or "none"
+        if invoke is None:
+            raise InvocationError(
+                f"the module has no _start; pick an export to invoke (exported functions: {hint})"
+            )
+        raise InvocationError(f"no exported function {invoke!r} (exported functions: {hint})")
+    ftype = funcs[name]
+    params = [str(p) for p in ftype.params]
+    if len(args) != len(params):
+        raise InvocationError(
+            f"{name} takes {len(params)} argument(s) ({', '.join(params)}), got {len(args)}"
+        )
+    converted = tuple(
+        _convert(value, kind, name, i)
+        for i, (value, kind) in enumerate(zip(args, params, strict=True))
+    )
+    return _Call(name, converted, tuple(str(r) for r in ftype.results))
+
+
+_INT_RANGE = {"i32": (-(1 << 31), (1 << 32) - 1), "i64": (-(1 << 63), (1 << 64) - 1)}
+
+
+def _convert(value: Any, kind: str, name: str, index: int) -> int | float:
+    where = f"{name} argument {index + 1} ({kind})"
+    try:
+        if kind in _INT_RANGE:
+            if isinstance(value, (float, bool)):
+                raise ValueError
+            number = int(value, 0) if isinstance(value, str) else int(value)
+            low, high = _INT_RANGE[kind]
+            if not low <= number <= high:
+                raise InvocationError(f"{where}: {number} is out of range")
+            bits = 32 if kind == "i32" else 64
+            return number - (1 << bits) if number >= 1 << (bits - 1) else number
+        if kind in ("f32", "f64"):
+            return float(value)
+    except (TypeError, ValueError):
+        raise InvocationError(f"{where}: cannot use {value!r}") from None
+    raise InvocationError(f"{where}: parameters of type {kind} cannot be passed")
+
+
+class _Guest:
+    """One guest in one store, on the worker thread."""
+
+    def __init__(
+        self, engine: wasmtime.Engine, run: _Run, compiled: Compiled, limits: Limits, grants: Grants
+    ) -> None:
+        self.engine, self.run, self.compiled = engine, run, compiled
+        self.limits, self.grants = limits, grants
+        self.stdout, self.stderr = _Capture(limits.output), _Capture(limits.output)
+        self.virtual = wasi.VirtualHost() if grants.deterministic else None
+        self.store = wasmtime.Store(engine)
+        self.store.set_limits(
+            memory_size=limits.memory,
+            table_elements=limits.table_elements,
+            instances=limits.instances,
+            tables=limits.tables,
+            memories=limits.memories,
+        )
+        self.store.set_fuel(limits.fuel)
+        self.store.set_epoch_deadline(1)
+        self.callback = _DeadlineCallback(self._on_deadline)
+        ffi.wasmtime_store_epoch_deadline_callback(
+            self.store.ptr(), self.callback, None, _NO_FINALIZER
+        )
+
+    def execute(self, call: _Call) -> Outcome:
+        start = time.perf_counter()
+        instance = None
+        stdin_path = None
+        try:
+            stdin_path = self._stdin_file()
+            instance = self._instantiate(stdin_path)
+            values = instance.exports(self.store)[call.name](self.store, *call.args)
+            facts = _finished(values, call)
+        except Exception as exc:  # every guest failure becomes an Outcome
+            facts = _classify(exc, self.run.watch, self.limits)
+        finally:
+            if stdin_path:
+                os.unlink(stdin_path)
+        duration = (time.perf_counter() - start) * 1000
+        memory = _memory_bytes(instance, self.store) if instance else 0
+        fuel_used = self.limits.fuel - self.store.get_fuel()
+        self.store.close()
+        return Outcome(
+            **facts,
+            stdout=self.stdout.text(),
+            stderr=self.stderr.text(),
+            output_truncated=self.stdout.truncated or self.stderr.truncated,
+            fuel_used=fuel_used,
+            fuel_limit=self.limits.fuel,
+            memory_bytes=memory,
+            memory_limit=self.limits.memory,
+            duration_ms=duration,
+            cache=self.compiled.cache,
+            deterministic=self._deterministic(),
+            result_types=call.result_types,
+        )
+
+    def _deterministic(self) -> bool:
+        """Whether a replay with the same inputs must give the same result."""
+        return not self.grants.dirs and (
+            self.virtual is not None or not self.compiled.observes_time_or_randomness
+        )
+
+    def _instantiate(self, stdin_path: str | None) -> wasmtime.Instance:
+        if not self.compiled.imports:
+            return wasmtime.Instance(self.store, self.compiled.module, [])
+        linker = wasmtime.Linker(self.engine)
+        if self.compiled.uses_wasi:
+            self.store.set_wasi(self._wasi_config(stdin_path))
+            linker.define_wasi()
+            wasi.define(linker, self.run.watch, self.virtual)
+        return linker.instantiate(self.store, self.compiled.module)
+
+    def _wasi_config(self, stdin_path: str | None) -> wasmtime.WasiConfig:
+        config = wasmtime.WasiConfig()
+        config.argv = ["main.wasm", *self.grants.argv]
+        config.env = [list(pair) for pair in self.grants.env]
+        for grant in self.grants.dirs:
+            config.preopen_dir(grant.host, grant.guest, fs_mutable=grant.writable)
+        if stdin_path:
+            config.stdin_file = stdin_path
+        config.stdout_custom = self.stdout
+        config.stderr_custom = self.stderr
+        return config
+
+    def _stdin_file(self) -> str | None:
+        if not self.grants.stdin or not self.compiled.uses_wasi:
+            return None
+        fd, path = tempfile.mkstemp(prefix="wasm-sandbox-stdin-")
+        with os.fdopen(fd, "wb") as out:
+            out.write(self.grants.stdin)
+        return path
+
+    def _on_deadline(self, context: Any, _data: Any, delta: Any, kind: Any) -> int:
+        """Runs on the guest thread at every epoch tick: stop, or go on one more tick."""
+        try:
+            if self.run.watch.should_stop():
+                error = ffi.wasmtime_error_new(self.run.watch.reason.encode())
+                return ctypes.cast(error, ctypes.c_void_p).value or 0
+            left = ctypes.c_uint64()
+            if not ffi.wasmtime_context_get_fuel(context, ctypes.byref(left)):
+                self.run.fuel_used = self.run.fuel_limit - left.value
+        except Exception:  # an exception must never cross back into wasmtime
+            pass
+        delta[0] = 1
+        kind[0] = _CONTINUE
+        return 0
+
+
+class _Capture:
+    """A WASI output stream kept in memory, cut at ``limit`` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.truncated = False
+
+    def __call__(self, data: bytes) -> None:
+        room = self.limit - self.size
+        if len(data) > room:
+            self.truncated = True
+            data = data[: max(room, 0)]
+        if data:
+            self.chunks.append(data)
+            self.size += len(data)
+
+    def text(self) -> str:
+        return b"".join(self.chunks).decode("utf-8", errors="replace")
+
+
+def _finished(values: Any, call: _Call) -> dict[str, Any]:
+    if values is None:
+        returns: tuple[Any, ...] = ()
+    elif isinstance(values, (list, tuple)):
+        returns = tuple(values)
+    else:
+        returns = (values,)
+    exit_code = 0 if call.name == "_start" else None
+    return {"status": st.OK, "returns": returns, "exit_code": exit_code}
+
+
+def _classify(exc: Exception, watch: wasi.Watch, limits: Limits) -> dict[str, Any]:
+    """Turn whatever wasmtime raised into the Outcome's status fields."""
+    if watch.reason == st.TIMEOUT:
+        return {"status": st.TIMEOUT, "message": f"stopped after the {limits.timeout:g} s timeout"}
+    if watch.reason == st.INTERRUPTED:
+        return {"status": st.INTERRUPTED, "message": "interrupted"}
+    if isinstance(exc, wasmtime.ExitTrap):
+        status = st.OK if exc.code == 0 else st.EXIT
+        return {"status": status, "exit_code": exc.code}
+    if isinstance(exc, wasmtime.Trap):
+        return _trap(exc, limits)
+    text = str(exc)
+    if "exceeds memory limits" in text or "memory minimum size" in text:
+        return {
+            "status": st.MEMORY_LIMIT,
+            "message": f"the module needs more memory at start than the "
+            f"{limits.memory} byte limit ({_first_line(text)})",
+        }
+    return {"status": st.ERROR, "message": _first_line(text)}
+
+
+def trap_kind(code: wasmtime.TrapCode) -> str:
+    """The stable name of a trap code: ``TrapCode.STACK_OVERFLOW`` -> ``"stack_overflow"``."""
+    return code.name.lower()
+
+
+def _trap(trap: wasmtime.Trap, limits: Limits) -> dict[str, Any]:
+    frames = tuple(
+        Frame(f.func_index, f.func_name, f.module_name, f.module_offset) for f in trap.frames or ()
+    )
+    code = trap.trap_code
+    if code == wasmtime.TrapCode.OUT_OF_FUEL:
+        return {
+            "status": st.OUT_OF_FUEL,
+            "trap": trap_kind(code),
+            "frames": frames,
+            "message": f"used all {limits.fuel} units of fuel",
+        }
+    kind = trap_kind(code) if code is not None else "host"
+    return {"status": st.TRAP, "trap": kind, "frames": frames, "message": _first_line(trap.message)}
+
+
+def _memory_bytes(instance: wasmtime.Instance, store: wasmtime.Store) -> int:
+    exports = instance.exports(store)
+    return sum(m.data_len(store) for m in exports.by_index if isinstance(m, wasmtime.Memory))
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "unknown error"
+
+
+def _binary_error(exc: wasmtime.WasmtimeError) -> str:
+    """wasmtime's 'Caused by' chain folded into one readable line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    causes = [line.split(": ", 1)[-1] if line[:1].isdigit() else line for line in lines[2:]]
+    detail = causes[-1] if causes else (lines[0] if lines else "unknown error")
+    return f"invalid WebAssembly module: {detail}"
+
+
+def _spawn(target: Callable[[], None]) -> None:
+    """Start ``target`` on a daemon thread with a stack large enough for wasm."""
+    with _SPAWN_LOCK:
+        previous = threading.stack_size(WORKER_STACK)
+        try:
+            threading.Thread(target=target, name="wasm-sandbox-guest", daemon=True).start()
+        finally:
+            threading.stack_size(previous)
+
+
+class _Ticker:
+    """One thread that advances the engine's epoch every `TICK` while any run is active."""
+
+    def __init__(self, engine: wasmtime.Engine) -> None:
+        self._engine = engine
+        self._active = 0
+        self._closed = False
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _Ticker:
+        with self._cond:
+            self._active += 1
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="wasm-sandbox-epoch", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._active -= 1
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._active == 0 and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+            time.sleep(TICK)
+            self._engine.increment_epoch()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()

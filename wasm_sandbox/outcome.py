@@ -1,0 +1,121 @@
+"""What one run did: `Outcome`, its wasm stack `Frame`s, and the status vocabulary.
+
+A guest that traps, loops or floods its output produces an `Outcome`, never an exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+OK = "ok"
+EXIT = "exit"
+TRAP = "trap"
+TIMEOUT = "timeout"
+OUT_OF_FUEL = "out_of_fuel"
+MEMORY_LIMIT = "memory_limit"
+INTERRUPTED = "interrupted"
+ERROR = "error"
+STATUSES = (OK, EXIT, TRAP, TIMEOUT, OUT_OF_FUEL, MEMORY_LIMIT, INTERRUPTED, ERROR)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One wasm stack frame of a trap, innermost first."""
+
+    func_index: int
+    func_name: str | None
+    module_name: str | None
+    module_offset: int
+
+    def __str__(self) -> str:
+        name = self.func_name or f"func[{self.func_index}]"
+        return f"{self.module_name or '<module>'}!{name} @ 0x{self.module_offset:x}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of running a guest under `Limits`.
+
+    ``returns`` holds the export's results (ints and floats); ``exit_code`` is the WASI
+    exit status (0 for a command that returned normally, ``None`` for an export call).
+    ``trap`` is the trap kind (``"stack_overflow"``, ``"unreachable"``, ...) when
+    ``status`` is ``"trap"``; ``message`` explains any status other than ``"ok"``.
+    """
+
+    status: str
+    returns: tuple[int | float, ...] = ()
+    exit_code: int | None = None
+    trap: str | None = None
+    message: str | None = None
+    frames: tuple[Frame, ...] = ()
+    stdout: str = ""
+    stderr: str = ""
+    output_truncated: bool = False
+    fuel_used: int = 0
+    fuel_limit: int = 0
+    memory_bytes: int = 0
+    memory_limit: int = 0
+    duration_ms: float = 0.0
+    cache: str = "miss"
+    deterministic: bool = False
+    result_types: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """True when the guest finished normally (``ok``, or ``exit`` with code 0)."""
+        return self.status == OK or (self.status == EXIT and self.exit_code == 0)
+
+    def summary(self) -> dict[str, Any]:
+        """Integers and strings only: the record's ``outcome`` field."""
+        return {
+            "status": self.status,
+            "trap": self.trap,
+            "exit_code": self.exit_code,
+            "fuel_used": self.fuel_used,
+            "memory_bytes": self.memory_bytes,
+            "duration_us": round(self.duration_ms * 1000),
+        }
+
+    def result_payload(self) -> dict[str, Any]:
+        """What a replay must reproduce: everything but timing and cache state.
+
+        Returns are kept as ``[type, text]`` pairs so that floats (NaN included)
+        survive canonical JSON exactly.
+        """
+        return {
+            "status": self.status,
+            "returns": [
+                [t, repr(v)] for t, v in zip(self.result_types, self.returns, strict=False)
+            ],
+            "exit_code": self.exit_code,
+            "trap": self.trap,
+            "message": self.message,
+            "frames": [asdict(f) for f in self.frames],
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "output_truncated": self.output_truncated,
+            "fuel_used": self.fuel_used,
+            "memory_bytes": self.memory_bytes,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """The run's facts as the CLI and REST API show them (DESIGN.md contract)."""
+        return {
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "returns": list(self.returns),
+            "trap": self.trap,
+            "message": self.message,
+            "frames": [str(f) for f in self.frames],
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "output_truncated": self.output_truncated,
+            "fuel_used": self.fuel_used,
+            "fuel_limit": self.fuel_limit,
+            "memory_bytes": self.memory_bytes,
+            "memory_limit": self.memory_limit,
+            "duration_ms": round(self.duration_ms, 3),
+            "cache": self.cache,
+            "deterministic": self.deterministic,
+        }

@@ -1,0 +1,186 @@
+"""Turning a cell, a file or bytes into wasm bytes: WAT, binary ``.wasm`` and C.
+
+Each language has one small compiler function; `load` picks one. Errors are
+`CompileError`s carrying the line and column of the offending source text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import wasmtime
+
+from .errors import CompileError
+
+WASM_MAGIC = b"\0asm"
+LANGS = ("wat", "wasm", "c")
+_SUFFIXES = {".wat": "wat", ".wast": "wat", ".wasm": "wasm", ".c": "c"}
+_WAT_POSITION = re.compile(r"-->\s*\S*?:(\d+):(\d+)")
+_C_DIAGNOSTIC = re.compile(
+    r"^(?P<file>[^:\n]+):(?P<line>\d+):(?P<col>\d+): (?:fatal )?error: "
+    r"(?P<msg>.*)$",
+    re.MULTILINE,
+)
+#: Flags for C: small, optimised, a 64 KiB stack instead of the 16 MiB debug default.
+C_FLAGS = ("--target=wasm32-wasi", "-Os", "-s", "-Wl,-z,stack-size=65536")
+
+
+@dataclass(frozen=True)
+class Program:
+    """Wasm bytes and where they came from (``text`` is kept to show compile errors)."""
+
+    wasm: bytes = field(repr=False)
+    lang: str
+    name: str = "<cell>"
+    text: str | None = field(default=None, repr=False)
+
+
+def load(
+    source: str | bytes | os.PathLike[str],
+    lang: str | None = None,
+    *,
+    c_cache: Path | None = None,
+    status: Callable[[str], None] | None = None,
+) -> Program:
+    """A `Program` from WAT or C text, wasm bytes, or a path to a ``.wat``/``.wasm``/``.c``.
+
+    ``lang`` is one of `LANGS`; when ``None`` it is inferred from the suffix or content.
+    ``status`` receives progress messages for slow steps (the first C compile).
+    """
+    if lang is not None and lang not in LANGS:
+        raise CompileError(f"unknown language {lang!r} (choose one of {', '.join(LANGS)})")
+    name = "<cell>"
+    if isinstance(source, os.PathLike) or _looks_like_path(source):
+        path = Path(os.fsdecode(source))  # type: ignore[arg-type]
+        name, lang = path.name, lang or _SUFFIXES.get(path.suffix.lower())
+        try:
+            source = path.read_bytes()
+        except OSError as exc:
+            raise CompileError(f"cannot read {path}: {exc.strerror}") from None
+    if isinstance(source, (bytes, bytearray)):
+        if bytes(source[:4]) == WASM_MAGIC and lang in (None, "wasm"):
+            return Program(bytes(source), "wasm", name)
+        if lang == "wasm":
+            raise CompileError(f"{name}: not a WebAssembly binary (no \\0asm header)")
+        source = _decode(bytes(source), name)
+    lang = lang or _guess(source)
+    if lang == "c":
+        return Program(compile_c(source, cache=c_cache, status=status), "c", name, source)
+    if lang == "wasm":
+        raise CompileError(f"{name}: text given where a WebAssembly binary was expected")
+    return Program(compile_wat(source), "wat", name, source)
+
+
+def compile_wat(text: str) -> bytes:
+    """WAT text to wasm bytes; a syntax error is a `CompileError` with line and column."""
+    try:
+        return bytes(wasmtime.wat2wasm(text))
+    except wasmtime.WasmtimeError as exc:
+        raise _located(str(exc), text) from None
+
+
+def _located(message: str, text: str) -> CompileError:
+    first = message.strip().splitlines()[0] if message.strip() else "invalid WAT"
+    match = _WAT_POSITION.search(message)
+    if not match:
+        return CompileError(f"WAT: {first}")
+    line, column = int(match.group(1)), int(match.group(2))
+    lines = text.splitlines()
+    source_line = lines[line - 1] if 0 < line <= len(lines) else None
+    return CompileError(
+        f"WAT line {line}, column {column}: {first}",
+        line=line,
+        column=column,
+        source_line=source_line,
+    )
+
+
+def _looks_like_path(source: object) -> bool:
+    if not isinstance(source, str) or "\n" in source or len(source) > 4096:
+        return False
+    return Path(source).suffix.lower() in _SUFFIXES and not source.lstrip().startswith("(")
+
+
+def _decode(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CompileError(f"{name}: neither a WebAssembly binary nor UTF-8 text") from None
+
+
+def _guess(text: str) -> str:
+    stripped = re.sub(r"^\s*(;;[^\n]*\n\s*)*", "", text)
+    if stripped.startswith("(") or not stripped:
+        return "wat"
+    if re.search(r"#include|\bint\s+main\s*\(", text):
+        return "c"
+    return "wat"
+
+
+def compile_c(
+    text: str, *, cache: Path | None = None, status: Callable[[str], None] | None = None
+) -> bytes:
+    """C text to a WASI module with the ``ziglang`` package, cached per (source, flags).
+
+    The first compile builds wasi-libc (about a minute); ``status`` hears about it.
+    """
+    cache = cache or Path(tempfile.gettempdir()) / "wasm-sandbox-c"
+    cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = hashlib.sha256("\0".join((*C_FLAGS, text)).encode()).hexdigest()
+    target = cache / f"{key}.wasm"
+    if target.exists():
+        return target.read_bytes()
+    zig_cache = cache / "zig"
+    if status and not zig_cache.exists():
+        status("compiling C: the first compile builds the C library, about a minute...")
+    with tempfile.TemporaryDirectory(dir=cache) as work:
+        src, out = Path(work) / "main.c", Path(work) / "main.wasm"
+        src.write_text(text)
+        _run_zig([*C_FLAGS, "-o", str(out), str(src)], zig_cache, text)
+        data = out.read_bytes()
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
+    return data
+
+
+def _run_zig(args: list[str], zig_cache: Path, text: str) -> None:
+    env = {
+        **os.environ,
+        "ZIG_GLOBAL_CACHE_DIR": str(zig_cache),
+        "ZIG_LOCAL_CACHE_DIR": str(zig_cache),
+    }
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "ziglang", "cc", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    except FileNotFoundError:  # pragma: no cover - sys.executable always exists
+        raise CompileError("C needs the ziglang package: pip install 'wasm-sandbox[c]'") from None
+    if proc.returncode == 0:
+        return
+    if "No module named ziglang" in proc.stderr:
+        raise CompileError("C needs the ziglang package: pip install 'wasm-sandbox[c]'")
+    match = _C_DIAGNOSTIC.search(proc.stderr)
+    if not match:
+        tail = proc.stderr.strip().splitlines()
+        raise CompileError(f"C: {tail[-1] if tail else 'the compiler failed'}")
+    line, column = int(match["line"]), int(match["col"])
+    lines = text.splitlines()
+    raise CompileError(
+        f"C line {line}, column {column}: {match['msg']}",
+        line=line,
+        column=column,
+        source_line=lines[line - 1] if 0 < line <= len(lines) else None,
+    )
