@@ -15,14 +15,17 @@ How this module keeps a guest from killing or hanging the host (FIELD-NOTES.md):
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import importlib.metadata
 import os
+import re
+import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,7 @@ MAX_WASM_STACK = 1 << 20
 WORKER_STACK = 64 << 20
 TICK = 0.01
 PROGRESS_INTERVAL = 0.1
+MAX_FRAMES = 32
 #: WASI functions through which a guest can observe time or randomness.
 NONDETERMINISTIC_IMPORTS = frozenset(
     {"clock_time_get", "clock_res_get", "random_get", "poll_oneoff"}
@@ -153,7 +157,7 @@ class Engine:
             deadline=time.monotonic() + limits.timeout, cancel=cancel or threading.Event()
         )
         run = _Run(watch, limits.fuel)
-        with self._ticker:
+        with self._ticker, _sigint_cancels(lambda: self._cancel(run)):
             _spawn(lambda: self._guest(run, compiled, call, limits, grants))
             self._wait(run, progress)
         if run.error is not None:
@@ -168,9 +172,13 @@ class Engine:
                     return
                 if progress:
                     progress(run.fuel_used)
-            except KeyboardInterrupt:
-                run.watch.cancel.set()
-                self._engine.increment_epoch()
+            except KeyboardInterrupt:  # SIGINT outside the main thread's handler
+                self._cancel(run)
+
+    def _cancel(self, run: _Run) -> None:
+        """Stop the guest at once: its epoch callback runs on the next increment."""
+        run.watch.cancel.set()
+        self._engine.increment_epoch()
 
     def _guest(
         self, run: _Run, compiled: Compiled, call: _Call, limits: Limits, grants: Grants
@@ -274,6 +282,8 @@ class _Guest:
             instance = self._instantiate(stdin_path)
             values = instance.exports(self.store)[call.name](self.store, *call.args)
             facts = _finished(values, call)
+            if self.run.watch.reason:  # a host call was cut short by the deadline
+                facts = _classify(None, self.run.watch, self.limits)
         except Exception as exc:  # every guest failure becomes an Outcome
             facts = _classify(exc, self.run.watch, self.limits)
         finally:
@@ -383,7 +393,7 @@ def _finished(values: Any, call: _Call) -> dict[str, Any]:
     return {"status": st.OK, "returns": returns, "exit_code": exit_code}
 
 
-def _classify(exc: Exception, watch: wasi.Watch, limits: Limits) -> dict[str, Any]:
+def _classify(exc: Exception | None, watch: wasi.Watch, limits: Limits) -> dict[str, Any]:
     """Turn whatever wasmtime raised into the Outcome's status fields."""
     if watch.reason == st.TIMEOUT:
         return {"status": st.TIMEOUT, "message": f"stopped after the {limits.timeout:g} s timeout"}
@@ -422,7 +432,18 @@ def _trap(trap: wasmtime.Trap, limits: Limits) -> dict[str, Any]:
             "message": f"used all {limits.fuel} units of fuel",
         }
     kind = trap_kind(code) if code is not None else "host"
-    return {"status": st.TRAP, "trap": kind, "frames": frames, "message": _first_line(trap.message)}
+    return {
+        "status": st.TRAP,
+        "trap": kind,
+        "frames": frames[:MAX_FRAMES],
+        "message": _trap_message(trap.message),
+    }
+
+
+def _trap_message(text: str) -> str:
+    """wasmtime's trap text ends with the reason ("wasm trap: call stack exhausted")."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "trap"
 
 
 def _memory_bytes(instance: wasmtime.Instance, store: wasmtime.Store) -> int:
@@ -435,11 +456,31 @@ def _first_line(text: str) -> str:
 
 
 def _binary_error(exc: wasmtime.WasmtimeError) -> str:
-    """wasmtime's 'Caused by' chain folded into one readable line."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    causes = [line.split(": ", 1)[-1] if line[:1].isdigit() else line for line in lines[2:]]
-    detail = causes[-1] if causes else (lines[0] if lines else "unknown error")
+    """wasmtime's 'Caused by' chain folded into one line: its innermost cause."""
+    text = str(exc)
+    _, _, causes = text.partition("Caused by:")
+    parts = [p for p in re.split(r"^\s*\d+: ", causes or text, flags=re.MULTILINE) if p.strip()]
+    detail = " ".join((parts[-1] if parts else text).split()) or "unknown error"
     return f"invalid WebAssembly module: {detail}"
+
+
+@contextlib.contextmanager
+def _sigint_cancels(cancel: Callable[[], None]) -> Iterator[None]:
+    """While a guest runs, SIGINT (Jupyter's interrupt button) cancels it instead of
+    raising ``KeyboardInterrupt`` at an arbitrary point of the caller's code."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, lambda _sig, _frame: cancel())
+    except ValueError:  # not the main interpreter
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 def _spawn(target: Callable[[], None]) -> None:

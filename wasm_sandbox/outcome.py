@@ -30,7 +30,8 @@ class Frame:
 
     def __str__(self) -> str:
         name = self.func_name or f"func[{self.func_index}]"
-        return f"{self.module_name or '<module>'}!{name} @ 0x{self.module_offset:x}"
+        where = f" @ 0x{self.module_offset:x}" if self.module_offset < 1 << 32 else ""
+        return f"{self.module_name or '<module>'}!{name}{where}"
 
 
 @dataclass(frozen=True)

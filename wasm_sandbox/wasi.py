@@ -149,7 +149,7 @@ def _parse_subscription(raw: bytes, virtual: VirtualHost | None) -> tuple[int, i
     userdata, tag = struct.unpack_from("<QB", raw, 0)
     if tag != _CLOCK:
         return userdata, tag if tag in (_FD_READ, _FD_WRITE) else _FD_READ, 0
-    clock_id, timeout, _precision, flags = struct.unpack_from("<IQQH", raw, 16)
+    clock_id, timeout, _precision, flags = struct.unpack_from("<I4xQQH", raw, 16)
     if flags & _ABSTIME:
         timeout = max(0, timeout - _now_ns(clock_id, virtual))
     return userdata, _CLOCK, timeout

@@ -1,0 +1,40 @@
+import os
+from pathlib import Path
+
+import pytest
+
+TESTDATA = Path(__file__).parent / "testdata"
+
+
+@pytest.fixture(scope="session")
+def engine():
+    from wasm_sandbox.engine import Engine
+
+    eng = Engine()
+    yield eng
+    eng.close()
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh sandbox home, also set as $WASM_SANDBOX_HOME for subprocesses."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("WASM_SANDBOX_HOME", str(path))
+    return path
+
+
+@pytest.fixture
+def sandbox(home):
+    from wasm_sandbox import Sandbox
+
+    with Sandbox(home=home) as sb:
+        yield sb
+
+
+@pytest.fixture(scope="session")
+def probe_wasm() -> bytes:
+    return (TESTDATA / "probe.wasm").read_bytes()
+
+
+def pytest_configure(config):
+    os.environ.setdefault("PYTHONFAULTHANDLER", "1")

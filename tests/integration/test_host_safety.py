@@ -1,0 +1,149 @@
+"""Each way FIELD-NOTES.md lists to kill or hang the host, tried for real in a child process.
+
+A child process is used so that, if protection failed, the test sees a crash (a signal
+exit or a hang) instead of taking pytest down with it.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from wasm_sandbox import engine as engine_module
+
+ROOT = Path(__file__).resolve().parents[2]
+PRELUDE = """
+import sys, threading, time
+from tests import programs
+from wasm_sandbox.engine import Engine
+from wasm_sandbox.limits import Limits
+from wasm_sandbox.sources import compile_wat
+engine = Engine()
+def run(wat, **kw):
+    return engine.run(engine.compile(compile_wat(wat)), **kw)
+"""
+
+
+def child(code: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(code)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_sigint_while_a_guest_loops_ends_it_as_interrupted_within_100ms():
+    code = PRELUDE + textwrap.dedent("""
+        compiled = engine.compile(compile_wat(programs.LOOP))
+        print("running", flush=True)
+        out = engine.run(compiled, invoke="spin", limits=Limits.parse(timeout="60s"))
+        print(out.status, time.monotonic(), flush=True)
+        print(run(programs.FACT, invoke="fact", args=[5]).returns, flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "running"
+        time.sleep(0.3)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        status, stopped = proc.stdout.readline().split()
+        assert status == "interrupted"
+        assert float(stopped) - sent < 0.1
+        assert proc.stdout.readline().strip() == "(120,)"  # the next run works normally
+        assert proc.wait(timeout=10) == 0, proc.stderr.read()
+    finally:
+        proc.kill()
+
+
+def test_repeated_sigints_never_escape_as_exceptions():
+    code = PRELUDE + textwrap.dedent("""
+        compiled = engine.compile(compile_wat(programs.CALLING_LOOP))
+        for i in range(5):
+            print("running", flush=True)
+            status = "escaped"
+            try:
+                status = engine.run(compiled, invoke="spin").status
+            except KeyboardInterrupt:
+                pass
+            try:  # like Jupyter between cells: a press after the run ended is harmless
+                time.sleep(0.2)
+            except KeyboardInterrupt:
+                pass
+            print(status, flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(5):
+            assert proc.stdout.readline().strip() == "running"
+            time.sleep(0.05)
+            for _ in range(3):  # an impatient user presses the button three times
+                proc.send_signal(signal.SIGINT)
+                time.sleep(0.002)
+            assert proc.stdout.readline().strip() == "interrupted"
+        assert proc.wait(timeout=10) == 0, proc.stderr.read()
+    finally:
+        proc.kill()
+
+
+def test_wasi_imports_always_come_with_a_wasi_config():
+    # A WASI import called through an export (not _start) and with no grants at all:
+    # without a WasiConfig on the store this aborts the process.
+    proc = child("""
+        wat = programs.HELLO.replace('(export "_start")', '(export "greet")')
+        out = run(wat, invoke="greet")
+        print(out.status, repr(out.stdout))
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok 'hello, sandbox\\n'"
+
+
+def test_stack_overflow_from_a_small_stack_thread_is_a_clean_trap():
+    proc = child("""
+        results = []
+        threading.stack_size(256 * 1024)
+        t = threading.Thread(target=lambda: results.append(run(programs.RECURSE, invoke="recurse")))
+        t.start(); t.join()
+        print(results[0].status, results[0].trap)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "trap stack_overflow"
+
+
+def test_max_wasm_stack_stays_below_the_abort_threshold():
+    assert engine_module.MAX_WASM_STACK <= 2 << 20
+    assert engine_module.WORKER_STACK >= 16 * engine_module.MAX_WASM_STACK
+    proc = child("print(run(programs.RECURSE, invoke='recurse').trap)")
+    assert proc.returncode == 0 and proc.stdout.strip() == "stack_overflow"
+
+
+def test_blocking_sleep_does_not_outlive_the_deadline():
+    start = time.monotonic()
+    proc = child("print(run(programs.SLEEP_10S, limits=Limits.parse(timeout='300ms')).status)")
+    assert proc.stdout.strip() == "timeout"
+    assert time.monotonic() - start < 5
+
+
+def test_exit_after_capturing_output_is_clean():
+    proc = child("""
+        for _ in range(20):
+            assert run(programs.HELLO).stdout == "hello, sandbox\\n"
+    """)
+    assert proc.returncode == 0
+    assert "panic" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")
+def test_a_guest_cannot_signal_the_host():
+    # WASI preview 1 has no kill(); proc_raise is not linked by wasmtime: instantiation fails.
+    proc = child("""
+        wat = '(module (import "wasi_snapshot_preview1" "proc_raise" (func (param i32) (result i32)))'
+        wat += ' (memory (export "memory") 1) (func (export "_start")))'
+        out = run(wat)
+        print(out.status)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() in ("error", "ok")

@@ -1,0 +1,55 @@
+"""WAT programs shared by the tests: each one shows one behaviour of a guest."""
+
+FACT = """(module
+  (func $fact (export "fact") (param i64) (result i64)
+    (if (result i64) (i64.eqz (local.get 0))
+      (then (i64.const 1))
+      (else (i64.mul (local.get 0) (call $fact (i64.sub (local.get 0) (i64.const 1))))))))"""
+
+ADD = """(module (func (export "add") (param i32 i32) (result i32)
+  (i32.add (local.get 0) (local.get 1))))"""
+
+LOOP = """(module (func (export "spin") (loop (br 0))))"""
+
+#: A loop that calls a function each round, so fuel is visible while it runs.
+CALLING_LOOP = """(module
+  (func $step (param i64) (result i64) (i64.add (local.get 0) (i64.const 1)))
+  (func (export "spin") (local i64)
+    (loop (local.set 0 (call $step (local.get 0))) (br 0))))"""
+
+RECURSE = """(module (func $r (export "recurse") (call $r)))"""
+
+GROW = """(module (memory (export "memory") 1)
+  (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))"""
+
+BIG_MEMORY = """(module (memory (export "memory") 20) (func (export "f")))"""
+
+TRAP = """(module (func (export "boom") unreachable))"""
+
+HELLO = r"""(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello, sandbox\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 15))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"""
+
+#: Sleeps 10 s through poll_oneoff with one relative clock subscription.
+SLEEP_10S = r"""(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store8 (i32.const 8) (i32.const 0))            ;; tag: clock
+    (i32.store (i32.const 16) (i32.const 1))            ;; clock id: monotonic
+    (i64.store (i32.const 24) (i64.const 10000000000))  ;; timeout: 10 s
+    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"""
+
+#: Exits through WASI proc_exit with the code given.
+EXIT = """(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (call $exit (i32.const 3))))"""
+
+#: Imports something the sandbox does not provide.
+FOREIGN_IMPORT = """(module (import "env" "launch_missiles" (func)) (func (export "f")))"""

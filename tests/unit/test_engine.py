@@ -1,0 +1,249 @@
+"""The engine runs real modules under real limits; each test is one thing a user relies on."""
+
+import threading
+import time
+
+import pytest
+import wasmtime
+
+from tests import programs
+from wasm_sandbox import CompileError, GrantError, Grants, InvocationError, Limits
+from wasm_sandbox.engine import Engine, trap_kind
+from wasm_sandbox.sources import compile_wat
+
+
+def run(engine, wat, **kw):
+    return engine.run(engine.compile(compile_wat(wat)), **kw)
+
+
+def test_invoke_an_export_with_arguments(engine):
+    out = run(engine, programs.FACT, invoke="fact", args=[10])
+    assert out.status == "ok" and out.returns == (3628800,)
+    assert 0 < out.fuel_used < 1000 and out.fuel_limit == Limits().fuel
+
+
+def test_string_arguments_are_converted(engine):
+    assert run(engine, programs.ADD, invoke="add", args=["2", "0x10"]).returns == (18,)
+
+
+def test_infinite_loop_times_out_within_a_second(engine):
+    start = time.monotonic()
+    out = run(engine, programs.LOOP, invoke="spin", limits=Limits.parse(timeout="500ms"))
+    elapsed = time.monotonic() - start
+    assert out.status == "timeout"
+    assert 0.45 <= elapsed < 1.0
+
+
+def test_loop_under_fuel_ends_out_of_fuel_with_all_fuel_used(engine):
+    out = run(engine, programs.LOOP, invoke="spin", limits=Limits.parse(fuel="1e6"))
+    assert out.status == "out_of_fuel" and out.trap == "out_of_fuel"
+    assert out.fuel_used == out.fuel_limit == 10**6
+
+
+def test_memory_grow_past_the_limit_returns_minus_one_inside_the_guest(engine):
+    limits = Limits.parse(memory="1MiB")
+    assert run(engine, programs.GROW, invoke="grow", args=[15], limits=limits).returns == (1,)
+    out = run(engine, programs.GROW, invoke="grow", args=[16], limits=limits)
+    assert out.status == "ok" and out.returns == (-1,)
+    assert out.memory_bytes == 65536 and out.memory_limit == 1 << 20
+
+
+def test_initial_memory_above_the_limit_is_a_clear_memory_limit(engine):
+    out = run(engine, programs.BIG_MEMORY, invoke="f", limits=Limits.parse(memory="1MiB"))
+    assert out.status == "memory_limit"
+    assert "1048576 byte limit" in out.message and "20 pages" in out.message
+
+
+def test_infinite_recursion_traps_100_times_in_worker_threads(engine):
+    compiled = engine.compile(compile_wat(programs.RECURSE))
+    results = []
+
+    def worker():
+        for _ in range(25):
+            results.append(engine.run(compiled, invoke="recurse"))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 100
+    assert {(o.status, o.trap) for o in results} == {("trap", "stack_overflow")}
+    assert results[0].frames[0].func_name == "r"
+    assert results[0].message == "wasm trap: call stack exhausted"
+
+
+def test_trap_carries_kind_and_frames(engine):
+    out = run(engine, programs.TRAP, invoke="boom")
+    assert out.status == "trap" and out.trap == "unreachable"
+    assert (
+        out.frames[0].func_index == 0
+        and out.message == "wasm trap: wasm `unreachable` instruction executed"
+    )
+
+
+def test_every_trap_code_has_a_stable_name():
+    names = {trap_kind(code) for code in wasmtime.TrapCode}
+    assert len(names) == len(wasmtime.TrapCode)
+    assert {"stack_overflow", "unreachable", "out_of_fuel", "interrupt"} <= names
+
+
+def test_wasi_hello_world_prints_into_stdout(engine):
+    out = run(engine, programs.HELLO)
+    assert out.status == "ok" and out.exit_code == 0
+    assert out.stdout == "hello, sandbox\n"
+
+
+def test_proc_exit_code(engine):
+    out = run(engine, programs.EXIT)
+    assert out.status == "exit" and out.exit_code == 3
+
+
+def test_a_100_mb_stdout_flood_is_cut_at_the_output_limit(engine, probe_wasm):
+    limits = Limits.parse(output="64KiB", timeout="20s")
+    out = engine.run(
+        engine.compile(probe_wasm), grants=Grants.parse(argv=["flood", "100"]), limits=limits
+    )
+    assert out.status == "ok"
+    assert len(out.stdout) == 64 * 1024 and out.output_truncated
+
+
+def test_sleeping_10s_under_half_a_second_timeout_ends_within_a_second(engine):
+    start = time.monotonic()
+    out = run(engine, programs.SLEEP_10S, limits=Limits.parse(timeout="500ms"))
+    assert out.status == "timeout"
+    assert time.monotonic() - start < 1.0
+
+
+def test_c_sleep_ends_at_the_deadline(engine, probe_wasm):
+    start = time.monotonic()
+    out = engine.run(
+        engine.compile(probe_wasm),
+        grants=Grants.parse(argv=["sleep", "10"]),
+        limits=Limits.parse(timeout="500ms"),
+    )
+    assert out.status == "timeout" and "awake" not in out.stdout
+    assert time.monotonic() - start < 1.0
+
+
+def test_a_short_sleep_completes(engine):
+    wat = programs.SLEEP_10S.replace("10000000000", "50000000")  # 50 ms
+    out = run(engine, wat, limits=Limits.parse(timeout="2s"))
+    assert out.status == "ok"
+    assert 45 <= out.duration_ms < 1000
+
+
+def test_cancel_event_interrupts_a_running_guest(engine):
+    cancel = threading.Event()
+    threading.Timer(0.2, cancel.set).start()
+    start = time.monotonic()
+    out = run(engine, programs.LOOP, invoke="spin", cancel=cancel)
+    assert out.status == "interrupted"
+    assert time.monotonic() - start < 0.5
+
+
+def test_progress_reports_fuel_while_running(engine):
+    seen = []
+    run(
+        engine,
+        programs.CALLING_LOOP,
+        invoke="spin",
+        limits=Limits.parse(timeout="600ms"),
+        progress=seen.append,
+    )
+    assert len(seen) >= 3
+    assert seen == sorted(seen) and seen[-1] > seen[0] > 0
+
+
+def test_fifty_threads_get_their_own_results(engine):
+    compiled = engine.compile(compile_wat(programs.FACT))
+    results: dict[int, tuple] = {}
+
+    def worker(n):
+        results[n] = engine.run(compiled, invoke="fact", args=[n]).returns
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    from math import factorial
+
+    assert results == {n: ((factorial(n) + 2**63) % 2**64 - 2**63,) for n in range(50)}
+
+
+def test_second_compile_hits_the_cache_and_starts_5x_faster(tmp_path):
+    wat = programs.FACT.replace("fact", "fact_cache")  # bytes no other test compiled
+    wasm = compile_wat(wat)
+    with_cache = Engine(cache_dir=tmp_path / "cache")
+    first = with_cache.compile(wasm)
+    second = with_cache.compile(wasm)
+    assert (first.cache, second.cache) == ("miss", "memory")
+    assert second.compile_ms * 5 < first.compile_ms
+    fresh = Engine(cache_dir=tmp_path / "cache")
+    assert fresh.compile(wasm).cache == "disk"
+    assert fresh.run(fresh.compile(wasm), invoke="fact_cache", args=[5]).returns == (120,)
+
+
+def test_a_tampered_cache_file_is_never_loaded(tmp_path):
+    wasm = compile_wat(programs.ADD)
+    Engine(cache_dir=tmp_path).compile(wasm)
+    [cached] = tmp_path.glob("*.cwasm")
+    data = bytearray(cached.read_bytes())
+    data[len(data) // 2] ^= 1
+    cached.write_bytes(bytes(data))
+    again = Engine(cache_dir=tmp_path)
+    compiled = again.compile(wasm)
+    assert compiled.cache == "miss"
+    assert again.run(compiled, invoke="add", args=[1, 2]).returns == (3,)
+
+
+def test_the_cache_directory_is_private(tmp_path):
+    Engine(cache_dir=tmp_path / "c").compile(compile_wat(programs.ADD))
+    assert (tmp_path / "c").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "c" / "cache.key").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("invoke", "args", "message"),
+    [
+        ("nope", [], "no exported function 'nope' (exported functions: add)"),
+        ("add", [1], "add takes 2 argument(s) (i32, i32), got 1"),
+        ("add", [1, "x"], "add argument 2 (i32): cannot use 'x'"),
+        ("add", [1, 2**40], "out of range"),
+        (None, [], "no _start"),
+    ],
+)
+def test_invocation_errors_are_clear(engine, invoke, args, message):
+    with pytest.raises(InvocationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        run(engine, programs.ADD, invoke=invoke, args=args)
+
+
+@pytest.mark.parametrize(
+    ("wasm", "message"),
+    [
+        (b"\0asm\x01\0\0\0\x01", "unexpected end-of-file"),
+        (b"\0asn\x01\0\0\0", "magic header not detected"),
+        (compile_wat("(module (func (result i32) i64.const 1))"), "type mismatch: expected i32"),
+    ],
+)
+def test_invalid_binaries_are_compile_errors(engine, wasm, message):
+    with pytest.raises(CompileError, match=message) as err:
+        engine.compile(wasm)
+    assert str(err.value).startswith("invalid WebAssembly module:")
+
+
+def test_unknown_imports_are_an_error_outcome(engine):
+    out = run(engine, programs.FOREIGN_IMPORT, invoke="f")
+    assert out.status == "error" and "launch_missiles" in out.message
+
+
+def test_missing_granted_directory_is_a_grant_error(engine):
+    with pytest.raises(GrantError, match="not a directory"):
+        run(
+            engine,
+            programs.ADD,
+            invoke="add",
+            args=[1, 2],
+            grants=Grants.parse(dirs=["/does/not/exist:/d"]),
+        )

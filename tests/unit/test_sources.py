@@ -1,0 +1,56 @@
+import pytest
+
+from tests import programs
+from wasm_sandbox import CompileError
+from wasm_sandbox.sources import WASM_MAGIC, compile_wat, load
+
+
+def test_wat_text_becomes_wasm():
+    program = load(programs.ADD)
+    assert program.lang == "wat" and program.wasm.startswith(WASM_MAGIC)
+
+
+def test_wat_syntax_error_has_line_column_and_source_line():
+    with pytest.raises(CompileError) as err:
+        compile_wat('(module\n  (func (export "f") (result i32)\n    i33.add))')
+    exc = err.value
+    assert (exc.line, exc.column) == (3, 5)
+    assert exc.source_line == "    i33.add))"
+    assert str(exc) == "WAT line 3, column 5: unknown operator or unexpected token"
+    assert "\n" not in str(exc)
+
+
+def test_binary_bytes_and_paths(tmp_path):
+    wasm = compile_wat(programs.ADD)
+    assert load(wasm).lang == "wasm"
+    path = tmp_path / "add.wasm"
+    path.write_bytes(wasm)
+    assert load(path).wasm == wasm
+    assert load(str(path)).name == "add.wasm"
+    wat = tmp_path / "add.wat"
+    wat.write_text(programs.ADD)
+    assert load(wat).wasm == wasm
+
+
+@pytest.mark.parametrize(
+    ("source", "lang", "message"),
+    [(b"\x7fELF\x02\x01\x01\xff\xfe", None, "neither a WebAssembly binary nor UTF-8"),
+     ("(module)", "wasm", "text given where a WebAssembly binary was expected"),
+     (b"hello", "wasm", "not a WebAssembly binary"),
+     ("(module)", "rust", "unknown language 'rust'")],
+)
+def test_wrong_inputs_are_clear_errors(source, lang, message):
+    with pytest.raises(CompileError, match=message):
+        load(source, lang)
+
+
+def test_missing_file_is_a_compile_error(tmp_path):
+    with pytest.raises(CompileError, match="cannot read"):
+        load(tmp_path / "nope.wasm")
+
+
+def test_c_is_recognised_by_content():
+    from wasm_sandbox.sources import _guess
+
+    assert _guess('#include <stdio.h>\nint main(void) { return 0; }') == "c"
+    assert _guess(";; comment\n(module)") == "wat"

@@ -1,0 +1,105 @@
+"""wasm-sandbox: run WebAssembly under hard limits; seal every run and log it.
+
+>>> from wasm_sandbox import Sandbox, Limits
+>>> with Sandbox() as sb:                                                # doctest: +SKIP
+...     sb.run("prog.wat", invoke="main", limits=Limits.parse(fuel="1e7")).outcome.status
+'ok'
+
+Importing this package is cheap: wasmtime, cryptography and Jupyter are imported only
+when a name that needs them is first used, so ``%load_ext`` and server start stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "CommitmentMismatch": "errors",
+    "CompileError": "errors",
+    "DecryptionError": "errors",
+    "DirGrant": "limits",
+    "EnvelopeError": "errors",
+    "Execution": "sandbox",
+    "GrantError": "errors",
+    "Grants": "limits",
+    "InvocationError": "errors",
+    "KeyStoreError": "errors",
+    "LedgerError": "errors",
+    "Limits": "limits",
+    "LimitsError": "errors",
+    "Outcome": "outcome",
+    "RecordNotFound": "errors",
+    "Sandbox": "sandbox",
+    "SandboxError": "errors",
+    "Verification": "sandbox",
+    "VerificationError": "errors",
+}
+
+__all__ = [
+    "CommitmentMismatch",
+    "CompileError",
+    "DecryptionError",
+    "DirGrant",
+    "EnvelopeError",
+    "Execution",
+    "GrantError",
+    "Grants",
+    "InvocationError",
+    "KeyStoreError",
+    "LedgerError",
+    "Limits",
+    "LimitsError",
+    "Outcome",
+    "RecordNotFound",
+    "Sandbox",
+    "SandboxError",
+    "Verification",
+    "VerificationError",
+    "__version__",
+]
+
+if TYPE_CHECKING:
+    from .errors import (
+        CommitmentMismatch,
+        CompileError,
+        DecryptionError,
+        EnvelopeError,
+        GrantError,
+        InvocationError,
+        KeyStoreError,
+        LedgerError,
+        LimitsError,
+        RecordNotFound,
+        SandboxError,
+        VerificationError,
+    )
+    from .limits import DirGrant, Grants, Limits
+    from .outcome import Outcome
+    from .sandbox import Execution, Sandbox, Verification
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wasm_sandbox' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext wasm_sandbox``: register ``%%wasm`` and friends."""
+    from .jupyter.magic import load_ipython_extension as load
+
+    load(ipython)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "wasm_sandbox.jupyter.server"}]

@@ -1,0 +1,332 @@
+"""The ``wasm-sandbox`` command line: run, verify, log, checkpoint, proof, keys, decrypt.
+
+Every command takes ``--home DIR`` (or ``$WASM_SANDBOX_HOME``) and most take ``--json``.
+Exit status: 0 done, 1 a verification or decryption failed, 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import SandboxError
+
+EPILOG = {
+    "run": """examples:
+  wasm-sandbox run fact.wat --invoke fact 10
+  wasm-sandbox run hello.c --json
+  wasm-sandbox run prog.wasm --fuel 1e8 --memory 16MiB --timeout 2s --dir data:/data:ro
+  wasm-sandbox run a.wasm b.wasm c.wasm --json     # a batch: one JSON array""",
+    "verify": """examples:
+  wasm-sandbox verify 3f2a...        # one record: form, ciphertexts, inclusion, commitments
+  wasm-sandbox verify last --replay  # ... and re-run it deterministically
+  wasm-sandbox verify --all --json   # the whole log""",
+    "log": "example:\n  wasm-sandbox log -n 20 --json",
+    "checkpoint": "example:\n  wasm-sandbox checkpoint > checkpoint.txt",
+    "proof": "example:\n  wasm-sandbox proof last > receipt.txt  # check: docs/verify_receipt.py",
+    "keys": """examples:
+  wasm-sandbox keys --json
+  wasm-sandbox keys --export-public me.pem
+  wasm-sandbox keys --import-recipient teacher.pem   # seal future runs to someone else""",
+    "decrypt": "example:\n  wasm-sandbox decrypt last --json",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``wasm-sandbox`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except SandboxError as exc:
+        execution = getattr(exc, "execution", None)
+        if execution is not None and getattr(args, "json", False):
+            _print_json(execution.to_json())
+        print(f"wasm-sandbox: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("wasm-sandbox: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wasm-sandbox", description="Run WebAssembly under hard limits; seal and log it."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, build, handler, text in (
+        ("run", _run_options, cmd_run, "run .wat, .wasm or .c files under limits"),
+        ("verify", _verify_options, cmd_verify, "verify a record, or the whole log"),
+        ("log", _log_options, cmd_log, "list records, newest first"),
+        ("checkpoint", lambda p: None, cmd_checkpoint, "print the latest signed checkpoint"),
+        ("proof", _proof_options, cmd_proof, "print an offline-verifiable receipt"),
+        ("keys", _keys_options, cmd_keys, "show, export or import keys"),
+        ("decrypt", _decrypt_options, cmd_decrypt, "open a record with the private key"),
+    ):
+        sub = commands.add_parser(
+            name,
+            help=text,
+            description=text,
+            epilog=EPILOG[name],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        build(sub)
+        sub.add_argument("--home", help="keys and ledger directory ($WASM_SANDBOX_HOME)")
+        sub.add_argument("--json", action="store_true", help="print JSON")
+        sub.set_defaults(handler=handler)
+    return parser
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", metavar="FILE", help=".wat, .wasm or .c")
+    p.add_argument(
+        "--invoke",
+        nargs="+",
+        metavar=("NAME", "ARG"),
+        help="call this export with these arguments (default: WASI _start)",
+    )
+    p.add_argument("--lang", choices=("wat", "wasm", "c"), help="override the file suffix")
+    p.add_argument("--fuel", help="instruction budget, e.g. 1e8")
+    p.add_argument("--memory", help="linear memory limit, e.g. 64MiB")
+    p.add_argument("--timeout", help="wall-clock limit, e.g. 2s or 500ms")
+    p.add_argument("--output", help="bytes of stdout/stderr kept, e.g. 1MiB")
+    p.add_argument(
+        "--dir",
+        action="append",
+        default=[],
+        metavar="HOST[:GUEST][:ro|rw]",
+        help="grant a directory (read-only unless :rw)",
+    )
+    p.add_argument(
+        "--env", action="append", default=[], metavar="K=V", help="grant an environment variable"
+    )
+    p.add_argument("--arg", action="append", default=[], help="a WASI argv entry")
+    p.add_argument("--stdin", help="text for the guest's stdin ('-' reads ours)")
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="virtual clock and seeded randomness, so the run can be replayed",
+    )
+    p.add_argument("--recipient", metavar="PEM", help="seal this run to another P-256 public key")
+
+
+def _verify_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id", nargs="?", help="record id, id prefix, 'last' or '#INDEX'")
+    p.add_argument("--all", action="store_true", help="verify the whole log")
+    p.add_argument("--replay", action="store_true", help="also re-run deterministically")
+
+
+def _log_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-n", "--limit", type=int, default=20, help="how many records (default 20)")
+
+
+def _proof_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id", help="record id, id prefix, 'last' or '#INDEX'")
+
+
+def _keys_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--export-public", metavar="FILE", help="write the recipient public key")
+    p.add_argument(
+        "--import-recipient", metavar="FILE", help="seal future runs to this P-256 public key (PEM)"
+    )
+
+
+def _decrypt_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id", help="record id, id prefix, 'last' or '#INDEX'")
+
+
+def _sandbox(args: argparse.Namespace) -> Any:
+    from .sandbox import Sandbox
+
+    return Sandbox(home=args.home)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .keys import KeyStore
+    from .limits import Grants, Limits
+
+    limits = Limits.parse(
+        fuel=args.fuel, memory=args.memory, timeout=args.timeout, output=args.output
+    )
+    stdin = sys.stdin.buffer.read() if args.stdin == "-" else args.stdin
+    grants = Grants.parse(
+        dirs=args.dir, env=args.env, argv=args.arg, stdin=stdin, deterministic=args.deterministic
+    )
+    recipient = (
+        KeyStore.load_public_pem(Path(args.recipient).read_bytes()) if args.recipient else None
+    )
+    invoke, call_args = (args.invoke[0], args.invoke[1:]) if args.invoke else (None, [])
+    status = None if args.json else _status_line
+    with _sandbox(args) as sb:
+        runs = [
+            sb.run(
+                Path(f),
+                lang=args.lang,
+                invoke=invoke,
+                args=call_args,
+                limits=limits,
+                grants=grants,
+                recipient=recipient,
+                status=status,
+            )
+            for f in args.files
+        ]
+    if args.json:
+        _print_json(runs[0].to_json() if len(runs) == 1 else [r.to_json() for r in runs])
+    else:
+        for ex in runs:
+            _print_run(ex)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    with _sandbox(args) as sb:
+        if args.all:
+            report = sb.verify_log()
+            out = {
+                "verified": report.ok,
+                "tree_size": report.tree_size,
+                "first_bad": report.first_bad,
+                "problems": list(report.problems),
+            }
+            ok = report.ok
+        elif args.id:
+            result = sb.verify(sb.resolve(args.id), replay=args.replay)
+            out, ok = result.to_json(), result.verified
+        else:
+            raise SandboxError("verify needs a record id (or 'last'), or --all")
+    if args.json:
+        _print_json(out)
+    else:
+        _print_verification(out)
+    return 0 if ok else 1
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    with _sandbox(args) as sb:
+        rows = sb.log(limit=args.limit)
+    if args.json:
+        _print_json(rows)
+        return 0
+    for row in rows:
+        out = row["outcome"]
+        print(
+            f"#{row['leaf_index']:<5} {row['id'][:12]}  {out['status']:<12} "
+            f"fuel {out['fuel_used']:<12} {out['duration_us'] / 1000:8.2f} ms"
+        )
+    return 0
+
+
+def cmd_checkpoint(args: argparse.Namespace) -> int:
+    with _sandbox(args) as sb:
+        note = sb.ledger.latest_checkpoint().note
+    if args.json:
+        _print_json({"checkpoint": note})
+    else:
+        sys.stdout.write(note)
+    return 0
+
+
+def cmd_proof(args: argparse.Namespace) -> int:
+    with _sandbox(args) as sb:
+        receipt = sb.ledger.receipt(sb.resolve(args.id))
+        verifier = sb.ledger.verifier_key
+    if args.json:
+        _print_json({"receipt": receipt, "log_verifier_key": verifier})
+    else:
+        sys.stdout.write(receipt)
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    with _sandbox(args) as sb:
+        if args.import_recipient:
+            sb.keys.import_recipient(Path(args.import_recipient).read_bytes())
+        if args.export_public:
+            Path(args.export_public).write_text(sb.keys.public_pem())
+        out = {
+            "recipient_public_key_pem": sb.keys.public_pem(),
+            "recipient_key_id": sb.keys.recipient_key_id,
+            "has_private_key": sb.keys.has_private_key,
+            "log_origin": sb.origin,
+            "log_verifier_key": sb.ledger.verifier_key,
+        }
+    if args.json:
+        _print_json(out)
+    else:
+        print(f"recipient key id  {out['recipient_key_id']}")
+        print(f"log origin        {out['log_origin']}")
+        print(f"log verifier key  {out['log_verifier_key']}")
+        print(out["recipient_public_key_pem"], end="")
+    return 0
+
+
+def cmd_decrypt(args: argparse.Namespace) -> int:
+    from .errors import EnvelopeError
+
+    with _sandbox(args) as sb:
+        record_id = sb.resolve(args.id)
+        try:
+            opened = sb.decrypt(record_id)
+        except EnvelopeError as exc:
+            _print_json(
+                {"id": record_id, "commitments_ok": False, "error": str(exc)}
+            ) if args.json else print(f"wasm-sandbox: {exc}", file=sys.stderr)
+            return 1
+    out = {
+        "id": record_id,
+        "program": base64.b64encode(opened.program).decode(),
+        "input": opened.input,
+        "result": opened.result,
+        "commitments_ok": True,
+    }
+    if args.json:
+        _print_json(out)
+    else:
+        print(json.dumps({k: v for k, v in out.items() if k != "program"}, indent=2))
+    return 0
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=None, sort_keys=True))
+
+
+def _status_line(message: str) -> None:
+    print(f"wasm-sandbox: {message}", file=sys.stderr, flush=True)
+
+
+def _print_run(ex: Any) -> None:
+    o = ex.outcome
+    facts = {"ok": "", "exit": f" code {o.exit_code}", "trap": f" {o.trap}"}
+    print(f"{o.status}{facts.get(o.status, '')}" + (f": {o.message}" if o.message else ""))
+    if o.returns:
+        print("returns", " ".join(map(str, o.returns)))
+    for name, text in (("stdout", o.stdout), ("stderr", o.stderr)):
+        if text:
+            print(f"--- {name}" + (" (cut at the output limit)" if o.output_truncated else ""))
+            print(text, end="" if text.endswith("\n") else "\n")
+    print(
+        f"fuel {o.fuel_used}/{o.fuel_limit}  memory {o.memory_bytes}/{o.memory_limit} B  "
+        f"{o.duration_ms:.2f} ms"
+    )
+    print(f"record {ex.id}  leaf #{ex.leaf_index} of {ex.tree_size}  commitment {ex.commitment}")
+
+
+def _print_verification(out: dict[str, Any]) -> None:
+    verdict = "VERIFIED" if out["verified"] else "NOT VERIFIED"
+    print(verdict, out.get("id", f"log of {out['tree_size']} records"))
+    for name, result in out.get("checks", {}).items():
+        print(f"  {name:<22} {result}")
+    if out.get("first_bad") is not None:
+        print(f"  first bad entry: {out['first_bad']}")
+    for problem in out.get("problems", [])[:10]:
+        print(f"  {problem}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
