@@ -1,0 +1,155 @@
+"""Sealing: HPKE (RFC 9180) encryption of each part of a run, and salted commitments.
+
+A part (``program``, ``input`` or ``result``) is sealed to the recipient's P-256 public key
+with a fresh 32-byte salt prepended to the payload. The HPKE ``info`` binds the version, the
+purpose and the record id, so a ciphertext moved to another record or purpose does not open.
+The commitment ``SHA-256(lp(tag) || lp(record_id) || lp(payload) || salt)`` hides the payload
+from everyone but the key holder, who learns the salt by opening the ciphertext.
+
+Example::
+
+    part = seal("result", b'{"ok":true}', public_key, record_id)
+    opened = open_part("result", record_id, part.enc, part.ciphertext, private_key,
+                       part.commitment)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import rfc8785
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hpke, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from wasm_sandbox.errors import CommitmentMismatch, DecryptionError, EnvelopeError
+
+SUITE = hpke.Suite(hpke.KEM.P256, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+SUITE_NAME = "DHKEM(P-256,HKDF-SHA256)/HKDF-SHA256/AES-256-GCM"
+PURPOSES = ("program", "input", "result")
+SALT_LEN = 32
+ENC_LEN = 65  # an uncompressed P-256 point
+_VERSION = "wasm-sandbox/v1"
+
+
+@dataclass(frozen=True)
+class SealedPart:
+    """One sealed part: HPKE ``enc``, the AEAD ciphertext (tag included) and the commitment."""
+
+    purpose: str
+    enc: bytes
+    ciphertext: bytes
+    commitment: bytes
+
+    def summary(self) -> dict[str, str | int]:
+        """The part as it appears in the execution record (hex strings, integer length)."""
+        return {
+            "commitment": self.commitment.hex(),
+            "enc": self.enc.hex(),
+            "ct_sha256": hashlib.sha256(self.ciphertext).hexdigest(),
+            "ct_len": len(self.ciphertext),
+        }
+
+
+@dataclass(frozen=True)
+class Opened:
+    """An opened part: the payload and the salt its commitment was made with."""
+
+    payload: bytes
+    salt: bytes
+
+
+def canonical(obj: Any) -> bytes:
+    """Encode ``obj`` as RFC 8785 canonical JSON; raises ``ValueError`` if it cannot be."""
+    return rfc8785.dumps(obj)
+
+
+def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
+    """Hex SHA-256 of the key's DER SubjectPublicKeyInfo."""
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
+
+
+def commit(purpose: str, record_id: str, payload: bytes, salt: bytes) -> bytes:
+    """``SHA-256(lp(tag) || lp(record_id) || lp(payload) || salt)``, tag per purpose."""
+    if len(salt) != SALT_LEN:
+        raise ValueError(f"salt must be {SALT_LEN} bytes, got {len(salt)}")
+    return hashlib.sha256(_tag(purpose) + _lp(record_id.encode(), payload) + salt).digest()
+
+
+def seal(
+    purpose: str, payload: bytes, recipient_public_key: ec.EllipticCurvePublicKey, record_id: str
+) -> SealedPart:
+    """Encrypt ``salt || payload`` to the recipient and commit to ``payload``."""
+    salt = os.urandom(SALT_LEN)
+    sealed = SUITE.encrypt(salt + payload, recipient_public_key, info=_info(purpose, record_id))
+    return SealedPart(
+        purpose=purpose,
+        enc=sealed[:ENC_LEN],
+        ciphertext=sealed[ENC_LEN:],
+        commitment=commit(purpose, record_id, payload, salt),
+    )
+
+
+def open_part(
+    purpose: str,
+    record_id: str,
+    enc: bytes,
+    ciphertext: bytes,
+    private_key: ec.EllipticCurvePrivateKey,
+    commitment: bytes,
+) -> Opened:
+    """Decrypt one part and re-check its commitment.
+
+    Raises ``DecryptionError`` when HPKE does not open (wrong key; altered enc, ciphertext,
+    purpose or record id) and ``CommitmentMismatch`` when the plaintext does not match.
+    """
+    if len(enc) != ENC_LEN:
+        raise DecryptionError(f"{purpose}: enc is {len(enc)} bytes, expected {ENC_LEN}")
+    try:
+        plain = SUITE.decrypt(enc + ciphertext, private_key, info=_info(purpose, record_id))
+    except InvalidTag as exc:
+        raise DecryptionError(
+            f"{purpose}: ciphertext does not open (wrong key, or enc, ciphertext, purpose "
+            "or record id altered)"
+        ) from exc
+    if len(plain) < SALT_LEN:
+        raise EnvelopeError(f"{purpose}: plaintext is shorter than its {SALT_LEN}-byte salt")
+    opened = Opened(payload=plain[SALT_LEN:], salt=plain[:SALT_LEN])
+    expected = commit(purpose, record_id, opened.payload, opened.salt)
+    if not hmac.compare_digest(expected, commitment):
+        raise CommitmentMismatch(
+            f"{purpose}: opened plaintext does not match the commitment "
+            f"(recorded {commitment.hex()[:16]}..., recomputed {expected.hex()[:16]}...)"
+        )
+    return opened
+
+
+def _lp(*fields: bytes) -> bytes:
+    """Each field prefixed with its length as 8 bytes big-endian, concatenated."""
+    return b"".join(len(f).to_bytes(8, "big") + f for f in fields)
+
+
+_TAGS = {p: _lp(f"{_VERSION}/{p}".encode()) for p in PURPOSES}  # lp(tag), computed once
+_INFO = _lp(f"{_VERSION}/hpke-info".encode())
+
+
+def _tag(purpose: str) -> bytes:
+    """``lp(b"wasm-sandbox/v1/<purpose>")``; raises ``ValueError`` for an unknown purpose."""
+    try:
+        return _TAGS[purpose]
+    except KeyError:
+        raise ValueError(
+            f"unknown purpose {purpose!r}; expected one of {', '.join(PURPOSES)}"
+        ) from None
+
+
+def _info(purpose: str, record_id: str) -> bytes:
+    """HPKE info: ``lp(version tag) || lp(purpose tag) || lp(record_id)``."""
+    return _INFO + _tag(purpose) + _lp(record_id.encode())

@@ -1,0 +1,241 @@
+"""The key directory ``<home>/keys/`` (mode 0700).
+
+- ``recipient.pem``: the P-256 key pair runs are sealed to (PKCS8 PEM, unencrypted, 0600).
+- ``recipient.pub.pem``: an imported P-256 public key; when present, runs are sealed to it and
+  the local private key (if any) is used only to open older records.
+- ``signing.pem``: the Ed25519 key that signs log checkpoints (PKCS8 PEM, unencrypted, 0600).
+
+Keys are created on first use and never overwritten: a new key is written to a 0600 temporary
+file, fsynced and hard-linked into place, which fails if another process got there first; the
+loser then reads the winner's key. Every problem is a one-line ``KeyStoreError`` naming the file.
+
+Example::
+
+    ks = KeyStore(Path("~/.wasm-sandbox").expanduser())
+    ks.recipient_key_id   # hex SHA-256 of the public key's DER SubjectPublicKeyInfo
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from wasm_sandbox.envelope import key_id
+from wasm_sandbox.errors import KeyStoreError
+
+RECIPIENT = "recipient.pem"
+IMPORTED = "recipient.pub.pem"
+SIGNING = "signing.pem"
+
+_K = TypeVar("_K")
+
+
+class KeyStore:
+    """The recipient and signing keys of one sandbox home."""
+
+    def __init__(self, home: Path | str) -> None:
+        self.dir = Path(home) / "keys"
+        self._recipient: ec.EllipticCurvePrivateKey | None = None
+        self._public: ec.EllipticCurvePublicKey | None = None
+        self._signing: ed25519.Ed25519PrivateKey | None = None
+
+    def recipient_private_key(self) -> ec.EllipticCurvePrivateKey:
+        """The local P-256 private key; created on first use unless a public key was imported."""
+        if self._recipient is None:
+            self._check_dir()
+            path = self.dir / RECIPIENT
+            if not path.exists() and (self.dir / IMPORTED).exists():
+                raise KeyStoreError(f"{path}: no private key; this home seals to {IMPORTED}")
+            self._recipient = self._load_or_create(RECIPIENT, _new_recipient, _as_recipient)
+        return self._recipient
+
+    def recipient_public_key(self) -> ec.EllipticCurvePublicKey:
+        """The key runs are sealed to: the imported one if any, else the local key pair's."""
+        if self._public is None:
+            self._check_dir()
+            imported = self.dir / IMPORTED
+            if imported.exists():
+                self._public = _parse_public(_read(imported, 0o022), str(imported))
+            else:
+                self._public = self.recipient_private_key().public_key()
+        return self._public
+
+    @property
+    def recipient_key_id(self) -> str:
+        """Hex SHA-256 of the sealing key's DER SubjectPublicKeyInfo."""
+        return key_id(self.recipient_public_key())
+
+    @property
+    def has_private_key(self) -> bool:
+        """Whether this home can open what it seals (False after importing a foreign key)."""
+        if not (self.dir / IMPORTED).exists():
+            return True
+        if not (self.dir / RECIPIENT).exists():
+            return False
+        return key_id(self.recipient_private_key().public_key()) == self.recipient_key_id
+
+    def import_recipient(self, pem: str | bytes) -> str:
+        """Seal future runs to ``pem`` (a P-256 public key); returns its key id.
+
+        Importing the key already imported is a no-op; a different one is refused.
+        """
+        key = self.load_public_pem(pem)
+        self._check_dir()
+        path = self.dir / IMPORTED
+        self._create(path, _public_pem(key))
+        stored = _parse_public(_read(path, 0o022), str(path))
+        if key_id(stored) != key_id(key):
+            raise KeyStoreError(f"{path} already holds another recipient key; remove it first")
+        self._public = stored
+        return key_id(stored)
+
+    def signing_key(self) -> ed25519.Ed25519PrivateKey:
+        """The Ed25519 log signing key, created on first use."""
+        if self._signing is None:
+            self._signing = self._load_or_create(
+                SIGNING, ed25519.Ed25519PrivateKey.generate, _as_signing
+            )
+        return self._signing
+
+    def public_pem(self) -> str:
+        """The sealing key as a SubjectPublicKeyInfo PEM string."""
+        return _public_pem(self.recipient_public_key()).decode()
+
+    @staticmethod
+    def load_public_pem(pem: str | bytes) -> ec.EllipticCurvePublicKey:
+        """Parse a PEM public key; raises ``KeyStoreError`` unless it is a P-256 key."""
+        return _parse_public(pem.encode() if isinstance(pem, str) else pem, "recipient key")
+
+    def _load_or_create(
+        self,
+        name: str,
+        generate: Callable[[], PrivateKeyTypes],
+        check: Callable[[Path, PrivateKeyTypes], _K],
+    ) -> _K:
+        self._check_dir()
+        path = self.dir / name
+        if not path.exists():
+            self._create(path, _private_pem(generate()))
+        return check(path, _parse_private(path, _read(path, 0o077)))
+
+    def _check_dir(self) -> None:
+        try:
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            mode = self.dir.stat().st_mode & 0o777
+        except OSError as exc:
+            raise KeyStoreError(f"key directory {self.dir}: {exc.strerror}") from exc
+        if mode & 0o077:
+            raise KeyStoreError(
+                f"key directory {self.dir} has mode {mode:04o}; run chmod 700 {self.dir}"
+            )
+
+    def _create(self, path: Path, data: bytes) -> None:
+        """Write ``data`` to ``path`` atomically unless ``path`` exists (then leave it)."""
+        try:
+            _link_new(path, data)
+        except OSError as exc:
+            raise KeyStoreError(f"{path}: cannot write ({exc.strerror})") from exc
+
+
+def _link_new(path: Path, data: bytes) -> None:
+    """Fsync ``data`` to a 0600 temp file beside ``path``, then hard-link it into place.
+
+    ``os.link`` fails if ``path`` exists, so a key is never overwritten and of two racing
+    writers exactly one wins; the temp file is removed either way.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return
+    finally:
+        os.unlink(tmp)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _read(path: Path, forbidden: int) -> bytes:
+    """Read a key file, refusing it when its mode has any of the ``forbidden`` bits."""
+    try:
+        with path.open("rb") as f:
+            mode = os.fstat(f.fileno()).st_mode & 0o777
+            data = f.read()
+    except OSError as exc:
+        raise KeyStoreError(f"{path}: cannot read ({exc.strerror})") from exc
+    if mode & forbidden:
+        wanted = "600" if forbidden == 0o077 else "644"
+        raise KeyStoreError(f"{path} has mode {mode:04o}; run chmod {wanted} {path}")
+    return data
+
+
+def _parse_private(path: Path, data: bytes) -> PrivateKeyTypes:
+    try:
+        return serialization.load_pem_private_key(data, password=None)
+    except TypeError as exc:
+        raise KeyStoreError(f"{path}: key is encrypted; expected an unencrypted PEM") from exc
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise KeyStoreError(f"{path}: not a valid PEM private key (truncated or corrupt)") from exc
+
+
+def _parse_public(data: bytes, where: str) -> ec.EllipticCurvePublicKey:
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise KeyStoreError(f"{where}: not a valid PEM public key (truncated or corrupt)") from exc
+    if not (isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)):
+        raise KeyStoreError(f"{where}: expected a P-256 public key, found {_kind(key)}")
+    return key
+
+
+def _as_recipient(path: Path, key: PrivateKeyTypes) -> ec.EllipticCurvePrivateKey:
+    if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
+        return key
+    raise KeyStoreError(f"{path}: expected a P-256 private key, found {_kind(key)}")
+
+
+def _as_signing(path: Path, key: PrivateKeyTypes) -> ed25519.Ed25519PrivateKey:
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key
+    raise KeyStoreError(f"{path}: expected an Ed25519 private key, found {_kind(key)}")
+
+
+def _kind(key: object) -> str:
+    """A short description of a key: ``EC secp384r1 key``, ``RSA key``, ``Ed25519 key``."""
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
+        return f"EC {key.curve.name} key"
+    name = type(key).__name__.removesuffix("PrivateKey").removesuffix("PublicKey")
+    return f"{name} key"
+
+
+def _new_recipient() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _private_pem(key: PrivateKeyTypes) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _public_pem(key: ec.EllipticCurvePublicKey) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )

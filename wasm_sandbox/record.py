@@ -1,0 +1,292 @@
+"""The execution record: the canonical JSON object that is committed and logged for every run.
+
+Shape (integers only; hashes and ``enc`` as lowercase hex)::
+
+    {"v": 1, "id", "time", "recipient", "suite",
+     "program": {"commitment", "enc", "ct_sha256", "ct_len", "size"},
+     "input": {...same four...}, "result": {...same four...},
+     "limits": {str: int},
+     "outcome": {"status", "trap", "exit_code", "fuel_used", "memory_bytes", "duration_us"},
+     "deterministic": bool}
+
+The ciphertexts ("blobs") are stored beside the record; the record holds their digests. Only
+the three parts are bound cryptographically (HPKE info and commitments); the other fields are
+protected by the log, whose leaf is the record's canonical bytes.
+
+Example::
+
+    rid = new_id()
+    parts = seal_run(rid, wasm, {"args": []}, {"returns": [42]}, public_key)
+    record = build(rid, time_ms, key_id, parts, len(wasm), limits, outcome, True)
+    opened = open_record(decode(encode(record)), blobs(parts), private_key)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from wasm_sandbox.envelope import (
+    PURPOSES,
+    SUITE_NAME,
+    SealedPart,
+    canonical,
+    commit,
+    key_id,
+    open_part,
+    seal,
+)
+from wasm_sandbox.errors import DecryptionError, EnvelopeError
+
+VERSION = 1
+_HEX = re.compile(r"[0-9a-f]*")
+_MAX_INT = 2**53 - 1  # RFC 8785 (I-JSON) represents integers exactly only up to here
+
+_Check = Callable[[Any], str | None]
+
+
+@dataclass(frozen=True)
+class OpenedRecord:
+    """The opened parts of a record and the salt of each commitment."""
+
+    program: bytes
+    input: dict[str, Any]
+    result: dict[str, Any]
+    salts: dict[str, bytes]
+
+
+def new_id() -> str:
+    """A fresh record id: 32 lowercase hex characters."""
+    return uuid.uuid4().hex
+
+
+def seal_run(
+    record_id: str,
+    program: bytes,
+    input_payload: dict[str, Any],
+    result_payload: dict[str, Any],
+    recipient_public_key: ec.EllipticCurvePublicKey,
+) -> dict[str, SealedPart]:
+    """Seal the program bytes and the canonical JSON of input and result."""
+    payloads = {
+        "program": program,
+        "input": canonical(input_payload),
+        "result": canonical(result_payload),
+    }
+    return {p: seal(p, payloads[p], recipient_public_key, record_id) for p in PURPOSES}
+
+
+def build(
+    record_id: str,
+    time_ms: int,
+    recipient_key_id: str,
+    parts: Mapping[str, SealedPart],
+    program_size: int,
+    limits: Mapping[str, int],
+    outcome: Mapping[str, Any],
+    deterministic: bool,
+) -> dict[str, Any]:
+    """Assemble a record; raises ``EnvelopeError`` naming the first field that does not fit."""
+    record: dict[str, Any] = {
+        "v": VERSION,
+        "id": record_id,
+        "time": time_ms,
+        "recipient": recipient_key_id,
+        "suite": SUITE_NAME,
+        **{p: parts[p].summary() for p in PURPOSES},
+        "limits": dict(limits),
+        "outcome": dict(outcome),
+        "deterministic": deterministic,
+    }
+    record["program"]["size"] = program_size
+    _check(record, _SCHEMA)
+    return record
+
+
+def encode(record: Mapping[str, Any]) -> bytes:
+    """The record's canonical bytes (RFC 8785): the same record always gives the same bytes."""
+    return canonical(record)
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    """Parse canonical record bytes; raises ``EnvelopeError`` naming what is wrong."""
+    try:
+        obj: dict[str, Any] = json.loads(data.decode("utf-8"))  # checked by _check below
+    except UnicodeDecodeError as exc:
+        raise EnvelopeError(f"record: not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise EnvelopeError(f"record: not valid JSON ({exc})") from exc
+    _check(obj, _SCHEMA)
+    if canonical(obj) != data:
+        raise EnvelopeError("record: bytes are not in canonical form (RFC 8785)")
+    return obj
+
+
+def blobs(parts: Mapping[str, SealedPart]) -> dict[str, bytes]:
+    """The ciphertexts to store beside the record: ``{"program": ct, "input": ct, ...}``."""
+    return {p: parts[p].ciphertext for p in PURPOSES}
+
+
+def check_blobs(record: Mapping[str, Any], blobs: Mapping[str, bytes]) -> str | None:
+    """None when every ciphertext matches the record's length and digest, else the problem."""
+    for p in PURPOSES:
+        ct, want = blobs.get(p), record[p]
+        if ct is None:
+            return f"{p}: no ciphertext stored"
+        if len(ct) != want["ct_len"]:
+            return f"{p}: ciphertext is {len(ct)} bytes, record field ct_len says {want['ct_len']}"
+        if hashlib.sha256(ct).hexdigest() != want["ct_sha256"]:
+            return f"{p}: ciphertext does not match record field ct_sha256"
+    return None
+
+
+def open_record(
+    record: Mapping[str, Any],
+    blobs: Mapping[str, bytes],
+    private_key: ec.EllipticCurvePrivateKey,
+) -> OpenedRecord:
+    """Check the blobs, open every part and re-check every commitment.
+
+    Raises ``EnvelopeError`` (blob or record problem), ``DecryptionError`` (wrong key, or an
+    altered enc, ciphertext or id) or ``CommitmentMismatch``, each naming the part.
+    """
+    _check(record, _SCHEMA)
+    problem = check_blobs(record, blobs)
+    if problem:
+        raise EnvelopeError(problem)
+    mine = key_id(private_key.public_key())
+    if mine != record["recipient"]:
+        raise DecryptionError(
+            f"record is sealed to recipient {record['recipient'][:16]}..., "
+            f"not to this key ({mine[:16]}...)"
+        )
+    opened = {
+        p: open_part(
+            p,
+            record["id"],
+            bytes.fromhex(record[p]["enc"]),
+            blobs[p],
+            private_key,
+            bytes.fromhex(record[p]["commitment"]),
+        )
+        for p in PURPOSES
+    }
+    program = opened["program"].payload
+    if len(program) != record["program"]["size"]:
+        raise EnvelopeError(f"program: opened {len(program)} bytes, record field size disagrees")
+    return OpenedRecord(
+        program=program,
+        input=_json_object("input", opened["input"].payload),
+        result=_json_object("result", opened["result"].payload),
+        salts={p: o.salt for p, o in opened.items()},
+    )
+
+
+def recommit(purpose: str, record_id: str, payload: dict[str, Any] | bytes, salt: bytes) -> bytes:
+    """The commitment a replayed payload would have, to compare with the record's."""
+    data = payload if isinstance(payload, bytes) else canonical(payload)
+    return commit(purpose, record_id, data, salt)
+
+
+def _json_object(purpose: str, payload: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(payload)
+    except ValueError as exc:
+        raise EnvelopeError(f"{purpose}: opened payload is not JSON ({exc})") from exc
+    if not isinstance(obj, dict):
+        raise EnvelopeError(f"{purpose}: opened payload is not a JSON object")
+    return obj
+
+
+def _check(obj: Any, schema: Mapping[str, Any], prefix: str = "") -> None:
+    """Raise ``EnvelopeError`` for the first missing, ill-typed or unknown field."""
+    if not isinstance(obj, dict):
+        raise EnvelopeError(
+            f"record field {prefix[:-1]!r}: expected an object"
+            if prefix
+            else "record: expected a JSON object"
+        )
+    for name, rule in schema.items():
+        if name not in obj:
+            raise EnvelopeError(f"record field {prefix + name!r}: missing")
+        if isinstance(rule, dict):
+            _check(obj[name], rule, f"{prefix}{name}.")
+        elif problem := rule(obj[name]):
+            raise EnvelopeError(f"record field {prefix + name!r}: {problem}")
+    if len(obj) != len(schema):
+        unknown = next(k for k in obj if k not in schema)
+        raise EnvelopeError(f"record field {f'{prefix}{unknown}'!r}: unknown field")
+
+
+def _hex(n: int) -> _Check:
+    def check(v: Any) -> str | None:
+        ok = isinstance(v, str) and len(v) == n and _HEX.fullmatch(v)
+        return None if ok else f"expected {n} lowercase hex characters"
+
+    return check
+
+
+def _int(v: Any) -> str | None:
+    ok = type(v) is int and -_MAX_INT <= v <= _MAX_INT
+    return None if ok else "expected an integer (no floats) within +-(2**53 - 1)"
+
+
+def _uint(v: Any) -> str | None:
+    return _int(v) or (None if v >= 0 else "expected a non-negative integer")
+
+
+def _optional(check: _Check) -> _Check:
+    return lambda v: None if v is None else check(v)
+
+
+def _str(v: Any) -> str | None:
+    return None if isinstance(v, str) else "expected a string"
+
+
+def _bool(v: Any) -> str | None:
+    return None if type(v) is bool else "expected true or false"
+
+
+def _version(v: Any) -> str | None:
+    return None if type(v) is int and v == VERSION else f"unsupported version {v!r}"
+
+
+def _suite(v: Any) -> str | None:
+    return None if v == SUITE_NAME else f"unsupported suite {v!r}"
+
+
+def _int_map(v: Any) -> str | None:
+    if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
+        return "expected an object mapping names to integers"
+    bad = next((k for k, x in v.items() if _int(x)), None)
+    return None if bad is None else f"value of {bad!r}: {_int(v[bad])}"
+
+
+_PART = {"commitment": _hex(64), "enc": _hex(130), "ct_sha256": _hex(64), "ct_len": _uint}
+_SCHEMA: dict[str, Any] = {
+    "v": _version,
+    "id": _hex(32),
+    "time": _uint,
+    "recipient": _hex(64),
+    "suite": _suite,
+    "program": {**_PART, "size": _uint},
+    "input": _PART,
+    "result": _PART,
+    "limits": _int_map,
+    "outcome": {
+        "status": _str,
+        "trap": _optional(_str),
+        "exit_code": _optional(_int),
+        "fuel_used": _uint,
+        "memory_bytes": _uint,
+        "duration_us": _uint,
+    },
+    "deterministic": _bool,
+}
