@@ -76,7 +76,7 @@ class Execution:
         }
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from .view import mimebundle
+        from .jupyter.html import mimebundle
 
         return mimebundle(self)
 

@@ -1,0 +1,135 @@
+"""The pipeline end to end: real wasmtime, real crypto, a real SQLite log in a temp home."""
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests import programs
+from wasm_sandbox import (CompileError, DecryptionError, Grants, InvocationError, Limits,
+                          RecordNotFound, Sandbox)
+from wasm_sandbox.sources import compile_wat
+
+
+def test_a_run_is_sealed_logged_and_decrypts_to_the_original(sandbox):
+    ex = sandbox.run(programs.FACT, invoke="fact", args=[10])
+    assert ex.outcome.returns == (3628800,)
+    assert (ex.leaf_index, ex.tree_size) == (0, 1)
+    assert len(ex.commitment) == 64 and len(ex.root) == 64
+    opened = sandbox.decrypt(ex.id)
+    assert opened.program == compile_wat(programs.FACT)
+    assert opened.input["invoke"] == "fact" and opened.input["args"] == ["10"]
+    assert opened.result["returns"] == [["i64", "3628800"]]
+    assert opened.result["status"] == "ok"
+
+
+def test_every_run_is_in_the_log_failed_ones_included(sandbox):
+    statuses = [
+        sandbox.run(programs.TRAP, invoke="boom").outcome.status,
+        sandbox.run(programs.LOOP, invoke="spin", limits=Limits.parse(fuel=1000)).outcome.status,
+        sandbox.run(programs.LOOP, invoke="spin",
+                    limits=Limits.parse(timeout="100ms")).outcome.status,
+        sandbox.run(programs.EXIT).outcome.status,
+    ]
+    assert statuses == ["trap", "out_of_fuel", "timeout", "exit"]
+    rows = sandbox.log()
+    assert [r["outcome"]["status"] for r in rows] == statuses[::-1]
+    assert all(sandbox.verify(r["id"]).verified for r in rows)
+    assert sandbox.verify_log().ok
+
+
+def test_invalid_binary_is_logged_then_raised_with_its_execution(sandbox):
+    with pytest.raises(CompileError) as err:
+        sandbox.run(b"\0asm\x01\0\0\0\x01")
+    ex = err.value.execution
+    assert ex.outcome.status == "error" and "end-of-file" in ex.outcome.message
+    assert sandbox.record(ex.id)["outcome"]["status"] == "error"
+    assert sandbox.decrypt(ex.id).program == b"\0asm\x01\0\0\0\x01"
+
+
+def test_missing_export_is_logged_then_raised(sandbox):
+    with pytest.raises(InvocationError) as err:
+        sandbox.run(programs.ADD, invoke="sub")
+    assert sandbox.verify(err.value.execution.id).verified
+
+
+def test_wat_syntax_error_logs_nothing(sandbox):
+    with pytest.raises(CompileError, match="line 1"):
+        sandbox.run("(module (func i33.add))")
+    assert sandbox.ledger.size == 0
+
+
+def test_two_runs_of_one_program_hide_behind_different_commitments(sandbox):
+    a = sandbox.run(programs.ADD, invoke="add", args=[1, 2])
+    b = sandbox.run(programs.ADD, invoke="add", args=[1, 2])
+    for part in ("program", "input", "result"):
+        assert a.record[part]["commitment"] != b.record[part]["commitment"]
+        assert a.record[part]["enc"] != b.record[part]["enc"]
+    assert a.commitment != b.commitment
+
+
+def test_verify_reports_each_check(sandbox):
+    ex = sandbox.run(programs.ADD, invoke="add", args=[1, 2])
+    report = sandbox.verify(ex.id)
+    assert report.verified and bool(report)
+    assert report.checks["record"] == "ok" and report.checks["commitments"] == "ok"
+    assert report.checks["ciphertexts"] == "ok"
+    assert report.to_json()["leaf_index"] == 0
+
+
+def test_sealing_for_another_recipient(sandbox, tmp_path):
+    teacher = ec.generate_private_key(ec.SECP256R1())
+    pem = teacher.public_key().public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    ex = sandbox.run(programs.ADD, invoke="add", args=[2, 3],
+                     recipient=sandbox.keys.load_public_pem(pem))
+    with pytest.raises(DecryptionError):
+        sandbox.decrypt(ex.id)
+    from wasm_sandbox import record
+
+    entry = sandbox.ledger.get(ex.id)
+    opened = record.open_record(record.decode(entry.leaf), entry.blobs, teacher)
+    assert opened.result["returns"] == [["i32", "5"]]
+    assert sandbox.verify(ex.id).checks["commitments"].startswith("failed")
+
+
+def test_deterministic_replay_matches(sandbox, probe_wasm):
+    grants = Grants.parse(argv=["time"], deterministic=True)
+    ex = sandbox.run(probe_wasm, grants=grants)
+    assert ex.record["deterministic"] is True
+    report = sandbox.verify(ex.id, replay=True)
+    assert report.replay["matches"], report.replay
+    assert report.checks["replay"] == "ok"
+
+
+def test_replay_of_a_real_clock_run_differs_and_says_why(sandbox, probe_wasm):
+    ex = sandbox.run(probe_wasm, grants=Grants.parse(argv=["time"]))
+    assert ex.record["deterministic"] is False
+    report = sandbox.verify(ex.id, replay=True)
+    assert not report.replay["matches"]
+    assert "stdout" in report.replay["reason"] and "not recorded as deterministic" in \
+        report.replay["reason"]
+
+
+def test_pure_functions_are_recorded_deterministic(sandbox):
+    ex = sandbox.run(programs.FACT, invoke="fact", args=[5])
+    assert ex.record["deterministic"] is True
+    assert sandbox.verify(ex.id, replay=True).replay["matches"]
+
+
+def test_resolve_references(sandbox):
+    a = sandbox.run(programs.ADD, invoke="add", args=[1, 1])
+    b = sandbox.run(programs.ADD, invoke="add", args=[2, 2])
+    assert sandbox.resolve("last") == b.id
+    assert sandbox.resolve("#0") == a.id
+    assert sandbox.resolve(a.id) == a.id
+    with pytest.raises(RecordNotFound):
+        sandbox.resolve("#7")
+
+
+def test_a_second_sandbox_on_the_same_home_sees_the_same_log(home):
+    with Sandbox(home) as one:
+        ex = one.run(programs.ADD, invoke="add", args=[4, 4])
+    with Sandbox(home) as two:
+        assert two.decrypt(ex.id).result["returns"] == [["i32", "8"]]
+        assert two.run(programs.ADD, invoke="add", args=[1, 1]).leaf_index == 1
+        assert two.verify_log().ok
