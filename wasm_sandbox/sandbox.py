@@ -214,20 +214,12 @@ class Sandbox:
             failed = Outcome(
                 status=ERROR, message=str(exc), fuel_limit=limits.fuel, memory_limit=limits.memory
             )
-            exc.execution = self._seal(
-                wasm,
-                invoke,
-                args,
-                limits,
-                grants,
-                failed,  # type: ignore[attr-defined]
-                recipient,
-                lang_used,
-            )
+            execution = self.seal(wasm, invoke, args, limits, grants, failed, recipient, lang_used)
+            exc.execution = execution  # type: ignore[attr-defined]
             raise
-        return self._seal(wasm, invoke, args, limits, grants, outcome, recipient, lang_used)
+        return self.seal(wasm, invoke, args, limits, grants, outcome, recipient, lang_used)
 
-    def _seal(
+    def seal(
         self,
         wasm: bytes,
         invoke: str | None,
@@ -235,10 +227,13 @@ class Sandbox:
         limits: Limits,
         grants: Grants,
         outcome: Outcome,
-        recipient: ec.EllipticCurvePublicKey | None,
-        lang: str,
+        recipient: ec.EllipticCurvePublicKey | None = None,
+        lang: str = "wasm",
     ) -> Execution:
-        """Seal program, input and result to the recipient and append the record."""
+        """Seal program, input and result of a finished run and append its record.
+
+        `run` calls this; so do batch runs whose guests ran elsewhere (a Dask worker).
+        """
         public = recipient or self.keys.recipient_public_key()
         rid = record.new_id()
         inputs = {"invoke": invoke, "args": [str(a) for a in args], "grants": grants.to_payload()}
@@ -298,8 +293,8 @@ class Sandbox:
         rec = _check(checks, "record", lambda: record.decode(entry.leaf))
         if rec is not None:
             _check(checks, "ciphertexts", lambda: _raise_if(record.check_blobs(rec, entry.blobs)))
-        for name, result in self.ledger.verify_entry(record_id).items():
-            checks[name] = result
+        for name, passed in self.ledger.verify_entry(record_id).items():
+            checks[name] = "ok" if passed else "failed"
         opened = None
         if rec is not None and self.keys.has_private_key:
             opened = _check(
@@ -367,12 +362,35 @@ class Sandbox:
         return self.ledger.verify_all(check_entry=_check_entry)
 
     def map(
-        self, source: Source | Compiled, inputs: Iterable[Sequence[Any]], **kwargs: Any
-    ) -> list[Execution]:
-        """Run one program over many argument tuples; see `wasm_sandbox.batch.run_many`."""
+        self,
+        source: Source | Compiled,
+        inputs: Iterable[Sequence[Any]],
+        *,
+        invoke: str | None = None,
+        limits: Limits | None = None,
+        executor: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run one program once per argument tuple, in parallel, each sealed and logged.
+
+        ``executor`` is any `concurrent.futures.Executor` (a Dask ``client.get_executor()``
+        runs the guests on a cluster); the default is a thread pool sized to the cores.
+        Returns a `wasm_sandbox.batch.Batch`: executions in input order, with ``table()``
+        and ``to_pandas()``.
+        """
         from .batch import run_many
 
-        return run_many(self, source, inputs, **kwargs)
+        return run_many(
+            self, source, inputs, invoke=invoke, limits=limits, executor=executor, **kwargs
+        )
+
+    def map_programs(
+        self, sources: Iterable[Source | Compiled], args: Sequence[Any] = (), **kwargs: Any
+    ) -> Any:
+        """Run many programs with the same arguments; see `map` for the options."""
+        from .batch import run_programs
+
+        return run_programs(self, sources, args, **kwargs)
 
     def close(self) -> None:
         """Close the ledger and stop the engine's ticker; idempotent."""

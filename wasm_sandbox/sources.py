@@ -130,7 +130,8 @@ def compile_c(
 ) -> bytes:
     """C text to a WASI module with the ``ziglang`` package, cached per (source, flags).
 
-    The first compile builds wasi-libc (about a minute); ``status`` hears about it.
+    The compiled modules live in ``cache``; zig's own cache (the C library it builds on
+    the first compile, about a minute, which ``status`` hears about) is shared per user.
     """
     cache = cache or Path(tempfile.gettempdir()) / "wasm-sandbox-c"
     cache.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -138,8 +139,8 @@ def compile_c(
     target = cache / f"{key}.wasm"
     if target.exists():
         return target.read_bytes()
-    zig_cache = cache / "zig"
-    if status and not zig_cache.exists():
+    zig_cache = _zig_cache()
+    if status and not (zig_cache / "o").exists():
         status("compiling C: the first compile builds the C library, about a minute...")
     with tempfile.TemporaryDirectory(dir=cache) as work:
         src, out = Path(work) / "main.c", Path(work) / "main.wasm"
@@ -150,6 +151,15 @@ def compile_c(
     tmp.write_bytes(data)
     os.replace(tmp, target)
     return data
+
+
+def _zig_cache() -> Path:
+    env = os.environ.get("ZIG_GLOBAL_CACHE_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("wasm-sandbox", appauthor=False)) / "zig"
 
 
 def _run_zig(args: list[str], zig_cache: Path, text: str) -> None:
