@@ -1,4 +1,4 @@
-"""Content-addressed cache of compiled modules: in memory, then on disk.
+"""Content-addressed disk cache of compiled modules.
 
 Deserializing compiled code trusts its input completely, so the disk cache only ever
 loads files this package wrote: each file carries an HMAC-SHA256 tag under a random key
@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,43 +21,27 @@ _TAG = 32
 
 
 class ModuleCache:
-    """Compiled `wasmtime.Module`s by SHA-256 of their wasm bytes.
+    """Compiled `wasmtime.Module`s on disk by SHA-256 of their wasm bytes.
 
     ``fingerprint`` names the engine configuration and wasmtime version: code compiled
     under another configuration lives under another name and is never loaded.
     """
 
-    def __init__(self, directory: Path | None, fingerprint: str, capacity: int = 128) -> None:
+    def __init__(self, directory: Path | None, fingerprint: str) -> None:
         self._dir = directory
         self._fingerprint = fingerprint
-        self._capacity = capacity
-        self._memory: OrderedDict[str, wasmtime.Module] = OrderedDict()
-        self._lock = threading.Lock()
         self._key = _cache_key(directory) if directory is not None else b""
 
     def get(
         self, digest: str, engine: wasmtime.Engine, compile: Callable[[], wasmtime.Module]
     ) -> tuple[wasmtime.Module, str]:
-        """The module for ``digest`` and where it came from: memory, disk or miss."""
-        with self._lock:
-            module = self._memory.get(digest)
-            if module is not None:
-                self._memory.move_to_end(digest)
-                return module, "memory"
+        """The module for ``digest`` and where it came from: ``disk`` or ``miss``."""
         module = self._load(digest, engine)
-        where = "disk"
-        if module is None:
-            module, where = compile(), "miss"
-            self._store(digest, module)
-        with self._lock:
-            self._memory[digest] = module
-            while len(self._memory) > self._capacity:
-                self._memory.popitem(last=False)
-        return module, where
-
-    def clear_memory(self) -> None:
-        with self._lock:
-            self._memory.clear()
+        if module is not None:
+            return module, "disk"
+        module = compile()
+        self._store(digest, module)
+        return module, "miss"
 
     def _path(self, digest: str) -> Path | None:
         return None if self._dir is None else self._dir / f"{digest}.{self._fingerprint}.cwasm"

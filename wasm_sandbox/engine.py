@@ -25,8 +25,9 @@ import signal
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ WORKER_STACK = 64 << 20
 TICK = 0.01
 PROGRESS_INTERVAL = 0.1
 MAX_FRAMES = 32
+RECENT_MODULES = 128
 #: WASI functions through which a guest can observe time or randomness.
 NONDETERMINISTIC_IMPORTS = frozenset(
     {"clock_time_get", "clock_res_get", "random_get", "poll_oneoff"}
@@ -63,6 +65,9 @@ _CONTINUE = 0
 _SPAWN_LOCK = threading.Lock()
 
 
+Signature = tuple[tuple[str, ...], tuple[str, ...]]  # parameter types, result types
+
+
 @dataclass(frozen=True)
 class Compiled:
     """A validated, compiled module and what the sandbox needs to know about it."""
@@ -73,6 +78,18 @@ class Compiled:
     cache: str
     compile_ms: float
     imports: tuple[tuple[str, str], ...]
+    functions: dict[str, Signature] = field(repr=False)
+
+    @classmethod
+    def inspect(cls, module: wasmtime.Module, wasm: bytes, digest: str) -> Compiled:
+        """Read imports and exported function signatures once, at compile time."""
+        functions = {
+            e.name: (tuple(map(str, e.type.params)), tuple(map(str, e.type.results)))
+            for e in module.exports
+            if isinstance(e.type, wasmtime.FuncType)
+        }
+        imports = tuple((i.module, i.name or "") for i in module.imports)
+        return cls(module, bytes(wasm), digest, "miss", 0.0, imports, functions)
 
     @property
     def uses_wasi(self) -> bool:
@@ -112,25 +129,34 @@ class Engine:
         version = importlib.metadata.version("wasmtime")
         fingerprint = hashlib.sha256(f"{version}/fuel/epoch/{MAX_WASM_STACK}".encode())
         self.cache = ModuleCache(cache_dir, fingerprint.hexdigest()[:16])
+        self._recent: OrderedDict[str, Compiled] = OrderedDict()
+        self._lock = threading.Lock()
         self._ticker = _Ticker(self._engine)
 
     def compile(self, wasm: bytes) -> Compiled:
-        """Validate and compile ``wasm`` (or take it from the cache).
+        """Validate and compile ``wasm``, or take it from the memory or disk cache.
 
         Raises `CompileError` for bytes that are not a valid module.
         """
-        digest = hashlib.sha256(wasm).hexdigest()
         start = time.perf_counter()
-        try:
-            module, where = self.cache.get(
-                digest, self._engine, lambda: wasmtime.Module(self._engine, wasm)
-            )
-        except wasmtime.WasmtimeError as exc:
-            raise CompileError(_binary_error(exc)) from None
-        imports = tuple((i.module, i.name or "") for i in module.imports)
-        return Compiled(
-            module, bytes(wasm), digest, where, (time.perf_counter() - start) * 1000, imports
-        )
+        digest = hashlib.sha256(wasm).hexdigest()
+        with self._lock:
+            known = self._recent.get(digest)
+            if known is not None:
+                self._recent.move_to_end(digest)
+        if known is None:
+            try:
+                module, where = self.cache.get(
+                    digest, self._engine, lambda: wasmtime.Module(self._engine, wasm)
+                )
+            except wasmtime.WasmtimeError as exc:
+                raise CompileError(_binary_error(exc)) from None
+            known = replace(Compiled.inspect(module, wasm, digest), cache=where)
+            with self._lock:
+                self._recent[digest] = replace(known, cache="memory")
+                while len(self._recent) > RECENT_MODULES:
+                    self._recent.popitem(last=False)
+        return replace(known, compile_ms=(time.perf_counter() - start) * 1000)
 
     def run(
         self,
@@ -152,7 +178,7 @@ class Engine:
         """
         limits, grants = limits or Limits(), grants or Grants()
         grants.check()
-        call = _prepare_call(compiled.module, invoke, args)
+        call = _prepare_call(compiled.functions, invoke, args)
         watch = wasi.Watch(
             deadline=time.monotonic() + limits.timeout, cancel=cancel or threading.Event()
         )
@@ -202,9 +228,8 @@ class _Call:
     result_types: tuple[str, ...]
 
 
-def _prepare_call(module: wasmtime.Module, invoke: str | None, args: Sequence[Any]) -> _Call:
+def _prepare_call(funcs: dict[str, Signature], invoke: str | None, args: Sequence[Any]) -> _Call:
     """Check the export and convert ``args`` to its parameter types before running."""
-    funcs = {e.name: e.type for e in module.exports if isinstance(e.type, wasmtime.FuncType)}
     name = invoke or "_start"
     if name not in funcs:
         hint = ", ".join(sorted(funcs)) or "none"
@@ -213,8 +238,7 @@ def _prepare_call(module: wasmtime.Module, invoke: str | None, args: Sequence[An
                 f"the module has no _start; pick an export to invoke (exported functions: {hint})"
             )
         raise InvocationError(f"no exported function {invoke!r} (exported functions: {hint})")
-    ftype = funcs[name]
-    params = [str(p) for p in ftype.params]
+    params, results = funcs[name]
     if len(args) != len(params):
         raise InvocationError(
             f"{name} takes {len(params)} argument(s) ({', '.join(params)}), got {len(args)}"
@@ -223,7 +247,7 @@ def _prepare_call(module: wasmtime.Module, invoke: str | None, args: Sequence[An
         _convert(value, kind, name, i)
         for i, (value, kind) in enumerate(zip(args, params, strict=True))
     )
-    return _Call(name, converted, tuple(str(r) for r in ftype.results))
+    return _Call(name, converted, results)
 
 
 _INT_RANGE = {"i32": (-(1 << 31), (1 << 32) - 1), "i64": (-(1 << 63), (1 << 64) - 1)}
@@ -420,8 +444,9 @@ def trap_kind(code: wasmtime.TrapCode) -> str:
 
 
 def _trap(trap: wasmtime.Trap, limits: Limits) -> dict[str, Any]:
-    frames = tuple(
-        Frame(f.func_index, f.func_name, f.module_name, f.module_offset) for f in trap.frames or ()
+    frames = tuple(  # wasmtime reports an unknown offset as 2**64 - 1; records need -1
+        Frame(f.func_index, f.func_name, f.module_name, _offset(f.module_offset))
+        for f in trap.frames or ()
     )
     code = trap.trap_code
     if code == wasmtime.TrapCode.OUT_OF_FUEL:
@@ -438,6 +463,10 @@ def _trap(trap: wasmtime.Trap, limits: Limits) -> dict[str, Any]:
         "frames": frames[:MAX_FRAMES],
         "message": _trap_message(trap.message),
     }
+
+
+def _offset(value: int) -> int:
+    return value if 0 <= value < 1 << 32 else -1
 
 
 def _trap_message(text: str) -> str:
