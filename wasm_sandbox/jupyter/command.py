@@ -1,0 +1,203 @@
+"""The option lines of the magics, parsed into frozen dataclasses.
+
+Parsing only: nothing here runs anything, imports IPython or touches the sandbox.
+Every problem is one `UsageProblem` whose message names the option at fault; ``-h`` /
+``--help`` raise `HelpRequested` carrying the usage text.
+
+>>> parse_run("--invoke add 1 2 --fuel 1e6", "(module ...)").invoke
+'add'
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from dataclasses import dataclass, fields
+from typing import Any, NoReturn
+
+LANGS = ("wat", "c", "wasm")
+SHOWS = ("wat", "hex", "imports")
+
+
+class UsageProblem(ValueError):
+    """An option line that cannot be used as given (the message is one line)."""
+
+
+class HelpRequested(Exception):
+    """``-h``/``--help`` was given; the message is the usage text."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing and exiting."""
+
+    def __init__(self, prog: str, description: str) -> None:
+        super().__init__(prog=prog, description=description, add_help=False, allow_abbrev=False)
+        self.add_argument("-h", "--help", action="store_true", help="show this help")
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageProblem(f"{self.prog}: {message} (see {self.prog} --help)")
+
+    def parse(self, line: str) -> argparse.Namespace:
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise UsageProblem(f"{self.prog}: cannot split the options: {exc}") from None
+        ns = self.parse_args(words)
+        if ns.help:
+            raise HelpRequested(self.format_help())
+        return ns
+
+
+@dataclass(frozen=True)
+class RunCommand:
+    """What ``%%wasm`` / ``%wasm`` was asked to do. Limits are kept as typed (human units)."""
+
+    cell: str | None = None
+    file: str | None = None
+    module: str | None = None
+    lang: str | None = None
+    invoke: str | None = None
+    args: tuple[str, ...] = ()
+    fuel: str | None = None
+    memory: str | None = None
+    timeout: str | None = None
+    output: str | None = None
+    dirs: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    argv: tuple[str, ...] = ()
+    stdin: str | None = None
+    deterministic: bool = False
+    name: str | None = None
+    out: str | None = None
+    quiet: bool = False
+    show: tuple[str, ...] = ()
+
+    @property
+    def limits(self) -> dict[str, str | None]:
+        """The limit options, for ``Limits.parse``."""
+        return {k: getattr(self, k) for k in ("fuel", "memory", "timeout", "output")}
+
+
+@dataclass(frozen=True)
+class VerifyCommand:
+    ref: str = "last"
+    replay: bool = False
+
+
+@dataclass(frozen=True)
+class LogCommand:
+    limit: int = 20
+
+
+def _run_parser(prog: str) -> _Parser:
+    p = _Parser(prog, "Run WebAssembly under hard limits; seal the run and log it.")
+    p.add_argument("file", nargs="?", metavar="PATH", help=".wasm, .wat or .c file to run")
+    p.add_argument("--file", dest="file_opt", metavar="PATH", help="same as PATH")
+    p.add_argument("--module", metavar="VAR", help="run a module bound earlier with --name VAR")
+    p.add_argument("--lang", choices=LANGS, help="language of the cell or file (default: WAT)")
+    p.add_argument(
+        "--invoke",
+        nargs="+",
+        metavar=("NAME", "ARG"),
+        help="call this export with these arguments (default: WASI _start)",
+    )
+    p.add_argument("--fuel", help="instruction budget, e.g. 1e8")
+    p.add_argument("--memory", help="linear memory limit, e.g. 64MiB or 16pages")
+    p.add_argument("--timeout", help="wall-clock limit, e.g. 2s or 500ms")
+    p.add_argument("--output", help="bytes of stdout and of stderr kept, e.g. 64KiB")
+    p.add_argument(
+        "--dir",
+        dest="dirs",
+        action="append",
+        default=[],
+        metavar="HOST[:GUEST][:ro|rw]",
+        help="grant a directory (read-only unless :rw); repeatable",
+    )
+    p.add_argument("--env", action="append", default=[], metavar="K=V", help="repeatable")
+    p.add_argument("--arg", dest="argv", action="append", default=[], help="a WASI argv entry")
+    p.add_argument("--stdin", metavar="TEXT", help="text for the guest's standard input")
+    p.add_argument("--deterministic", action="store_true", help="virtual clock, seeded random")
+    p.add_argument("--name", metavar="VAR", help="bind the compiled module to VAR")
+    p.add_argument("--out", metavar="VAR", help="store the Execution in VAR")
+    p.add_argument("--quiet", action="store_true", help="show nothing (use with --out)")
+    p.add_argument(
+        "--show", action="append", default=[], choices=SHOWS, help="also show the module"
+    )
+    return p
+
+
+def parse_run(line: str, cell: str | None = None) -> RunCommand:
+    """Parse the line of ``%%wasm`` (``cell`` is the body) or of ``%wasm`` (``cell=None``)."""
+    prog = "%wasm" if cell is None else "%%wasm"
+    ns = _run_parser(prog).parse(line)
+    if ns.file and ns.file_opt:
+        raise UsageProblem(f"{prog}: give the file once, as PATH or as --file PATH")
+    invoke = ns.invoke or [None]
+    values: dict[str, Any] = {
+        **{f.name: getattr(ns, f.name) for f in fields(RunCommand) if hasattr(ns, f.name)},
+        "cell": cell if cell and cell.strip() else None,
+        "file": ns.file or ns.file_opt,
+        "invoke": invoke[0],
+        "args": tuple(invoke[1:]),
+    }
+    values.update({k: tuple(values[k]) for k in ("dirs", "env", "argv", "show")})
+    command = RunCommand(**values)
+    _check_run(prog, command)
+    return command
+
+
+def _check_run(prog: str, cmd: RunCommand) -> None:
+    given = [what for what, v in (("a cell body", cmd.cell), ("a file", cmd.file)) if v]
+    if cmd.module:
+        given.append("--module")
+    if len(given) > 1:
+        raise UsageProblem(f"{prog}: {' and '.join(given)} given; run one program at a time")
+    if not given:
+        need = "a file (%wasm PATH)" if prog == "%wasm" else "a cell body"
+        raise UsageProblem(f"{prog}: nothing to run; give {need}, --file PATH or --module VAR")
+    conflicts = (
+        (cmd.module and cmd.lang, "--module runs a compiled module; --lang does not apply"),
+        (cmd.module and cmd.name, "--module VAR is already bound; --name binds a new module"),
+        (cmd.quiet and cmd.show, "--quiet shows nothing, --show shows the module: pick one"),
+        (cmd.name and cmd.name == cmd.out, "--name and --out need two different variables"),
+    )
+    for clash, message in conflicts:
+        if clash:
+            raise UsageProblem(f"{prog}: {message}")
+    for option in ("module", "name", "out"):
+        value = getattr(cmd, option)
+        if value is not None and not value.isidentifier():
+            raise UsageProblem(f"{prog}: --{option} needs a Python variable name, got {value!r}")
+
+
+def _verify_parser(prog: str = "%wasm_verify") -> _Parser:
+    p = _Parser(prog, "Verify a logged run: record, ciphertexts, inclusion, commitments.")
+    p.add_argument("ref", nargs="?", default="last", help="record id, id prefix, last or #INDEX")
+    p.add_argument("--replay", action="store_true", help="also re-run it deterministically")
+    return p
+
+
+def _log_parser(prog: str = "%wasm_log") -> _Parser:
+    p = _Parser(prog, "The audit trail: logged runs, newest first.")
+    p.add_argument("-n", "--limit", type=int, default=20, help="how many runs (default 20)")
+    return p
+
+
+def parse_verify(line: str) -> VerifyCommand:
+    """``%wasm_verify [ID|last|#INDEX] [--replay]``."""
+    ns = _verify_parser().parse(line)
+    return VerifyCommand(ref=ns.ref, replay=ns.replay)
+
+
+def parse_log(line: str) -> LogCommand:
+    """``%wasm_log [-n N]``."""
+    ns = _log_parser().parse(line)
+    if ns.limit < 1:
+        raise UsageProblem(f"%wasm_log: -n must be at least 1, got {ns.limit}")
+    return LogCommand(limit=ns.limit)
+
+
+def usage(prog: str) -> str:
+    """The usage text of ``%%wasm``, ``%wasm``, ``%wasm_verify`` or ``%wasm_log``."""
+    parsers = {"%wasm_verify": _verify_parser, "%wasm_log": _log_parser}
+    return parsers.get(prog, _run_parser)(prog).format_help()

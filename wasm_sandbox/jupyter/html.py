@@ -1,0 +1,328 @@
+"""Static views of runs, verifications and the log: HTML and plain text with the same facts.
+
+Used where no widget manager runs (nbconvert, GitHub, ``jupyter execute``, nbval) through
+``Execution._repr_mimebundle_``, and by the live card, whose widgets show the same fragments.
+Imports neither IPython nor ipywidgets.
+
+>>> bundle = mimebundle(execution)                                      # doctest: +SKIP
+>>> sorted(bundle)
+['text/html', 'text/plain']
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import itertools
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from html import escape
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ..limits import WASM_PAGE
+
+if TYPE_CHECKING:
+    from ..outcome import Outcome
+    from ..sandbox import Execution, Opened, Verification
+
+RUNNING = "running"
+_COLORS = {
+    "ok": "#1a7f37",
+    "exit": "#9a6700",
+    "trap": "#cf222e",
+    "timeout": "#bc4c00",
+    "out_of_fuel": "#8250df",
+    "memory_limit": "#8250df",
+    "interrupted": "#57606a",
+    "error": "#cf222e",
+    RUNNING: "#0969da",
+    "verified": "#1a7f37",
+    "not verified": "#cf222e",
+}
+_BOX = "font-family:var(--jp-ui-font-family,sans-serif);font-size:13px;line-height:1.5"
+_PRE = "margin:2px 0;padding:4px 6px;background:rgba(128,128,128,.1);white-space:pre-wrap"
+_CELL = "text-align:left;padding:1px 12px 1px 0;vertical-align:top"
+_PARTS = ("program", "input", "result")
+
+
+class Fact(NamedTuple):
+    """One labelled fact of a run, as plain text and as HTML."""
+
+    label: str
+    text: str
+    html: str
+
+
+# --- small pieces, shared with the live card -------------------------------------------------
+
+
+def status_label(outcome: Outcome) -> str:
+    """``ok``, ``exit code 3``, ``trap: unreachable``, ``out of fuel``, ..."""
+    if outcome.status == "exit":
+        return f"exit code {outcome.exit_code}"
+    if outcome.status == "trap":
+        return f"trap: {outcome.trap}"
+    return outcome.status.replace("_", " ")
+
+
+def badge(status: str, label: str) -> str:
+    color = _COLORS.get(status, "#57606a")
+    return (
+        f'<span class="wasm-sandbox-status" data-status="{escape(status)}" '
+        f'style="color:#fff;background:{color};border-radius:4px;padding:1px 8px;'
+        f'font-weight:600">{escape(label)}</span>'
+    )
+
+
+def short_hash(value: str, chars: int = 16) -> str:
+    """The full hex ``value``, shown cut with an ellipsis; full on hover; copies in full."""
+    return (
+        f'<code title="{escape(value)}" style="display:inline-block;max-width:{chars}ch;'
+        "overflow:hidden;text-overflow:ellipsis;white-space:nowrap;vertical-align:bottom;"
+        f'user-select:all">{escape(value)}</code>'
+    )
+
+
+def header(outcome: Outcome | None, title: str = "", pending: str = "running…") -> str:
+    """The status badge, the message and the wasm frames of a trap; ``pending`` labels the
+    badge while there is no outcome yet."""
+    if outcome is None:
+        parts = [badge(RUNNING, pending)]
+    else:
+        parts = [badge(outcome.status, status_label(outcome))]
+        if outcome.message:
+            parts.append(f"<span>{escape(outcome.message)}</span>")
+    if title:
+        parts.insert(0, f"<b>{escape(title)}</b>")
+    out = " ".join(parts)
+    if outcome is not None and outcome.frames:
+        frames = "".join(f"<li><code>{escape(f)}</code></li>" for f in frame_lines(outcome))
+        out += f'<ol style="margin:2px 0 2px 1.5em;padding:0">{frames}</ol>'
+    return out
+
+
+def frame_lines(outcome: Outcome) -> list[str]:
+    """The trap's wasm frames, innermost first, repeats folded (a deep recursion is one line)."""
+    lines: list[str] = []
+    for frame, group in itertools.groupby(str(f) for f in outcome.frames):
+        count = len(list(group))
+        lines.append(f"{frame} (×{count})" if count > 1 else frame)
+    return lines
+
+
+def io_html(outcome: Outcome) -> str:
+    """Returned values, stdout and stderr (empty string when there are none)."""
+    return "".join(
+        f'<div><b>{label}</b><pre style="{_PRE}">{escape(text)}</pre></div>'
+        for label, text in _io(outcome)
+    )
+
+
+def fuel_text(used: int, limit: int) -> str:
+    return f"{used:,} / {limit:,} ({_percent(used, limit)})"
+
+
+def memory_text(used: int, limit: int) -> str:
+    return (
+        f"{used:,} / {limit:,} bytes "
+        f"({used // WASM_PAGE:,} / {limit // WASM_PAGE:,} pages of 64 KiB)"
+    )
+
+
+def bar(used: int, limit: int, color: str = "#0969da") -> str:
+    """A static gauge (a ``<progress>`` would not survive HTML sanitizers)."""
+    width = min(100.0, 100.0 * used / limit) if limit else 0.0
+    return (
+        '<span style="display:inline-block;width:12em;height:.7em;background:'
+        'rgba(128,128,128,.25);vertical-align:middle;margin-right:6px">'
+        f'<span style="display:block;height:100%;width:{width:.2f}%;background:{color}">'
+        "</span></span>"
+    )
+
+
+def fuel_fact(outcome: Outcome) -> Fact:
+    used, limit = outcome.fuel_used, outcome.fuel_limit
+    return Fact("fuel", fuel_text(used, limit), bar(used, limit) + escape(fuel_text(used, limit)))
+
+
+def run_facts(execution: Execution, blobs: Mapping[str, bytes] | None = None) -> list[Fact]:
+    """Memory, duration, the sealed payload, the commitment and the log position."""
+    o, rec = execution.outcome, execution.record
+    return [
+        Fact("memory", memory_text(o.memory_bytes, o.memory_limit), ""),
+        Fact("duration", f"{o.duration_ms:.2f} ms", ""),
+        Fact("sealed with", str(rec.get("suite", "")), ""),
+        *(_part(name, rec[name], (blobs or {}).get(name)) for name in _PARTS if name in rec),
+        Fact("commitment", execution.commitment, short_hash(execution.commitment, 24)),
+        _ledger(execution.leaf_index, execution.tree_size, execution.root),
+        Fact("record", execution.id, short_hash(execution.id, 32)),
+    ]
+
+
+def facts(execution: Execution, blobs: Mapping[str, bytes] | None = None) -> list[Fact]:
+    """Every fact of a run: `fuel_fact` and `run_facts`."""
+    return [fuel_fact(execution.outcome), *run_facts(execution, blobs)]
+
+
+def facts_table(rows: Iterable[Fact]) -> str:
+    body = "".join(
+        f'<tr><th style="{_CELL}">{escape(r.label)}</th>'
+        f'<td style="{_CELL}">{r.html or escape(r.text)}</td></tr>'
+        for r in rows
+    )
+    return f'<table style="border-collapse:collapse;margin:0">{body}</table>'
+
+
+# --- whole views -----------------------------------------------------------------------------
+
+
+def mimebundle(execution: Execution, blobs: Mapping[str, bytes] | None = None) -> dict[str, str]:
+    """``{"text/html", "text/plain"}`` of a run (``blobs`` adds ciphertext previews)."""
+    return {"text/html": page(execution, blobs), "text/plain": text(execution, blobs)}
+
+
+def page(execution: Execution, blobs: Mapping[str, bytes] | None = None) -> str:
+    o = execution.outcome
+    return (
+        f'<div class="wasm-sandbox-run" data-status="{escape(o.status)}" '
+        f'data-leaf-index="{execution.leaf_index}" style="{_BOX}">'
+        f"<div>{header(o, 'wasm-sandbox')}</div>{io_html(o)}"
+        f"{facts_table(facts(execution, blobs))}</div>"
+    )
+
+
+def text(execution: Execution, blobs: Mapping[str, bytes] | None = None) -> str:
+    o = execution.outcome
+    lines = [f"wasm-sandbox: {status_label(o)}" + (f" ({o.message})" if o.message else "")]
+    lines += [f"  at {frame}" for frame in frame_lines(o)]
+    for label, body in _io(o):
+        lines.append(f"{label}:")
+        lines += [f"  {line}" for line in body.splitlines() or [""]]
+    lines += [f"{f.label:<12} {f.text}" for f in facts(execution, blobs)]
+    return "\n".join(lines)
+
+
+def verification(v: Verification) -> dict[str, str]:
+    """The checks of `Sandbox.verify`, as a bundle."""
+    verdict = "verified" if v.verified else "not verified"
+    checks = {name: _check_result(result) for name, result in v.checks.items()}
+    rows = [Fact(name, result, _check_html(result)) for name, result in checks.items()]
+    rows += [_ledger(v.leaf_index, v.tree_size, v.root)]
+    if v.replay is not None:
+        rows.append(Fact("replay status", str(v.replay.get("status")), ""))
+    head = f"{badge(verdict, verdict.upper())} record {short_hash(v.id, 32)}"
+    return {
+        "text/html": f'<div style="{_BOX}"><div>{head}</div>{facts_table(rows)}</div>',
+        "text/plain": "\n".join(
+            [f"{verdict.upper()} {v.id}", *(f"  {r.label:<18} {r.text}" for r in rows)]
+        ),
+    }
+
+
+def opened(o: Opened) -> dict[str, str]:
+    """What `Sandbox.decrypt` recovered, as a bundle."""
+    digest = hashlib.sha256(o.program).hexdigest()
+    rows = [
+        Fact("program", f"{len(o.program):,} bytes, sha256 {digest}", ""),
+        Fact("input", json.dumps(o.input, indent=1, sort_keys=True), ""),
+        Fact("result", json.dumps(o.result, indent=1, sort_keys=True), ""),
+        Fact("commitments", "ok: every opened part matches its commitment", ""),
+    ]
+    rows = [r._replace(html=f'<pre style="{_PRE}">{escape(r.text)}</pre>') for r in rows]
+    return {
+        "text/html": f'<div style="{_BOX}"><b>decrypted</b>{facts_table(rows)}</div>',
+        "text/plain": "\n".join(f"{r.label}: {r.text}" for r in rows),
+    }
+
+
+LOG_COLUMNS = ("leaf", "id", "time (UTC)", "status", "fuel used", "memory", "duration", "program")
+
+
+def log(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """`Sandbox.log` rows as a table bundle, newest first."""
+    table = [_log_row(r) for r in rows]
+    head = "".join(f'<th style="{_CELL}">{c}</th>' for c in LOG_COLUMNS)
+    body = "".join(
+        "<tr>" + "".join(f'<td style="{_CELL}">{escape(c)}</td>' for c in row) + "</tr>"
+        for row in table
+    )
+    rows_with_head = [LOG_COLUMNS, *table]
+    widths = [max(len(row[i]) for row in rows_with_head) for i in range(len(LOG_COLUMNS))]
+    plain = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows_with_head
+    ]
+    summary = f"{len(table)} run(s), newest first" if table else "the log is empty"
+    return {
+        "text/html": f'<div style="{_BOX}"><div>{summary}</div><table style="'
+        f'border-collapse:collapse"><tr>{head}</tr>{body}</table></div>',
+        "text/plain": "\n".join([summary, *plain]) if table else summary,
+    }
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _io(outcome: Outcome) -> list[tuple[str, str]]:
+    cut = " (cut at the output limit)" if outcome.output_truncated else ""
+    pairs = [
+        ("returns", " ".join(repr(v) for v in outcome.returns) if outcome.returns else ""),
+        (f"stdout{cut}", outcome.stdout),
+        (f"stderr{cut}", outcome.stderr),
+    ]
+    return [(label, body) for label, body in pairs if body]
+
+
+def _percent(used: int, limit: int) -> str:
+    return f"{100 * used / limit:.2f}%" if limit else "no limit"
+
+
+def _part(name: str, part: Mapping[str, Any], blob: bytes | None) -> Fact:
+    size = f"{part['size']:,} B plaintext → " if "size" in part else ""
+    enc = str(part["enc"])
+    preview = f", starts {blob[:12].hex()}…" if blob else ""
+    text = (
+        f"{size}{part['ct_len']:,} B ciphertext{preview} (sha256 {part['ct_sha256']}); "
+        f"enc {enc[:16]}… ({len(enc) // 2} B)"
+    )
+    html = (
+        f"{escape(size)}{part['ct_len']:,} B ciphertext{escape(preview)} "
+        f"(sha256 {short_hash(part['ct_sha256'])}); enc {short_hash(enc)} ({len(enc) // 2} B)"
+    )
+    return Fact(name, text, html)
+
+
+def _ledger(leaf_index: int, tree_size: int, root: str) -> Fact:
+    text = f"leaf #{leaf_index} of a tree of size {tree_size}; root {root}"
+    html = f"leaf #{leaf_index} of a tree of size {tree_size}; root {short_hash(root)}"
+    return Fact("log", text, html)
+
+
+def _check_result(result: str | bool) -> str:
+    """A check as ``ok``, ``failed: ...`` or ``skipped: ...`` (a bare bool is ok/failed)."""
+    if isinstance(result, bool):
+        return "ok" if result else "failed"
+    return str(result)
+
+
+def _check_html(result: str) -> str:
+    status = "ok" if result == "ok" else "interrupted" if result.startswith("skipped") else "error"
+    return f"{badge(status, result.split(':')[0])} {escape(result.partition(':')[2].strip())}"
+
+
+def _log_row(row: Mapping[str, Any]) -> tuple[str, ...]:
+    out = row["outcome"]
+    when = datetime.datetime.fromtimestamp(row["time"] / 1000, datetime.timezone.utc)
+    status = out["status"] + (f" ({out['trap']})" if out.get("trap") else "")
+    if out.get("exit_code") not in (None, 0):
+        status += f" (code {out['exit_code']})"
+    return (
+        f"#{row['leaf_index']}",
+        row["id"][:12],
+        when.strftime("%Y-%m-%d %H:%M:%S"),
+        status,
+        f"{out['fuel_used']:,}",
+        f"{out['memory_bytes']:,} B",
+        f"{out['duration_us'] / 1000:.2f} ms",
+        f"{row['program']['size']:,} B",
+    )

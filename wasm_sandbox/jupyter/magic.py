@@ -1,0 +1,193 @@
+"""``%%wasm``, ``%wasm``, ``%wasm_verify`` and ``%wasm_log``: parse, dispatch, show.
+
+The magics only parse (`command`), read settings (`settings`) and show (`view`, `html`,
+`teach`); every run goes through `Sandbox.run`. Errors reach the notebook as one
+``UsageError`` (a compile error with its source line and a caret), unless
+``%config WasmSandbox.full_tracebacks = True``. A limit hit is a result, shown on the card.
+
+>>> %load_ext wasm_sandbox                                              # doctest: +SKIP
+>>> %%wasm --invoke add 1 2
+... (module (func (export "add") (param i32 i32) (result i32)
+...   (i32.add (local.get 0) (local.get 1))))
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.display import display
+
+from ..errors import CompileError, SandboxError
+from . import command, html, teach, view
+from .settings import WasmSandbox
+
+if TYPE_CHECKING:
+    from ..engine import Compiled
+    from ..sandbox import Sandbox
+
+
+@magics_class
+class WasmMagics(Magics):
+    """The magics of ``%load_ext wasm_sandbox``; their settings are ``self.settings``."""
+
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self.settings = WasmSandbox(parent=shell)
+
+    @line_cell_magic
+    def wasm(self, line: str, cell: str | None = None) -> None:
+        with self._errors():
+            self._run(command.parse_run(line, cell))
+
+    @line_magic
+    def wasm_verify(self, line: str) -> None:
+        with self._errors():
+            cmd = command.parse_verify(line)
+            sb = self.settings.sandbox()
+            report = sb.verify(sb.resolve(cmd.ref), replay=cmd.replay)
+            display(html.verification(report), raw=True)
+
+    @line_magic
+    def wasm_log(self, line: str) -> None:
+        with self._errors():
+            cmd = command.parse_log(line)
+            display(html.log(self.settings.sandbox().log(limit=cmd.limit)), raw=True)
+
+    def _run(self, cmd: command.RunCommand) -> None:
+        settings = self.settings
+        sb, limits, grants = settings.sandbox(), settings.limits(cmd), settings.grants(cmd)
+        recipient = settings.recipient_key()
+        source = self._source(sb, cmd)
+        if source is None:
+            return
+        shown = view.for_mode(settings.display, cmd.quiet, sb, limits, _title(cmd))
+        shown.show()
+        try:
+            execution = sb.run(
+                source,
+                lang=cmd.lang,
+                invoke=cmd.invoke,
+                args=cmd.args,
+                limits=limits,
+                grants=grants,
+                recipient=recipient,
+                progress=shown.progress,
+                status=_status,
+            )
+        except SandboxError as exc:  # a failed run that was logged carries its Execution
+            failed = getattr(exc, "execution", None)
+            shown.finish(failed) if failed is not None else shown.discard()
+            self._bind(cmd.out, failed)
+            raise
+        except BaseException as exc:  # KeyboardInterrupt outside the guest, or a bug
+            shown.abandon(exc)
+            raise
+        shown.finish(execution)
+        self._bind(cmd.out, execution)
+
+    def _source(self, sb: Sandbox, cmd: command.RunCommand) -> str | Path | Compiled | None:
+        """What to hand to `Sandbox.run`; compiles first only for --name, --show, --module.
+        None when --name bound a module that has nothing to run."""
+        if cmd.module:
+            compiled = self._bound(cmd.module)
+        elif cmd.name or cmd.show:
+            compiled = sb.compile(_text_or_path(cmd), cmd.lang, status=_status)[1]
+        else:
+            return _text_or_path(cmd)
+        for what in cmd.show:
+            display(teach.bundle(what, compiled.wasm, compiled.module), raw=True)
+        if cmd.name:
+            self._bind(cmd.name, compiled)
+            if cmd.invoke is None and "_start" not in compiled.functions:
+                print(
+                    f"{cmd.name}: compiled module bound; run it with "
+                    f"%wasm --module {cmd.name} --invoke NAME [ARGS...]"
+                )
+                return None
+        return compiled
+
+    def _bound(self, name: str) -> Compiled:
+        from ..engine import Compiled
+
+        value = self.shell.user_ns.get(name)
+        if not isinstance(value, Compiled):
+            kind = "not defined" if value is None else f"a {type(value).__name__}"
+            raise command.UsageProblem(
+                f"--module {name}: {name} is {kind}, not a compiled module "
+                f"(bind one with %%wasm --name {name})"
+            )
+        return value
+
+    def _bind(self, name: str | None, value: Any) -> None:
+        if name and value is not None:
+            self.shell.user_ns[name] = value
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Bad usage and sandbox errors become one `UsageError`; help text is printed."""
+        try:
+            yield
+        except command.HelpRequested as help_text:
+            print(help_text)
+        except (command.UsageProblem, SandboxError) as exc:
+            if self.settings.full_tracebacks:
+                raise
+            raise UsageError(message(exc)) from None
+
+
+def message(exc: BaseException) -> str:
+    """One line for the user; a compile error adds its source line and a caret."""
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    text = lines[0]
+    if isinstance(exc, CompileError) and exc.source_line is not None and exc.line:
+        gutter = f"{exc.line:>4} | "
+        caret = " " * (len(gutter) - 2) + "| " + " " * max((exc.column or 1) - 1, 0) + "^"
+        text += f"\n{gutter}{exc.source_line.expandtabs(1)}\n{caret}"
+    return text
+
+
+def _text_or_path(cmd: command.RunCommand) -> str | Path:
+    return cmd.cell if cmd.cell is not None else Path(str(cmd.file)).expanduser()
+
+
+def _title(cmd: command.RunCommand) -> str:
+    what = cmd.module or (Path(cmd.file).name if cmd.file else "cell")
+    call = f"{cmd.invoke}({', '.join(cmd.args)})" if cmd.invoke else "_start"
+    return f"{what}: {call}"
+
+
+def _status(note: str) -> None:
+    print(f"wasm-sandbox: {note}", flush=True)
+
+
+def _usage(prog: str, summary: str) -> str:
+    return f"{summary}\n\n{command.usage(prog)}"
+
+
+WasmMagics.wasm.__doc__ = _usage(
+    "%%wasm",
+    """Run WebAssembly under hard limits; seal the run and append it to the log.
+
+    %%wasm [options]        the cell is WAT (or C with --lang c)
+    %wasm PATH [options]    a .wasm, .wat or .c file
+    %wasm --module VAR --invoke NAME [ARGS...]   a module bound earlier with --name VAR
+
+Python values go in with {expr}: %wasm prog.wasm --invoke fact {n}. Defaults of every
+option: %config WasmSandbox.""",
+)
+WasmMagics.wasm_verify.__doc__ = _usage("%wasm_verify", "Verify a logged run (default: last).")
+WasmMagics.wasm_log.__doc__ = _usage("%wasm_log", "The audit trail, newest first.")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the magics and list ``WasmSandbox`` in ``%config``."""
+    magics = WasmMagics(ipython)
+    ipython.register_magics(magics)
+    ipython.configurables[:] = [
+        c for c in ipython.configurables if not isinstance(c, WasmSandbox)
+    ] + [magics.settings]

@@ -1,0 +1,131 @@
+"""``WasmSandbox``: every setting of the magics as a traitlet, listed by ``%config WasmSandbox``.
+
+Set them for one session with ``%config WasmSandbox.fuel = "1e8"`` or for good in an IPython
+profile (``c.WasmSandbox.timeout = "30s"`` in ``ipython_config.py``). The limit settings are
+the defaults of every run; a run's own ``--fuel``/``--memory``/``--timeout``/``--output``
+override them. Only traitlets are imported here: the sandbox opens on first use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, Union, default, validate
+from traitlets.config import Configurable
+
+from ..errors import KeyStoreError, LimitsError
+from ..limits import Grants, Limits, parse_count, parse_duration, parse_size
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from ..sandbox import Sandbox
+    from .command import RunCommand
+
+_DEFAULT = Limits()
+DISPLAYS = ("card", "text", "both")
+
+
+def _limit(default_value: int | str, help: str) -> Union:
+    return Union([Int(), Float(), Unicode()], default_value=default_value, help=help).tag(
+        config=True
+    )
+
+
+class WasmSandbox(Configurable):
+    """Settings of ``%%wasm``, ``%wasm``, ``%wasm_verify`` and ``%wasm_log``."""
+
+    fuel = _limit(_DEFAULT.fuel, "Default fuel per run (about one unit per wasm instruction).")
+    memory = _limit(
+        f"{_DEFAULT.memory >> 20}MiB", "Default linear memory limit (bytes, 64MiB, 16pages)."
+    )
+    timeout = _limit(f"{_DEFAULT.timeout:g}s", "Default wall-clock limit per run (2s, 500ms).")
+    output = _limit(
+        f"{_DEFAULT.output >> 10}KiB", "Default bytes of stdout and of stderr kept per run."
+    )
+    deterministic = Bool(
+        False, help="Run with a virtual clock and seeded randomness so runs can be replayed."
+    ).tag(config=True)
+    home = Unicode(
+        help="Directory with the keys and the ledger; defaults to $WASM_SANDBOX_HOME, "
+        "else the per-user data directory."
+    ).tag(config=True)
+    recipient = Unicode(
+        "",
+        help="Path of a P-256 public key (PEM) to seal runs to; empty: this home's own key.",
+    ).tag(config=True)
+    display = Enum(
+        DISPLAYS,
+        default_value="card",
+        help="How a run is shown: 'card' (live widget with a static copy for saved "
+        "notebooks), 'text' (static HTML/text only) or 'both' (card and printed text).",
+    ).tag(config=True)
+    full_tracebacks = Bool(
+        False, help="Show full Python tracebacks instead of one-line errors (for debugging)."
+    ).tag(config=True)
+
+    @default("home")
+    def _default_home(self) -> str:
+        from ..sandbox import default_home
+
+        return str(default_home())
+
+    @validate("fuel", "memory", "timeout", "output")
+    def _check_limit(self, proposal: Any) -> Any:
+        name, value = proposal["trait"].name, proposal["value"]
+        parse = {"memory": parse_size, "output": parse_size, "timeout": parse_duration}
+        try:
+            parse.get(name, parse_count)(value, name)
+        except LimitsError as exc:
+            raise TraitError(str(exc)) from None
+        return value
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._sandboxes: dict[str, Sandbox] = {}
+
+    def sandbox(self) -> Sandbox:
+        """The sandbox of the current ``home``, opened on first use and kept open."""
+        home = str(Path(self.home).expanduser())
+        if home not in self._sandboxes:
+            from ..sandbox import Sandbox
+
+            self._sandboxes[home] = Sandbox(home=home)
+        return self._sandboxes[home]
+
+    def limits(self, cmd: RunCommand | None = None) -> Limits:
+        """These defaults, overridden by the run's own limit options."""
+        base = Limits.parse(
+            fuel=self.fuel, memory=self.memory, timeout=self.timeout, output=self.output
+        )
+        return Limits.parse(base, **cmd.limits) if cmd else base
+
+    def grants(self, cmd: RunCommand) -> Grants:
+        return Grants.parse(
+            dirs=cmd.dirs,
+            env=cmd.env,
+            argv=cmd.argv,
+            stdin=cmd.stdin,
+            deterministic=cmd.deterministic or self.deterministic,
+        )
+
+    def recipient_key(self) -> ec.EllipticCurvePublicKey | None:
+        """The configured recipient key, or None to seal to the home's own key."""
+        if not self.recipient:
+            return None
+        from ..keys import KeyStore
+
+        path = Path(self.recipient).expanduser()
+        try:
+            return KeyStore.load_public_pem(path.read_bytes())
+        except OSError as exc:
+            raise KeyStoreError(
+                f"WasmSandbox.recipient: cannot read {path}: {exc.strerror}"
+            ) from None
+
+    def close(self) -> None:
+        """Close every sandbox opened here; idempotent."""
+        for sandbox in self._sandboxes.values():
+            sandbox.close()
+        self._sandboxes.clear()

@@ -1,0 +1,218 @@
+"""How a run is shown while and after it runs: the live ipywidgets card, or a static view.
+
+Every view has the same four steps, called by the magic on the kernel's main thread:
+``show()`` before the run, ``progress(fuel_used)`` every 0.1 s while the guest runs,
+``finish(execution)`` after it, or ``discard()`` when nothing was run (the source did not
+compile) and ``abandon(exc)`` when the cell was interrupted outside the guest (or failed).
+
+The card's output carries the widget *and* the static HTML and text of `html`, so a saved
+notebook shows the run without a kernel (nbconvert, GitHub, nbval).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from html import escape
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from IPython.display import clear_output, display
+
+from . import html
+
+if TYPE_CHECKING:
+    from ..limits import Limits
+    from ..sandbox import Execution, Sandbox
+
+_log = logging.getLogger(__name__)
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+_BAR_STYLES = {"ok": "success", "out_of_fuel": "danger", "error": "danger", "trap": "danger"}
+
+
+class Quiet:
+    """Shows nothing (``--quiet``); the base of the other views."""
+
+    def __init__(self, sandbox: Sandbox, limits: Limits, title: str = "") -> None:
+        self.sandbox, self.limits, self.title = sandbox, limits, title
+
+    def show(self) -> None:
+        pass
+
+    def progress(self, fuel_used: int) -> None:
+        pass
+
+    def finish(self, execution: Execution) -> None:
+        pass
+
+    def discard(self) -> None:
+        pass
+
+    def abandon(self, exc: BaseException) -> None:
+        pass
+
+    def blobs(self, execution: Execution) -> dict[str, bytes]:
+        """The run's ciphertexts, for the payload previews."""
+        return dict(self.sandbox.ledger.get(execution.id).blobs)
+
+
+class Static(Quiet):
+    """The static HTML and text only, once the run is over (``display = "text"``)."""
+
+    def finish(self, execution: Execution) -> None:
+        display(html.mimebundle(execution, self.blobs(execution)), raw=True)
+
+
+class Card(Quiet):
+    """The live card: status badge, output, a fuel gauge that moves while the guest runs,
+    memory, duration, the sealed payload, the commitment, the log position, and Verify and
+    Decrypt buttons. ``echo`` also prints the plain-text view (``display = "both"``).
+
+    Seven widgets per card; layouts and styles are shared by every card, because a kernel
+    keeps each widget until it is closed."""
+
+    def __init__(self, sandbox: Sandbox, limits: Limits, title: str = "", echo: bool = False):
+        super().__init__(sandbox, limits, title)
+        import ipywidgets as w
+
+        shared = _shared(w)
+        self.echo, self.w = echo, w
+        self.execution: Execution | None = None
+        self.top = w.HTML(html.header(None, title, "starting…"), **shared.html)
+        self.gauge = w.IntProgress(
+            max=max(limits.fuel, 1), description="fuel", bar_style="info", **shared.progress
+        )
+        self.facts = w.HTML(self._fuel_table(0), **shared.html)
+        self.verify = _button(w, shared, "Verify", "check", self._on_verify)
+        self.buttons = w.HBox([self.verify], layout=shared.layout)
+        self.detail = w.HTML(**shared.html)
+        parts = [self.top, self.gauge, self.facts, self.buttons, self.detail]
+        self.box = w.VBox(parts, layout=shared.card)
+        self.handle: Any = None
+
+    def show(self) -> None:
+        bundle = self._bundle({"text/plain": "wasm-sandbox: running…"})
+        self.handle = display(bundle, raw=True, display_id=True)
+
+    def progress(self, fuel_used: int) -> None:
+        """Move the gauge; never raises (an exception here would abandon a running guest)."""
+        try:
+            self.top.value = html.header(None, self.title)  # sent once: only changes are sent
+            if fuel_used != self.gauge.value:
+                self.gauge.value = fuel_used
+                self.facts.value = self._fuel_table(fuel_used)
+        except Exception:  # a closed comm, a display hook failing: keep the guest running
+            _log.debug("fuel gauge update failed", exc_info=True)
+
+    def finish(self, execution: Execution) -> None:
+        o, blobs = execution.outcome, self.blobs(execution)
+        self.execution = execution
+        self.top.value = html.header(o, self.title) + html.io_html(o)
+        self.gauge.max, self.gauge.value = max(o.fuel_limit, 1), o.fuel_used
+        self.gauge.bar_style = _BAR_STYLES.get(o.status, "warning")
+        self.facts.value = html.facts_table(html.facts(execution, blobs))
+        self.verify.disabled = False
+        if _can_decrypt(self.sandbox, execution):
+            shared = _shared(self.w)
+            decrypt = _button(self.w, shared, "Decrypt", "unlock", self._on_decrypt, False)
+            self.buttons.children = (self.verify, decrypt)
+        self.handle.update(self._bundle(html.mimebundle(execution, blobs)), raw=True)
+        if self.echo:
+            print(html.text(execution, blobs))
+
+    def discard(self) -> None:
+        for widget in (*self.buttons.children, *self.box.children, self.box):
+            widget.close()
+        clear_output()
+
+    def abandon(self, exc: BaseException) -> None:
+        if isinstance(exc, KeyboardInterrupt):
+            status, note = "interrupted", "interrupted before or after the guest ran"
+        else:
+            status, note = "error", f"{type(exc).__name__}: {exc}"
+        self.top.value = f"{html.badge(status, status)} {escape(note)}"
+        self.handle.update(self._bundle({"text/plain": f"wasm-sandbox: {note}"}), raw=True)
+
+    def _fuel_table(self, used: int) -> str:
+        return html.facts_table([html.Fact("fuel", html.fuel_text(used, self.limits.fuel), "")])
+
+    def _bundle(self, static: dict[str, str]) -> dict[str, Any]:
+        return {**static, WIDGET_VIEW: self.box._repr_mimebundle_()[WIDGET_VIEW]}
+
+    def _on_verify(self, _button: Any) -> None:
+        assert self.execution is not None
+        self._detail(lambda: html.verification(self.sandbox.verify(self.execution.id)))
+
+    def _on_decrypt(self, _button: Any) -> None:
+        assert self.execution is not None
+        self._detail(lambda: html.opened(self.sandbox.decrypt(self.execution.id)))
+
+    def _detail(self, render: Callable[[], dict[str, str]]) -> None:
+        from ..errors import SandboxError
+
+        try:
+            self.detail.value = render()["text/html"]
+        except SandboxError as exc:
+            self.detail.value = f"{html.badge('error', 'failed')} {escape(str(exc))}"
+
+
+class _Shared(NamedTuple):
+    """Layout and style models shared by every card (they are never changed)."""
+
+    layout: Any
+    card: Any
+    html: dict[str, Any]
+    progress: dict[str, Any]
+    button: dict[str, Any]
+
+    def open(self) -> bool:
+        """False once any of the models was closed (``Widget.close_all()``)."""
+        models = (self.layout, self.card, *self.html.values(), *self.progress.values())
+        return all(m.comm is not None for m in (*models, *self.button.values()))
+
+
+_SHARED: _Shared | None = None
+
+
+def _shared(w: Any) -> _Shared:
+    global _SHARED
+    if _SHARED is None or not _SHARED.open():
+        from ipywidgets.widgets.widget_int import ProgressStyle
+        from ipywidgets.widgets.widget_string import HTMLStyle
+
+        layout = w.Layout()
+        _SHARED = _Shared(
+            layout=layout,
+            card=w.Layout(border="1px solid rgba(128,128,128,.4)", padding="4px 8px"),
+            html={"layout": layout, "style": HTMLStyle()},
+            progress={"layout": layout, "style": ProgressStyle()},
+            button={"layout": w.Layout(width="auto"), "style": w.ButtonStyle()},
+        )
+    return _SHARED
+
+
+def for_mode(mode: str, quiet: bool, sandbox: Sandbox, limits: Limits, title: str) -> Quiet:
+    """The view for ``WasmSandbox.display`` (``card``, ``text``, ``both``) or ``--quiet``."""
+    if quiet:
+        return Quiet(sandbox, limits, title)
+    if mode == "text":
+        return Static(sandbox, limits, title)
+    return Card(sandbox, limits, title, echo=mode == "both")
+
+
+def _button(
+    w: Any,
+    shared: _Shared,
+    label: str,
+    icon: str,
+    on_click: Callable[[Any], None],
+    disabled: bool = True,
+) -> Any:
+    button = w.Button(description=label, icon=icon, disabled=disabled, **shared.button)
+    button.on_click(on_click)
+    return button
+
+
+def _can_decrypt(sandbox: Sandbox, execution: Execution) -> bool:
+    """Whether this home holds the private key the run was sealed to."""
+    keys = sandbox.keys
+    return keys.has_private_key and execution.record.get("recipient") == keys.recipient_key_id
