@@ -21,7 +21,7 @@ STATUSES = (OK, EXIT, TRAP, TIMEOUT, OUT_OF_FUEL, MEMORY_LIMIT, INTERRUPTED, ERR
 
 @dataclass(frozen=True)
 class Frame:
-    """One wasm stack frame of a trap, innermost first."""
+    """One wasm stack frame of a trap, innermost first (``module_offset`` -1: unknown)."""
 
     func_index: int
     func_name: str | None
@@ -30,7 +30,7 @@ class Frame:
 
     def __str__(self) -> str:
         name = self.func_name or f"func[{self.func_index}]"
-        where = f" @ 0x{self.module_offset:x}" if self.module_offset < 1 << 32 else ""
+        where = f" @ 0x{self.module_offset:x}" if 0 <= self.module_offset < 1 << 32 else ""
         return f"{self.module_name or '<module>'}!{name}{where}"
 
 
