@@ -1,0 +1,461 @@
+"""ledger.py on real SQLite files with real Ed25519 keys: appends, proofs, audits, receipts."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from wasm_sandbox import merkle
+from wasm_sandbox.checkpoint import open_note, sign_note, verifier_key
+from wasm_sandbox.errors import LedgerError, RecordNotFound, VerificationError
+from wasm_sandbox.ledger import Entry, Ledger, verify_receipt
+
+ORIGIN = "example.com/test-log"
+SCRIPT = Path(__file__).parents[2] / "docs" / "verify_receipt.py"
+TABLES = ("entries", "blobs", "subtrees", "checkpoints")
+
+
+@pytest.fixture(scope="module")
+def key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def record(rid: str, blobs: dict[str, bytes]) -> bytes:
+    """A stand-in for the canonical record: it names its id and the digest of each blob."""
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in blobs.items()}
+    return json.dumps({"id": rid, "blobs": digests}, sort_keys=True).encode()
+
+
+def item(i: int) -> tuple[str, bytes, dict[str, bytes]]:
+    rid = f"rec{i:04d}"
+    blobs = {"program": b"ct-program-%d" % i, "result": b"ct-result-%d" % i}
+    return rid, record(rid, blobs), blobs
+
+
+def check_entry(entry: Entry) -> str | None:
+    try:
+        rec = json.loads(entry.leaf)
+    except ValueError:
+        return "leaf is not a record"
+    if rec.get("id") != entry.record_id:
+        return "record id does not match the record"
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in entry.blobs.items()}
+    return None if digests == rec.get("blobs") else "blobs do not match the record"
+
+
+def build(path: Path, key: Ed25519PrivateKey, batches: list[int]) -> Ledger:
+    log = Ledger(path, origin=ORIGIN, signing_key=key)
+    n = 0
+    for b in batches:
+        log.append_many([item(i) for i in range(n, n + b)])
+        n += b
+    return log
+
+
+@pytest.fixture
+def log(tmp_path, key):
+    with build(tmp_path / "log.db", key, [1, 2, 1, 3]) as log:
+        yield log
+
+
+def raw(log: Ledger) -> sqlite3.Connection:
+    return sqlite3.connect(log.path, isolation_level=None)
+
+
+# Appending and proofs
+
+
+def test_append_returns_a_receipt_that_verifies(log, key):
+    rid, leaf, blobs = item(7)
+    r = log.append(rid, leaf, blobs)
+    assert (r.record_id, r.leaf_index, r.tree_size) == (rid, 7, 8)
+    cp = open_note(r.checkpoint_note, log.verifier_key)
+    assert (cp.origin, cp.size, cp.root) == (ORIGIN, 8, r.root)
+    assert merkle.verify_inclusion(merkle.leaf_hash(leaf), 7, 8, list(r.inclusion_proof), r.root)
+    assert log.get(rid) == Entry(7, rid, leaf, blobs)
+    assert log.size == 8
+
+
+def test_append_many_is_one_checkpoint(log):
+    receipts = log.append_many([item(i) for i in range(7, 12)])
+    assert [r.leaf_index for r in receipts] == list(range(7, 12))
+    assert {r.checkpoint_note for r in receipts} == {log.latest_checkpoint().note}
+    assert [cp.size for cp in log.checkpoints()] == [1, 3, 4, 7, 12]
+    assert log.append_many([]) == []
+
+
+def test_proofs_match_merkle_for_every_size(tmp_path, key):
+    with build(tmp_path / "log.db", key, [1, 2, 3, 5, 1, 8, 13, 4]) as log:
+        leaves = [merkle.leaf_hash(e.leaf) for e in log.entries(limit=100)]
+        assert len(leaves) == log.size == 37
+        assert log.root(0) == merkle.EMPTY_ROOT
+        for n in range(1, 38):
+            assert log.root(n) == merkle.root(leaves[:n])
+            for i in range(n):
+                assert log.inclusion_proof(i, n) == merkle.inclusion_proof(i, leaves[:n])
+            for m in range(1, n + 1):
+                assert log.consistency_proof(m, n) == merkle.consistency_proof(m, leaves[:n])
+        assert log.consistency_proof(5) == log.consistency_proof(5, 37)
+
+
+def test_old_receipts_stay_valid_and_checkpoints_stay_consistent(tmp_path, key):
+    with Ledger(tmp_path / "log.db", origin=ORIGIN, signing_key=key) as log:
+        receipts = [log.append(*item(i)) for i in range(9)]
+        latest = log.latest_checkpoint()
+        for r in receipts:
+            leaf = merkle.leaf_hash(log.get(r.record_id).leaf)
+            proof = list(r.inclusion_proof)
+            assert merkle.verify_inclusion(leaf, r.leaf_index, r.tree_size, proof, r.root)
+            proof = log.consistency_proof(r.tree_size)
+            assert merkle.verify_consistency(r.tree_size, 9, r.root, latest.root, proof)
+
+
+def counts(log: Ledger) -> tuple[int, ...]:
+    db = raw(log)
+    return tuple(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES)
+
+
+def test_duplicate_record_id_writes_nothing(log):
+    before = counts(log)
+    with pytest.raises(LedgerError, match="record id rec0002 is already logged"):
+        log.append_many([item(7), item(2)])
+    with pytest.raises(LedgerError, match="twice"):
+        log.append_many([item(8), item(8)])
+    assert counts(log) == before
+    assert log.verify_all(check_entry).ok
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("", b"x", {}), "record id must be"),
+        ((7, b"x", {}), "record id must be"),
+        (("a\nb", b"x", {}), "record id must be"),
+        (("r", "text", {}), "leaf of r must be bytes"),
+        (("r", b"x", {"p": "text"}), "blob 'p' of r must be bytes"),
+        (("r", b"x", {"": b"x"}), "blob name of r"),
+        (("r", b"x", [b"x"]), "blobs of r must map"),
+    ],
+)
+def test_bad_input_is_refused_with_a_one_line_error(log, args, message):
+    with pytest.raises(LedgerError, match=message) as info:
+        log.append(*args)
+    assert "\n" not in str(info.value)
+    assert log.size == 7
+
+
+def test_threads_can_share_a_ledger(log):
+    def work(t: int) -> None:
+        for i in range(10):
+            log.append(*item(100 + 10 * t + i))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert log.size == 47
+    assert log.verify_all(check_entry).ok
+
+
+# Reading
+
+
+def test_get_entries_and_recent(log):
+    assert log.get("rec0003").index == 3
+    assert log.get(3).record_id == "rec0003"
+    assert log.get(3).blobs == item(3)[2]
+    for missing in ("nope", 7, -1, 3.0, True):
+        with pytest.raises(RecordNotFound):
+            log.get(missing)
+    assert [e.index for e in log.entries()] == list(range(7))
+    assert [e.index for e in log.entries(after=2, limit=3)] == [3, 4, 5]
+    assert [e.index for e in log.recent(3)] == [6, 5, 4]
+    assert [e.index for e in log.recent(10, before=2)] == [1, 0]
+    assert log.entries(after=2, limit=3)[0].blobs == item(3)[2]
+    with pytest.raises(LedgerError, match="bad page"):
+        log.entries(limit=-1)
+    with pytest.raises(LedgerError, match="bad page"):
+        log.recent(before="5")
+
+
+def test_proof_arguments_are_checked(log):
+    with pytest.raises(RecordNotFound):
+        log.inclusion_proof(7)
+    with pytest.raises(LedgerError, match="tree size 8"):
+        log.root(8)
+    with pytest.raises(LedgerError, match="first tree size 0"):
+        log.consistency_proof(0)
+    with pytest.raises(LedgerError, match="first tree size 5"):
+        log.consistency_proof(5, 4)
+
+
+def test_empty_log(tmp_path, key):
+    with Ledger(tmp_path / "log.db", origin=ORIGIN, signing_key=key) as log:
+        assert log.size == 0 and log.root() == merkle.EMPTY_ROOT and log.checkpoints() == []
+        with pytest.raises(LedgerError, match="empty"):
+            log.latest_checkpoint()
+        assert log.verify_all().ok
+
+
+def test_read_only_ledger_verifies_but_does_not_append(log):
+    log.close()
+    with Ledger(log.path, origin=ORIGIN, verifier=log.verifier_key) as reader:
+        assert reader.verify_all(check_entry).ok
+        assert reader.latest_checkpoint().size == 7
+        with pytest.raises(LedgerError, match="read-only"):
+            reader.append(*item(7))
+
+
+def test_constructor_checks_keys_and_origin(tmp_path, key):
+    path, other = tmp_path / "log.db", Ed25519PrivateKey.generate()
+    with pytest.raises(LedgerError, match="signing key or a verifier key"):
+        Ledger(path, origin=ORIGIN)
+    with pytest.raises(LedgerError, match="does not belong"):
+        Ledger(
+            path, origin=ORIGIN, signing_key=key, verifier=verifier_key(ORIGIN, other.public_key())
+        )
+    with pytest.raises(LedgerError, match="not the origin"):
+        Ledger(path, origin="other.example", verifier=verifier_key(ORIGIN, key.public_key()))
+    for origin in ("", "has space", "a+b", "two\nlines", "bell\a"):
+        with pytest.raises(LedgerError):
+            Ledger(path, origin=origin, signing_key=key)
+    with pytest.raises(LedgerError, match="cannot open"):
+        Ledger(tmp_path / "no" / "such" / "dir.db", origin=ORIGIN, signing_key=key)
+
+
+def test_close_is_idempotent_and_final(tmp_path, key):
+    with Ledger(tmp_path / "log.db", origin=ORIGIN, signing_key=key) as log:
+        log.append(*item(0))
+    log.close()
+    with pytest.raises(LedgerError, match="closed"):
+        _ = log.size
+
+
+# Verifying
+
+
+def test_verify_entry_names_its_checks(log):
+    assert log.verify_entry("rec0004") == {
+        "leaf_hash": True,
+        "inclusion_proof": True,
+        "checkpoint_signature": True,
+    }
+    raw(log).execute("UPDATE entries SET leaf = ? WHERE idx = 4", (b"forged",))
+    assert log.verify_entry("rec0004") == {
+        "leaf_hash": False,
+        "inclusion_proof": False,
+        "checkpoint_signature": True,
+    }
+    with pytest.raises(RecordNotFound):
+        log.verify_entry("nope")
+
+
+def test_verify_all_passes_a_good_log_and_calls_check_entry(log):
+    seen = []
+    report = log.verify_all(lambda e: seen.append(e.record_id))
+    assert report.ok and report.tree_size == 7 and report.first_bad is None
+    assert seen == [f"rec{i:04d}" for i in range(7)]
+    bad = log.verify_all(lambda e: "too odd" if e.index % 2 else None)
+    assert not bad.ok and bad.first_bad == {"index": 1, "record_id": "rec0001"}
+    assert bad.problems == ("entry 1: too odd", "entry 3: too odd", "entry 5: too odd")
+
+
+def flips(value: int | str | bytes) -> list:
+    """Values that differ from ``value`` in one byte (integers: in one bit of one byte)."""
+    if isinstance(value, int):
+        return [value ^ 1, value ^ 0x100]
+    data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+    out = []
+    for pos in sorted({0, len(data) // 2, len(data) - 1}):
+        changed = bytearray(data)
+        changed[pos] ^= 1
+        out.append(bytes(changed))
+    return out
+
+
+def cells(path: Path):
+    """Every (table, column, row) of the database, the row as a dict of its values."""
+    db = sqlite3.connect(path)
+    for (table,) in db.execute("SELECT name FROM sqlite_schema WHERE type = 'table'"):
+        columns = [c[1] for c in db.execute(f"PRAGMA table_info({table})")]
+        for row in db.execute(f"SELECT {', '.join(columns)} FROM {table}"):
+            for column in columns:
+                yield table, column, dict(zip(columns, row, strict=True))
+    db.close()
+
+
+def test_one_changed_byte_in_any_column_of_any_table_is_detected(tmp_path, key):
+    pristine = tmp_path / "pristine.db"
+    build(pristine, key, [1, 2, 1]).close()
+    vkey, tried = verifier_key(ORIGIN, key.public_key()), set()
+    for n, (table, column, row) in enumerate(cells(pristine)):
+        for value in flips(row[column]):
+            copy = tmp_path / f"case{n}-{len(tried)}.db"
+            shutil.copy(pristine, copy)
+            db = sqlite3.connect(copy, isolation_level=None)
+            cast = "CAST(? AS TEXT)" if isinstance(row[column], str) else "?"
+            where = " AND ".join(f"{c} = ?" for c in row)
+            try:
+                sql = f"UPDATE {table} SET {column} = {cast} WHERE {where}"
+                db.execute(sql, (value, *row.values()))
+            except sqlite3.IntegrityError:
+                continue  # SQLite itself refuses this edit
+            finally:
+                db.close()
+            with Ledger(copy, origin=ORIGIN, verifier=vkey) as log:
+                report = log.verify_all(check_entry)
+            assert not report.ok, (table, column, row, value)
+            tried.add((table, column))
+    every_column = {(t, c) for t, c, _ in cells(pristine)}
+    assert tried == every_column
+
+
+def test_deleted_rows_are_detected(tmp_path, key):
+    pristine = tmp_path / "pristine.db"
+    build(pristine, key, [1, 2, 1, 3]).close()
+    cases = [("entries", f"idx = {i}") for i in range(7)]
+    cases += [("blobs", f"idx = {i} AND name = 'result'") for i in range(7)]
+    cases += [("subtrees", f"level = {lvl} AND idx = 0") for lvl in range(3)]
+    cases += [("subtrees", "level = 0 AND idx = 6"), ("checkpoints", "size = 7")]
+    for n, (table, where) in enumerate(cases):
+        copy = tmp_path / f"case{n}.db"
+        shutil.copy(pristine, copy)
+        sqlite3.connect(copy, isolation_level=None).execute(f"DELETE FROM {table} WHERE {where}")
+        with Ledger(copy, origin=ORIGIN, signing_key=key) as log:
+            assert not log.verify_all(check_entry).ok, (table, where)
+
+
+def test_first_bad_names_the_entry_or_checkpoint(log):
+    db = raw(log)
+    db.execute("DELETE FROM entries WHERE idx = 6")
+    assert log.verify_all(check_entry).first_bad == {"index": 6, "record_id": None}
+    db.execute("UPDATE entries SET leaf = ? WHERE idx = 2", (item(2)[1] + b" ",))
+    assert log.verify_all(check_entry).first_bad == {"index": 2, "record_id": "rec0002"}
+
+
+def test_first_bad_names_a_bad_checkpoint(log):
+    note = log.latest_checkpoint().note
+    raw(log).execute("UPDATE checkpoints SET note = ? WHERE size = 7", (note.replace("7", "8", 1),))
+    report = log.verify_all(check_entry)
+    assert report.first_bad == {"checkpoint": 7}
+    assert "checkpoint 7" in report.problems[0]
+
+
+def test_reordered_rows_are_detected(log):
+    db = raw(log)
+    db.execute("UPDATE entries SET idx = idx + 100 WHERE idx IN (2, 3)")
+    db.execute("UPDATE entries SET idx = 5 - (idx - 100) WHERE idx IN (102, 103)")  # swap 2 and 3
+    assert [e.record_id for e in log.entries()][2:4] == ["rec0003", "rec0002"]
+    report = log.verify_all()
+    assert not report.ok and report.first_bad == {"index": 2, "record_id": "rec0003"}
+
+
+def test_swapped_blobs_are_detected_by_check_entry(log):
+    db = raw(log)
+    db.execute("UPDATE blobs SET idx = 100 WHERE idx = 1")
+    db.execute("UPDATE blobs SET idx = 1 WHERE idx = 2")
+    db.execute("UPDATE blobs SET idx = 2 WHERE idx = 100")
+    assert log.verify_all().ok  # the ledger alone cannot tell: blobs are opaque
+    assert log.verify_all(check_entry).first_bad == {"index": 1, "record_id": "rec0001"}
+
+
+def test_wrong_verifier_key_fails_every_checkpoint(log):
+    log.close()
+    other = Ed25519PrivateKey.generate()
+    with Ledger(log.path, origin=ORIGIN, signing_key=other) as impostor:
+        report = impostor.verify_all(check_entry)
+        assert not report.ok and report.first_bad == {"checkpoint": 1}
+        with pytest.raises(VerificationError, match="no signature"):
+            impostor.latest_checkpoint()
+        with pytest.raises(VerificationError, match="refusing to append"):
+            impostor.append(*item(7))
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "UPDATE subtrees SET hash = zeroblob(32) WHERE level = 2 AND idx = 0",
+        "UPDATE subtrees SET hash = zeroblob(32) WHERE level = 0 AND idx = 6",
+        "DELETE FROM checkpoints WHERE size = 7",
+        "DELETE FROM entries WHERE idx = 6",
+        "DELETE FROM checkpoints",
+    ],
+)
+def test_a_tampered_log_refuses_to_sign_again(log, key, tamper):
+    raw(log).execute(tamper)
+    size = log.size
+    with pytest.raises(VerificationError, match="refusing to append"):
+        log.append(*item(7))
+    assert log.size == size
+
+
+def test_the_log_never_signs_an_inconsistent_checkpoint(log, key):
+    # Forge a frontier the attacker controls and a note that matches it but is not signed by us.
+    forged = merkle.Frontier(7, [hashlib.sha256(b"%d" % i).digest() for i in range(3)])
+    db = raw(log)
+    for (level, idx), h in zip(merkle.subtrees(0, 7), forged.hashes, strict=True):
+        db.execute("UPDATE subtrees SET hash = ? WHERE level = ? AND idx = ?", (h, level, idx))
+    body = f"{ORIGIN}\n7\n{base64.b64encode(forged.root()).decode()}\n"
+    note = sign_note(body, ORIGIN, Ed25519PrivateKey.generate())
+    db.execute("UPDATE checkpoints SET note = ? WHERE size = 7", (note,))
+    with pytest.raises(VerificationError, match="no signature"):
+        log.append(*item(7))
+    assert log.size == 7
+    assert not log.verify_all().ok
+
+
+# Receipts
+
+
+def test_receipt_is_a_c2sp_tlog_proof_with_the_leaf(log):
+    text = log.receipt("rec0005")
+    head, note = text.split("\n\n", 1)
+    lines = head.split("\n")
+    assert lines[0] == "c2sp.org/tlog-proof@v1"
+    assert base64.b64decode(lines[1].removeprefix("extra ")) == item(5)[1]
+    assert lines[2] == "index 5"
+    assert [base64.b64decode(x) for x in lines[3:]] == log.inclusion_proof(5)
+    assert note == log.latest_checkpoint().note
+    assert verify_receipt(text, log.verifier_key)
+
+
+def test_every_changed_byte_of_a_receipt_fails(log):
+    text = log.receipt("rec0002").encode()
+    for i in range(len(text)):
+        changed = bytearray(text)
+        changed[i] ^= 1
+        assert not verify_receipt(changed.decode("utf-8", "surrogateescape"), log.verifier_key), i
+
+
+def test_receipts_fail_with_another_key_or_garbage(log):
+    text = log.receipt("rec0002")
+    other = Ed25519PrivateKey.generate()
+    with Ledger(log.path + "-other", origin=ORIGIN, signing_key=other) as stranger:
+        assert not verify_receipt(text, stranger.verifier_key)
+    for junk in ("", "c2sp.org/tlog-proof@v1\n\n", text.replace("index 2", "index 02"), None, 5):
+        assert not verify_receipt(junk, log.verifier_key)
+    assert not verify_receipt(text, "not a key")
+
+
+def test_standalone_script_verifies_a_real_receipt(log, tmp_path):
+    good, bad = tmp_path / "good.tlog-proof", tmp_path / "bad.tlog-proof"
+    good.write_text(log.receipt("rec0003"))
+    bad.write_text(log.receipt("rec0003").replace("index 3", "index 4"))
+    run = [sys.executable, str(SCRIPT)]
+    ok = subprocess.run([*run, str(good), log.verifier_key], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("verified: record 3 of " + ORIGIN)
+    no = subprocess.run([*run, str(bad), log.verifier_key], capture_output=True, text=True)
+    assert no.returncode == 1 and no.stdout.startswith("NOT verified")
+    usage = subprocess.run(run, capture_output=True, text=True)
+    assert usage.returncode == 2
