@@ -103,3 +103,8 @@ def load_ipython_extension(ipython: Any) -> None:
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
     return [{"module": "wasm_sandbox.jupyter.server"}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The prebuilt JupyterLab extension (``pip install`` builds it into ``labextension/``)."""
+    return [{"src": "labextension", "dest": "wasm-sandbox"}]

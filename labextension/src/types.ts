@@ -1,0 +1,106 @@
+/**
+ * Wire types of the wasm-sandbox REST API (`/wasm-sandbox/api/`), mirrored from the
+ * server's OpenAPI document (`wasm_sandbox/jupyter/openapi.json`). Only what this extension
+ * reads is typed; the server may send more.
+ */
+
+/** One sealed part of a record (program, input or result). */
+export interface ISealedPart {
+  commitment: string;
+  enc: string;
+  ct_sha256: string;
+  ct_len: number;
+  size?: number;
+}
+
+/** The outcome summary inside a record. */
+export interface IOutcomeSummary {
+  status: string;
+  trap: string | null;
+  exit_code: number | null;
+  fuel_used: number;
+  memory_bytes: number;
+  duration_us: number;
+}
+
+/** The canonical execution record: what is committed and logged. */
+export interface IRecord {
+  v: number;
+  id: string;
+  /** Milliseconds since the Unix epoch. */
+  time: number;
+  recipient: string;
+  suite: string;
+  program: ISealedPart;
+  input: ISealedPart;
+  result: ISealedPart;
+  limits: Record<string, number>;
+  outcome: IOutcomeSummary;
+  deterministic: boolean;
+  [key: string]: unknown;
+}
+
+/** A record as listed by `GET executions`: the record plus its leaf index. */
+export interface IListedRecord extends IRecord {
+  leaf_index: number;
+}
+
+/** `GET executions?limit=&after=`: records with leaf index > after, oldest first. */
+export interface IExecutionPage {
+  items: IListedRecord[];
+  tree_size: number;
+  next_after: number | null;
+}
+
+/** The RFC 6962 audit path of a record's leaf. */
+export interface IInclusionProof {
+  leaf_index: number;
+  tree_size: number;
+  root: string;
+  hashes: string[];
+}
+
+/** The server's verification: each check is "ok", "skipped: ..." or "failed: ...". */
+export interface IVerification {
+  id: string;
+  verified: boolean;
+  leaf_index: number;
+  tree_size: number;
+  root: string;
+  checks: Record<string, string>;
+}
+
+/** `GET executions/{id}`. */
+export interface IExecutionDetail {
+  id: string;
+  leaf_index: number;
+  record: IRecord;
+  ciphertexts: { program: string; input: string; result: string };
+  inclusion_proof: IInclusionProof;
+  checkpoint: string;
+  receipt: string;
+  verification: IVerification;
+}
+
+/** `GET checkpoint?format=json`. */
+export interface ICheckpoint {
+  checkpoint: string;
+  origin: string;
+  tree_size: number;
+  root: string;
+}
+
+/** `GET keys/public`. */
+export interface IPublicKeys {
+  recipient_public_key_pem: string;
+  recipient_key_id: string;
+  log_origin: string;
+  log_verifier_key: string;
+}
+
+/** An error answer: `{"message", "reason", "field"?}`. */
+export interface IApiError {
+  message: string;
+  reason?: string | null;
+  field?: string;
+}

@@ -1,0 +1,195 @@
+"""The JupyterLab extension in a real browser, as a user would see it.
+
+One notebook, opened from disk: ``%load_ext``, a ``%%wasm --lang c`` cell (highlighted as C
+when the notebook opens) and a Python cell holding WebAssembly text (not highlighted as WAT).
+The test types a new cell, turns it into a ``%%wasm`` cell by typing the magic line, checks the
+WAT keywords take the keyword style, runs it, reads fuel and commitment from the widget card,
+finds the run in the audit panel and verifies it there. Screenshot: artifacts/labextension.png.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from .conftest import ARTIFACTS, Lab
+
+pytestmark = pytest.mark.slow
+
+WAT_BODY = """(module
+  (func (export "add") (param i32 i32) (result i32)
+    local.get 0
+    local.get 1
+    i32.add))"""
+MAGIC_LINE = "%%wasm --invoke add 2 3"
+C_CELL = """%%wasm --lang c
+#include <stdio.h>
+int main(void) { puts("hi"); return 0; }"""
+
+# The style of the element holding the first text node that starts with `word`, in a cell.
+STYLE_OF = """(cell, word) => {
+  const content = cell.querySelector('.cm-content');
+  const walker = document.createTreeWalker(content, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const at = n.textContent.indexOf(word);
+    if (at >= 0 && (at === 0 || /[\\s(]/.test(n.textContent[at - 1]))) {
+      const s = getComputedStyle(n.parentElement);
+      return {weight: s.fontWeight, color: s.color, italic: s.fontStyle === 'italic',
+              text: n.textContent};
+    }
+  }
+  return null;
+}"""
+
+
+def _notebook() -> dict[str, Any]:
+    def cell(source: str) -> dict[str, Any]:
+        return {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                "source": source}  # fmt: skip
+
+    return {
+        "cells": [cell("%load_ext wasm_sandbox"), cell(C_CELL), cell(WAT_BODY)],
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def _style(cell: Any, word: str) -> dict[str, Any]:
+    style = cell.evaluate(STYLE_OF, word)
+    assert style is not None, f"{word!r} not found in the cell"
+    return style
+
+
+def _bold(style: dict[str, Any]) -> bool:
+    return int(style["weight"]) >= 600
+
+
+def _run(page: Any, cell: Any, timeout: float = 60) -> int:
+    """Run `cell` until its prompt shows a number: the first run can be dropped while the
+    kernel connects."""
+    prompt = cell.locator(".jp-InputPrompt")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        cell.locator(".cm-content").click()
+        page.keyboard.press("Shift+Enter")
+        wait_until = time.monotonic() + 15
+        while time.monotonic() < wait_until:
+            match = re.search(r"\[(\d+)\]", prompt.inner_text())
+            if match:
+                return int(match.group(1))
+            page.wait_for_timeout(250)
+    raise AssertionError(f"the cell did not run in {timeout:.0f} s: {prompt.inner_text()!r}")
+
+
+def _palette(page: Any, label: str) -> None:
+    """Run a command from the command palette, by its label."""
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+Shift+C")
+    page.locator(".lm-CommandPalette-input").fill(label)
+    page.locator(".lm-CommandPalette-item", has_text=label).first.click()
+
+
+def _digits(text: str) -> int:
+    return int(re.sub(r"[^0-9]", "", text))
+
+
+def test_installed_extension_is_enabled() -> None:
+    """`jupyter labextension list` shows the prebuilt extension that pip installed."""
+    out = subprocess.run(
+        [sys.executable, "-m", "jupyterlab.labextensions", "list"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    text = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr)
+    line = next((ln for ln in text.splitlines() if "wasm-sandbox" in ln), None)
+    assert line is not None, text
+    assert "enabled" in line and "OK" in line, line
+
+
+def test_highlight_run_and_verify_in_the_audit_panel(lab: Lab, browser_context: Any) -> None:
+    started = time.monotonic()
+    (lab.root / "demo.ipynb").write_text(json.dumps(_notebook()))
+    page = browser_context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.set_default_timeout(30_000)
+    page.goto(f"{lab.url}lab/tree/demo.ipynb?reset&token={lab.token}")
+    cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
+    cells.nth(2).locator(".cm-line").first.wait_for()
+
+    # Opened from disk: the %%wasm --lang c cell is C (`#include` is not a Python comment),
+    # the Python cell with WebAssembly text stays Python (`module` is a plain name).
+    include = _style(cells.nth(1), "#include")
+    assert not include["italic"], f"`#include` styled as a Python comment: {include}"
+    python_module = _style(cells.nth(2), "module")
+    assert not _bold(python_module), f"`module` in a Python cell is a keyword: {python_module}"
+
+    # Type a new cell: WebAssembly text first (still Python), then the magic line on top.
+    cells.nth(2).locator(".cm-content").click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("b")
+    new = cells.nth(3)
+    new.locator(".cm-content").click()
+    page.keyboard.insert_text(WAT_BODY)
+    page.wait_for_timeout(200)
+    assert not _bold(_style(new, "module")), "WAT keywords highlighted before the magic line"
+    page.keyboard.press("Control+Home")
+    page.keyboard.type(MAGIC_LINE)
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(300)
+    for keyword in ("module", "func", "param", "result"):
+        wat = _style(new, keyword)
+        assert _bold(wat), f"`{keyword}` in the %%wasm cell is not styled as a keyword: {wat}"
+        assert wat["color"] != python_module["color"], (keyword, wat, python_module)
+    assert new.locator(".cm-line").first.inner_text() == MAGIC_LINE
+
+    # Run it: the widget card shows fuel and commitment.
+    _run(page, cells.nth(0))
+    _run(page, new)
+    card = new.locator(".jp-OutputArea-output")
+    commitment_code = card.locator("tr:has(th:text-is('commitment')) code[title]")
+    commitment_code.wait_for(timeout=60_000)
+    commitment = commitment_code.get_attribute("title") or ""
+    assert re.fullmatch(r"[0-9a-f]{64}", commitment), commitment
+    fuel_text = card.get_by_text(re.compile(r"^[\d,]+ / [\d,]+ \(")).first.inner_text()
+    fuel_used = _digits(fuel_text.split("/")[0])
+    assert fuel_used > 0, fuel_text
+
+    # The audit panel, from the command palette: the new record, then Verify.
+    _palette(page, "Open WebAssembly Audit Trail")
+    panel = page.locator("#wasm-sandbox-audit")
+    row = panel.locator(f".jp-WasmSandbox-record[data-commitment='{commitment}']")
+    row.wait_for(timeout=20_000)
+    assert _digits(row.locator("td").nth(3).inner_text()) == fuel_used
+    assert _digits(panel.locator(".jp-WasmSandbox-tree-size").inner_text()) >= 1
+    row.click()
+    panel.locator(".jp-WasmSandbox-verify").click()
+    verdict = panel.locator(".jp-WasmSandbox-verdict[data-verified]")
+    verdict.wait_for(timeout=20_000)
+    checks = panel.locator(".jp-WasmSandbox-checks li").all_inner_texts()
+    page.screenshot(path=str(ARTIFACTS / "labextension.png"))
+    assert verdict.get_attribute("data-verified") == "true", "\n".join(checks)
+    assert any(c.startswith("✓ browser: inclusion") for c in checks), checks
+
+    # The other two palette commands: verify the latest run, insert an example cell.
+    panel.locator(".jp-WasmSandbox-detail").evaluate("n => n.replaceChildren()")
+    _palette(page, "Verify Latest WebAssembly Run")
+    verdict.wait_for(timeout=20_000)
+    assert verdict.get_attribute("data-verified") == "true", verdict.inner_text()
+    new.locator(".cm-content").click()
+    _palette(page, "Insert %%wasm Example Cell")
+    example = cells.nth(4)
+    example.locator(".cm-line").first.wait_for()
+    assert example.locator(".cm-line").first.inner_text().startswith("%%wasm")
+    assert _bold(_style(example, "module"))
+    assert not errors, errors
+    print(f"browser test: {time.monotonic() - started:.1f} s; checks: {checks}")
