@@ -431,3 +431,26 @@ def test_static_view_matches_the_execution_repr(kernel):
     [shown] = kernel.run("_ex").displays  # Execution._repr_mimebundle_
     assert re.search(r'data-status="ok"', shown["text/html"])
     assert facts["commitment"] in shown["text/html"] and facts["commitment"] in shown["text/plain"]
+
+
+@pytest.mark.slow
+def test_saved_notebook_shows_the_run_without_a_kernel(tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nbconvert = pytest.importorskip("nbconvert")
+    monkeypatch.setenv("WASM_SANDBOX_HOME", str(tmp_path / "home"))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext wasm_sandbox"),
+        nbformat.v4.new_code_cell(f"%%wasm --invoke add 2 3\n{programs.ADD}"),
+    ]
+    nbclient.NotebookClient(nb, timeout=60, kernel_name="python3").execute(cwd=str(tmp_path))
+    [output] = nb.cells[1].outputs
+    assert {WIDGET_VIEW, "text/html", "text/plain"} <= set(output["data"])
+    saved = nbformat.reads(nbformat.writes(nb), as_version=4)
+    with_state, _ = nbconvert.HTMLExporter().from_notebook_node(saved)
+    assert 'data-status=\\"ok\\"' in with_state  # the card, from the saved widget state
+    saved.metadata.pop("widgets")  # JupyterLab saves no widget state by default
+    static, _ = nbconvert.HTMLExporter().from_notebook_node(saved)
+    assert 'class="wasm-sandbox-run"' in static and 'data-status="ok"' in static
+    assert "wasm-sandbox: ok" in output["data"]["text/plain"]

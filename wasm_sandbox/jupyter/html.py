@@ -78,7 +78,7 @@ def short_hash(value: str, chars: int = 16) -> str:
     """The full hex ``value``, shown cut with an ellipsis; full on hover; copies in full."""
     return (
         f'<code title="{escape(value)}" style="display:inline-block;max-width:{chars}ch;'
-        "overflow:hidden;text-overflow:ellipsis;white-space:nowrap;vertical-align:bottom;"
+        "overflow:hidden;text-overflow:ellipsis;white-space:nowrap;vertical-align:-0.25em;"
         f'user-select:all">{escape(value)}</code>'
     )
 
