@@ -34,8 +34,8 @@ from typing import Any
 import wasmtime
 from wasmtime import _bindings as ffi
 
+from . import binary, wasi
 from . import outcome as st
-from . import wasi
 from .cache import ModuleCache
 from .errors import CompileError, InvocationError
 from .limits import Grants, Limits
@@ -47,6 +47,8 @@ TICK = 0.01
 PROGRESS_INTERVAL = 0.1
 MAX_FRAMES = 32
 RECENT_MODULES = 128
+#: Bump when `_config` changes: cached compiled code from another configuration is ignored.
+CONFIG_VERSION = 2
 #: WASI functions through which a guest can observe time or randomness.
 NONDETERMINISTIC_IMPORTS = frozenset(
     {"clock_time_get", "clock_res_get", "random_get", "poll_oneoff"}
@@ -65,9 +67,6 @@ _CONTINUE = 0
 _SPAWN_LOCK = threading.Lock()
 
 
-Signature = tuple[tuple[str, ...], tuple[str, ...]]  # parameter types, result types
-
-
 @dataclass(frozen=True)
 class Compiled:
     """A validated, compiled module and what the sandbox needs to know about it."""
@@ -78,18 +77,18 @@ class Compiled:
     cache: str
     compile_ms: float
     imports: tuple[tuple[str, str], ...]
-    functions: dict[str, Signature] = field(repr=False)
+    functions: dict[str, binary.Signature] = field(repr=False)
 
     @classmethod
     def inspect(cls, module: wasmtime.Module, wasm: bytes, digest: str) -> Compiled:
-        """Read imports and exported function signatures once, at compile time."""
-        functions = {
-            e.name: (tuple(map(str, e.type.params)), tuple(map(str, e.type.results)))
-            for e in module.exports
-            if isinstance(e.type, wasmtime.FuncType)
-        }
-        imports = tuple((i.module, i.name or "") for i in module.imports)
-        return cls(module, bytes(wasm), digest, "miss", 0.0, imports, functions)
+        """Read imports and exported function signatures once, from the bytes
+        (never through wasmtime's type API: see `wasm_sandbox.binary`)."""
+        try:
+            face = binary.interface(wasm)
+        except (ValueError, IndexError, UnicodeDecodeError) as exc:
+            raise CompileError(f"cannot read the module's imports and exports: {exc}") from None
+        imports = tuple((mod, name) for mod, name, _kind in face.imports)
+        return cls(module, bytes(wasm), digest, "miss", 0.0, imports, face.functions)
 
     @property
     def uses_wasi(self) -> bool:
@@ -100,6 +99,30 @@ class Compiled:
         return any(
             mod == wasi.WASI and name in NONDETERMINISTIC_IMPORTS for mod, name in self.imports
         )
+
+
+def _config() -> wasmtime.Config:
+    """Fuel and epochs on; proposals whose types wasmtime-py cannot handle turned off.
+
+    With GC, typed function references, exceptions or stack switching on, a module may
+    export a function whose signature holds a reference type other than funcref and
+    externref; merely reading that signature aborts the process inside wasmtime-py
+    (found by the hardening campaign). Such modules are refused at compile time instead.
+    Relaxed SIMD and NaNs are made deterministic so replays compute the same bits.
+    """
+    config = wasmtime.Config()
+    config.consume_fuel = True
+    config.epoch_interruption = True
+    config.max_wasm_stack = MAX_WASM_STACK
+    config.wasm_gc = False
+    config.wasm_function_references = False
+    config.wasm_exceptions = False
+    config.wasm_stack_switching = False
+    config.wasm_threads = False
+    config.wasm_component_model = False
+    config.wasm_relaxed_simd_deterministic = True
+    config.cranelift_nan_canonicalization = True
+    return config
 
 
 @dataclass
@@ -121,13 +144,9 @@ class Engine:
     """
 
     def __init__(self, cache_dir: Path | None = None) -> None:
-        config = wasmtime.Config()
-        config.consume_fuel = True
-        config.epoch_interruption = True
-        config.max_wasm_stack = MAX_WASM_STACK
-        self._engine = wasmtime.Engine(config)
+        self._engine = wasmtime.Engine(_config())
         version = importlib.metadata.version("wasmtime")
-        fingerprint = hashlib.sha256(f"{version}/fuel/epoch/{MAX_WASM_STACK}".encode())
+        fingerprint = hashlib.sha256(f"{version}/{CONFIG_VERSION}/{MAX_WASM_STACK}".encode())
         self.cache = ModuleCache(cache_dir, fingerprint.hexdigest()[:16])
         self._recent: OrderedDict[str, Compiled] = OrderedDict()
         self._lock = threading.Lock()
@@ -228,7 +247,9 @@ class _Call:
     result_types: tuple[str, ...]
 
 
-def _prepare_call(funcs: dict[str, Signature], invoke: str | None, args: Sequence[Any]) -> _Call:
+def _prepare_call(
+    funcs: dict[str, binary.Signature], invoke: str | None, args: Sequence[Any]
+) -> _Call:
     """Check the export and convert ``args`` to its parameter types before running."""
     name = invoke or "_start"
     if name not in funcs:
@@ -239,6 +260,12 @@ def _prepare_call(funcs: dict[str, Signature], invoke: str | None, args: Sequenc
             )
         raise InvocationError(f"no exported function {invoke!r} (exported functions: {hint})")
     params, results = funcs[name]
+    unsupported = [t for t in (*params, *results) if t not in binary.NUMBERS]
+    if unsupported:
+        raise InvocationError(
+            f"{name} has a {unsupported[0]} in its signature; only i32, i64, f32 and f64 "
+            "values can pass between the host and the guest"
+        )
     if len(args) != len(params):
         raise InvocationError(
             f"{name} takes {len(params)} argument(s) ({', '.join(params)}), got {len(args)}"

@@ -150,3 +150,28 @@ def test_a_guest_cannot_signal_the_host():
     """)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() in ("error", "ok")
+
+
+def test_v128_and_gc_signatures_never_reach_wasmtimes_type_api():
+    # Found by the hardening campaign: str(ValType) of a v128 or a GC reference aborts the
+    # process inside wasmtime-py. A guest exporting such a function must get an error.
+    proc = child("""
+        from wasm_sandbox import CompileError, InvocationError
+        vec = '(module (func (export "v") (param v128) (result v128) local.get 0)'
+        vec += ' (func (export "ok") (result i32) i32.const 7))'
+        try:
+            run(vec, invoke="v", args=[0])
+        except InvocationError as exc:
+            print("refused:", exc)
+        print(run(vec, invoke="ok").returns)
+        gc = '(module (type $s (struct (field i32))) (func (export "f") (param (ref null $s))))'
+        try:
+            run(gc, invoke="f")
+        except CompileError as exc:
+            print("refused:", exc)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("refused: v has a v128 in its signature")
+    assert lines[1] == "(7,)"
+    assert lines[2].startswith("refused: invalid WebAssembly module:")
