@@ -211,14 +211,21 @@ class Engine:
         return run.outcome
 
     def _wait(self, run: _Run, progress: Callable[[int], None] | None) -> None:
+        """Wait for the guest; a failing ``progress`` callback stops it, then raises."""
+        failure: Exception | None = None
         while True:
             try:
-                if run.done.wait(PROGRESS_INTERVAL if progress else None):
-                    return
-                if progress:
+                if run.done.wait(PROGRESS_INTERVAL if progress and not failure else None):
+                    break
+                if progress and not failure:
                     progress(run.fuel_used)
             except KeyboardInterrupt:  # SIGINT outside the main thread's handler
                 self._cancel(run)
+            except Exception as exc:
+                failure = exc
+                self._cancel(run)
+        if failure is not None:
+            raise failure
 
     def _cancel(self, run: _Run) -> None:
         """Stop the guest at once: its epoch callback runs on the next increment."""

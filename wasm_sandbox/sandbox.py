@@ -128,7 +128,12 @@ class Sandbox:
     Thread-safe; use it as a context manager or call `close`.
     """
 
-    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, home: str | os.PathLike[str] | None = None, *, durable: bool = False
+    ) -> None:
+        """``durable=True`` syncs the log to the storage device at every append, so even
+        a power cut loses nothing acknowledged; by default a killed process loses nothing."""
+        self._durable = durable
         self.home = Path(home).expanduser() if home is not None else default_home()
         self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.keys = KeyStore(self.home)
@@ -144,7 +149,10 @@ class Sandbox:
             if self._ledger is None:
                 signing = self.keys.signing_key()
                 self._ledger = Ledger(
-                    self.home / "ledger.sqlite", origin=self.origin, signing_key=signing
+                    self.home / "ledger.sqlite",
+                    origin=self.origin,
+                    signing_key=signing,
+                    durable=self._durable,
                 )
             return self._ledger
 

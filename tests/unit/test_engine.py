@@ -247,3 +247,13 @@ def test_missing_granted_directory_is_a_grant_error(engine):
             args=[1, 2],
             grants=Grants.parse(dirs=["/does/not/exist:/d"]),
         )
+
+
+def test_a_failing_progress_callback_stops_the_guest_and_raises(engine):
+    def broken(_fuel):
+        raise RuntimeError("display went away")
+
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="display went away"):
+        run(engine, programs.CALLING_LOOP, invoke="spin", progress=broken)
+    assert time.monotonic() - start < 1.0
