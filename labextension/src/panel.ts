@@ -212,7 +212,8 @@ export class AuditPanel extends Widget {
       );
     }
     const first = end - count;
-    this.pageNode.textContent = count ? `${first}–${end - 1} of ${this._treeSize}` : '';
+    const shown = count > 1 ? `#${first}–#${end - 1}` : `#${first}`;
+    this.pageNode.textContent = count ? `${shown} of ${this._treeSize}` : '';
     (this.newerButton as HTMLButtonElement).disabled = end >= this._treeSize;
     (this.olderButton as HTMLButtonElement).disabled = first <= 0;
     this.markSelected();

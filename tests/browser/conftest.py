@@ -158,7 +158,7 @@ def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1500, "height": 950},
+            viewport={"width": 1500, "height": 1100},
         )  # fmt: skip
 
         def only_local(route: object) -> None:

@@ -2,9 +2,11 @@
 
 One notebook, opened from disk: ``%load_ext``, a ``%%wasm --lang c`` cell (highlighted as C
 when the notebook opens) and a Python cell holding WebAssembly text (not highlighted as WAT).
+The audit panel is opened over a log that already fills a page (runs posted to the REST API).
 The test types a new cell, turns it into a ``%%wasm`` cell by typing the magic line, checks the
 WAT keywords take the keyword style, runs it, reads fuel and commitment from the widget card,
-finds the run in the audit panel and verifies it there. Screenshot: artifacts/labextension.png.
+sees the run appear on top of the panel by itself, pages, verifies it there, and tries the other
+palette commands. Screenshot: artifacts/labextension.png.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
 from typing import Any
 
 import pytest
@@ -28,6 +31,7 @@ WAT_BODY = """(module
     local.get 1
     i32.add))"""
 MAGIC_LINE = "%%wasm --invoke add 2 3"
+PAGE_SIZE = 15  # records on one page of the audit panel
 C_CELL = """%%wasm --lang c
 #include <stdio.h>
 int main(void) { puts("hi"); return 0; }"""
@@ -93,10 +97,31 @@ def _run(page: Any, cell: Any, timeout: float = 60) -> int:
 
 def _palette(page: Any, label: str) -> None:
     """Run a command from the command palette, by its label."""
-    page.keyboard.press("Escape")
-    page.keyboard.press("Control+Shift+C")
-    page.locator(".lm-CommandPalette-input").fill(label)
-    page.locator(".lm-CommandPalette-item", has_text=label).first.click()
+    palette = page.locator(".lm-CommandPalette-input")
+    item = page.locator(".lm-CommandPalette-item", has_text=label).first
+    for _ in range(5):
+        page.keyboard.press("Escape")
+        page.keyboard.press("Control+Shift+C")
+        try:
+            palette.fill(label, timeout=3_000)
+            item.click(timeout=3_000)
+            return
+        except Exception:  # not open or not listed yet (JupyterLab still starting): again
+            page.wait_for_timeout(500)
+    raise AssertionError(f"no command {label!r} in the palette")
+
+
+def _post_runs(lab: Lab, count: int) -> None:
+    """Log `count` runs through the REST API (so the panel has more than one page)."""
+    body = json.dumps({"wat": '(module (func (export "one") (result i32) i32.const 1))',
+                       "invoke": "one"}).encode()  # fmt: skip
+    for _ in range(count):
+        request = urllib.request.Request(
+            lab.url + "wasm-sandbox/api/executions", data=body, method="POST",
+            headers={"Authorization": f"token {lab.token}", "Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 201
 
 
 def _digits(text: str) -> int:
@@ -125,6 +150,15 @@ def test_highlight_run_and_verify_in_the_audit_panel(lab: Lab, browser_context: 
     page.goto(f"{lab.url}lab/tree/demo.ipynb?reset&token={lab.token}")
     cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
     cells.nth(2).locator(".cm-line").first.wait_for()
+    page.locator(".lm-TabBar-tab[data-id='wasm-sandbox-audit']").wait_for()  # plugin active
+
+    # The audit panel, from the command palette, over a log that already fills one page.
+    _post_runs(lab, PAGE_SIZE)
+    _palette(page, "Open WebAssembly Audit Trail")
+    panel = page.locator("#wasm-sandbox-audit")
+    rows = panel.locator(".jp-WasmSandbox-record")
+    panel.locator(f".jp-WasmSandbox-record[data-leaf-index='{PAGE_SIZE - 1}']").wait_for()
+    assert rows.count() == PAGE_SIZE
 
     # Opened from disk: the %%wasm --lang c cell is C (`#include` is not a Python comment),
     # the Python cell with WebAssembly text stays Python (`module` is a plain name).
@@ -164,18 +198,24 @@ def test_highlight_run_and_verify_in_the_audit_panel(lab: Lab, browser_context: 
     fuel_used = _digits(fuel_text.split("/")[0])
     assert fuel_used > 0, fuel_text
 
-    # The audit panel, from the command palette: the new record, then Verify.
-    _palette(page, "Open WebAssembly Audit Trail")
-    panel = page.locator("#wasm-sandbox-audit")
+    # The panel refreshed by itself: the new run is on top, the oldest moved to the next page.
     row = panel.locator(f".jp-WasmSandbox-record[data-commitment='{commitment}']")
     row.wait_for(timeout=20_000)
+    assert rows.first.get_attribute("data-commitment") == commitment
+    assert int(row.get_attribute("data-leaf-index") or -1) >= PAGE_SIZE
     assert _digits(row.locator("td").nth(3).inner_text()) == fuel_used
-    assert _digits(panel.locator(".jp-WasmSandbox-tree-size").inner_text()) >= 1
+    assert _digits(panel.locator(".jp-WasmSandbox-tree-size").inner_text()) > PAGE_SIZE
+    panel.locator(".jp-WasmSandbox-older").click()
+    panel.locator(".jp-WasmSandbox-record[data-leaf-index='0']").wait_for()
+    panel.locator(".jp-WasmSandbox-newer").click()
+
+    # Select it, Verify: the server's checks and the browser's own.
     row.click()
     panel.locator(".jp-WasmSandbox-verify").click()
     verdict = panel.locator(".jp-WasmSandbox-verdict[data-verified]")
     verdict.wait_for(timeout=20_000)
     checks = panel.locator(".jp-WasmSandbox-checks li").all_inner_texts()
+    panel.locator(".jp-WasmSandbox-checks li").last.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "labextension.png"))
     assert verdict.get_attribute("data-verified") == "true", "\n".join(checks)
     assert any(c.startswith("✓ browser: inclusion") for c in checks), checks
@@ -191,5 +231,12 @@ def test_highlight_run_and_verify_in_the_audit_panel(lab: Lab, browser_context: 
     example.locator(".cm-line").first.wait_for()
     assert example.locator(".cm-line").first.inner_text().startswith("%%wasm")
     assert _bold(_style(example, "module"))
+    # Deleting the magic line makes it a Python cell again.
+    example.locator(".cm-content").click()
+    page.keyboard.press("Control+Home")
+    page.keyboard.press("Shift+End")
+    page.keyboard.press("Delete")
+    page.wait_for_timeout(200)
+    assert not _bold(_style(example, "module")), "still WAT after the magic line was deleted"
     assert not errors, errors
     print(f"browser test: {time.monotonic() - started:.1f} s; checks: {checks}")
