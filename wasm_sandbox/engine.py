@@ -33,6 +33,7 @@ from typing import Any
 
 import wasmtime
 from wasmtime import _bindings as ffi
+from wasmtime._extern import wrap_extern
 
 from . import binary, wasi
 from . import outcome as st
@@ -78,6 +79,7 @@ class Compiled:
     compile_ms: float
     imports: tuple[tuple[str, str], ...]
     functions: dict[str, binary.Signature] = field(repr=False)
+    memories: tuple[str, ...] = ()
 
     @classmethod
     def inspect(cls, module: wasmtime.Module, wasm: bytes, digest: str) -> Compiled:
@@ -88,7 +90,8 @@ class Compiled:
         except (ValueError, IndexError, UnicodeDecodeError) as exc:
             raise CompileError(f"cannot read the module's imports and exports: {exc}") from None
         imports = tuple((mod, name) for mod, name, _kind in face.imports)
-        return cls(module, bytes(wasm), digest, "miss", 0.0, imports, face.functions)
+        memories = tuple(name for name, kind in face.exports if kind == "memory")
+        return cls(module, bytes(wasm), digest, "miss", 0.0, imports, face.functions, memories)
 
     @property
     def uses_wasi(self) -> bool:
@@ -338,7 +341,7 @@ class _Guest:
         try:
             stdin_path = self._stdin_file()
             instance = self._instantiate(stdin_path)
-            values = instance.exports(self.store)[call.name](self.store, *call.args)
+            values = _export(instance, self.store, call.name)(self.store, *call.args)
             facts = _finished(values, call)
             if self.run.watch.reason:  # a host call was cut short by the deadline
                 facts = _classify(None, self.run.watch, self.limits)
@@ -348,7 +351,7 @@ class _Guest:
             if stdin_path:
                 os.unlink(stdin_path)
         duration = (time.perf_counter() - start) * 1000
-        memory = _memory_bytes(instance, self.store) if instance else 0
+        memory = self._memory_bytes(instance) if instance else 0
         fuel_used = self.limits.fuel - self.store.get_fuel()
         self.store.close()
         return Outcome(
@@ -365,6 +368,11 @@ class _Guest:
             deterministic=self._deterministic(),
             result_types=call.result_types,
         )
+
+    def _memory_bytes(self, instance: wasmtime.Instance) -> int:
+        """Bytes of the exported memories (linear memory never shrinks: this is the peak)."""
+        found = (_export(instance, self.store, name) for name in self.compiled.memories)
+        return sum(m.data_len(self.store) for m in found if isinstance(m, wasmtime.Memory))
 
     def _deterministic(self) -> bool:
         """Whether a replay with the same inputs must give the same result."""
@@ -509,9 +517,19 @@ def _trap_message(text: str) -> str:
     return lines[-1] if lines else "trap"
 
 
-def _memory_bytes(instance: wasmtime.Instance, store: wasmtime.Store) -> int:
-    exports = instance.exports(store)
-    return sum(m.data_len(store) for m in exports.by_index if isinstance(m, wasmtime.Memory))
+def _export(instance: wasmtime.Instance, store: wasmtime.Store, name: str) -> Any:
+    """One export by name. ``instance.exports(store)`` wraps every export in Python
+    objects first, which takes seconds for a module with thousands of them."""
+    raw = name.encode()
+    item = ffi.wasmtime_extern_t()
+    found = ffi.wasmtime_instance_export_get(
+        store._context(),
+        ctypes.byref(instance._instance),
+        ctypes.create_string_buffer(raw, len(raw)),
+        len(raw),
+        ctypes.byref(item),
+    )
+    return wrap_extern(item) if found else None
 
 
 def _first_line(text: str) -> str:

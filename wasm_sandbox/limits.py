@@ -167,6 +167,8 @@ class DirGrant:
     @classmethod
     def parse(cls, spec: str) -> DirGrant:
         """``HOST[:GUEST][:ro|rw]``; the guest path defaults to the host directory's name."""
+        if "\0" in spec:
+            raise LimitsError(f"--dir: {spec!r} contains a NUL character")
         parts = spec.split(":")
         writable = False
         if len(parts) > 1 and parts[-1] in ("ro", "rw"):
@@ -209,7 +211,11 @@ class Grants:
         )
 
     def check(self) -> None:
-        """Raise `GrantError` for a granted directory that does not exist."""
+        """Raise `GrantError` for a granted directory that does not exist, or an argument
+        or variable that cannot be a C string."""
+        for text in (*self.argv, *(part for pair in self.env for part in pair)):
+            if "\0" in text:
+                raise GrantError(f"{text!r}: arguments and variables cannot contain NUL")
         for grant in self.dirs:
             if not os.path.isdir(grant.host):
                 raise GrantError(f"--dir: {grant.host!r} is not a directory")

@@ -81,7 +81,7 @@ class Campaign:
                 continue
             self._run(compiled, name, [_DEFAULTS[p] for p in params], label)
 
-    def _run(self, compiled, name: str, args: list, label: str) -> None:  # noqa: ANN001
+    def _run(self, compiled, name: str, args: list, label: str) -> None:
         self.attempts += 1
         try:
             if self.attempts % 10 == 0:

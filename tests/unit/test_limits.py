@@ -88,3 +88,12 @@ def test_grant_parsing_errors():
 def test_grants_payload_round_trip():
     grants = Grants.parse(dirs=["/tmp:/t:rw"], env={"A": "1"}, argv=["x"], stdin="in")
     assert Grants.from_payload(grants.to_payload()) == grants
+
+
+def test_nul_characters_are_refused():
+    from wasm_sandbox import GrantError
+
+    with pytest.raises(LimitsError, match="NUL"):
+        DirGrant.parse("/tmp\0x")
+    with pytest.raises(GrantError, match="NUL"):
+        Grants.parse(argv=["a\0b"]).check()
