@@ -34,6 +34,7 @@ from typing import Any
 import wasmtime
 from wasmtime import _bindings as ffi
 from wasmtime._extern import wrap_extern
+from wasmtime._wasi import CUSTOM_OUTPUTS, custom_call
 
 from . import binary, wasi
 from . import outcome as st
@@ -47,6 +48,7 @@ WORKER_STACK = 64 << 20
 TICK = 0.01
 PROGRESS_INTERVAL = 0.1
 MAX_FRAMES = 32
+RELEASE_WAIT = 2.0
 RECENT_MODULES = 128
 #: Bump when `_config` changes: cached compiled code from another configuration is ignored.
 CONFIG_VERSION = 2
@@ -354,6 +356,8 @@ class _Guest:
         memory = self._memory_bytes(instance) if instance else 0
         fuel_used = self.limits.fuel - self.store.get_fuel()
         self.store.close()
+        self.stdout.wait_released()
+        self.stderr.wait_released()
         return Outcome(
             **facts,
             stdout=self.stdout.text(),
@@ -398,8 +402,8 @@ class _Guest:
             config.preopen_dir(grant.host, grant.guest, fs_mutable=grant.writable)
         if stdin_path:
             config.stdin_file = stdin_path
-        config.stdout_custom = self.stdout
-        config.stderr_custom = self.stderr
+        self.stdout.attach(config, ffi.wasi_config_set_stdout_custom)
+        self.stderr.attach(config, ffi.wasi_config_set_stderr_custom)
         return config
 
     def _stdin_file(self) -> str | None:
@@ -427,13 +431,30 @@ class _Guest:
 
 
 class _Capture:
-    """A WASI output stream kept in memory, cut at ``limit`` bytes."""
+    """A WASI output stream kept in memory, cut at ``limit`` bytes.
+
+    wasmtime calls it, and finally releases it, from its own (tokio) threads, the release
+    only after the store is gone. A release still pending when the interpreter exits calls
+    into a finalized Python and aborts the process, so `attach` registers our own release
+    callback and `wait_released` lets the run wait for it.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.chunks: list[bytes] = []
         self.size = 0
         self.truncated = False
+        self.released = threading.Event()
+        self.attached = False
+
+    def attach(self, config: wasmtime.WasiConfig, setter: Callable[..., None]) -> None:
+        """Route one WASI output of ``config`` here (``setter``: the C API's set-custom)."""
+        setter(config.ptr(), custom_call, CUSTOM_OUTPUTS.allocate(self), _release_capture)
+        self.attached = True
+
+    def wait_released(self) -> None:
+        if self.attached:
+            self.released.wait(RELEASE_WAIT)
 
     def __call__(self, data: bytes) -> None:
         room = self.limit - self.size
@@ -446,6 +467,13 @@ class _Capture:
 
     def text(self) -> str:
         return b"".join(self.chunks).decode("utf-8", errors="replace")
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+def _release_capture(index: int | None) -> None:
+    capture = CUSTOM_OUTPUTS.get(index or 0)
+    CUSTOM_OUTPUTS.deallocate(index or 0)
+    capture.released.set()
 
 
 def _finished(values: Any, call: _Call) -> dict[str, Any]:
