@@ -20,6 +20,7 @@ import ctypes
 import hashlib
 import importlib.metadata
 import os
+import queue
 import re
 import signal
 import tempfile
@@ -67,7 +68,6 @@ _DeadlineCallback = ctypes.CFUNCTYPE(
 _Finalizer = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 _NO_FINALIZER = _Finalizer(lambda _data: None)
 _CONTINUE = 0
-_SPAWN_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -208,7 +208,7 @@ class Engine:
         )
         run = _Run(watch, limits.fuel)
         with self._ticker, _sigint_cancels(lambda: self._cancel(run)):
-            _spawn(lambda: self._guest(run, compiled, call, limits, grants))
+            _WORKERS.submit(lambda: self._guest(run, compiled, call, limits, grants))
             self._wait(run, progress)
         if run.error is not None:
             raise run.error
@@ -592,14 +592,42 @@ def _sigint_cancels(cancel: Callable[[], None]) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
-def _spawn(target: Callable[[], None]) -> None:
-    """Start ``target`` on a daemon thread with a stack large enough for wasm."""
-    with _SPAWN_LOCK:
+class _Workers:
+    """Daemon threads with stacks large enough for wasm, kept for reuse.
+
+    Starting a thread costs more than a small guest's whole run, so finished workers wait
+    for the next job; a new one starts only when all are busy (so there are never fewer
+    workers than jobs, and never more than the most jobs ever run at once).
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            else:
+                self._start()
+            self._jobs.put(job)
+
+    def _start(self) -> None:
         previous = threading.stack_size(WORKER_STACK)
         try:
-            threading.Thread(target=target, name="wasm-sandbox-guest", daemon=True).start()
+            threading.Thread(target=self._serve, name="wasm-sandbox-guest", daemon=True).start()
         finally:
             threading.stack_size(previous)
+
+    def _serve(self) -> None:
+        while True:
+            self._jobs.get()()  # a job never raises: _guest keeps its errors in the run
+            with self._lock:
+                self._idle += 1
+
+
+_WORKERS = _Workers()
 
 
 class _Ticker:

@@ -202,6 +202,7 @@ class Ledger:
     ) -> None:
         self.path, self.origin, self._key = str(path), origin, signing_key
         self._synchronous = "FULL" if durable else "NORMAL"
+        self._last_opened: tuple[int, str, Checkpoint] | None = None
         self._verifier = self._make_verifier(origin, signing_key, verifier)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = self._connect()
@@ -383,10 +384,17 @@ class Ledger:
         return self._open(*row)
 
     def _open(self, size: int, note: str) -> Checkpoint:
-        """A stored checkpoint, verified against this log's key, origin and row size."""
+        """A stored checkpoint, verified against this log's key, origin and row size.
+
+        The last checkpoint verified is remembered: the same text verifies the same way, and
+        every append re-reads the checkpoint the previous append signed.
+        """
+        if self._last_opened is not None and self._last_opened[:2] == (size, note):
+            return self._last_opened[2]
         cp = open_note(note, self._verifier)
         if cp.origin != self.origin or cp.size != size:
             raise VerificationError(f"checkpoint {size} names {cp.origin!r} at size {cp.size}")
+        self._last_opened = (size, note, cp)
         return cp
 
     def checkpoints(self) -> list[Checkpoint]:
