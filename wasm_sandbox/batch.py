@@ -11,6 +11,7 @@ With no executor a thread pool sized to the cores is used: wasm releases the GIL
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -43,16 +44,12 @@ class Job:
     error: str | None = None  # the source did not compile: nothing to run
 
 
-def execute(job: Job) -> Outcome:
-    """Run one job with this process's engine (created on first use). Never raises for
-    guest or input problems: they come back as an ``error`` Outcome."""
+def execute(job: Job, engine: Engine | None = None) -> Outcome:
+    """Run one job with ``engine`` or this process's engine (created on first use).
+    Never raises for guest or input problems: they come back as an ``error`` Outcome."""
     if job.error is not None:
         return _failed(job, job.error)
-    global _ENGINE
-    with _ENGINE_LOCK:
-        if _ENGINE is None:
-            _ENGINE = Engine()
-        engine = _ENGINE
+    engine = engine or _process_engine()
     try:
         return engine.run(
             engine.compile(job.wasm),
@@ -63,6 +60,14 @@ def execute(job: Job) -> Outcome:
         )
     except Exception as exc:  # a SandboxError, or anything the transport raised
         return _failed(job, str(exc))
+
+
+def _process_engine() -> Engine:
+    global _ENGINE
+    with _ENGINE_LOCK:
+        if _ENGINE is None:
+            _ENGINE = Engine()
+        return _ENGINE
 
 
 def _failed(job: Job, message: str) -> Outcome:
@@ -127,12 +132,13 @@ def run_many(
     lang: str | None = None,
     executor: Executor | None = None,
     progress: bool | Callable[[int, int], None] = True,
+    recipient: Any = None,
 ) -> Batch:
     """Run one program once per argument tuple in ``inputs``; see `Sandbox.map`."""
     wasm = _wasm(sandbox, source, lang)
     limits, grants = limits or Limits(), grants or Grants()
     jobs = [Job(wasm, invoke, tuple(args), limits, grants) for args in inputs]
-    return _run_jobs(sandbox, jobs, executor, progress)
+    return _run_jobs(sandbox, jobs, executor, progress, recipient)
 
 
 def run_programs(
@@ -145,6 +151,7 @@ def run_programs(
     grants: Grants | None = None,
     executor: Executor | None = None,
     progress: bool | Callable[[int, int], None] = True,
+    recipient: Any = None,
 ) -> Batch:
     """Run many programs with the same arguments (a class's submissions, say).
 
@@ -190,26 +197,26 @@ def _run_jobs(
     jobs: list[Job],
     executor: Executor | None,
     progress: bool | Callable[[int, int], None],
+    recipient: Any = None,
 ) -> Batch:
     owned = executor is None
     pool = executor or ThreadPoolExecutor(
         max_workers=os.cpu_count() or 2, thread_name_prefix="wasm-sandbox-batch"
     )
+    # Our own threads share the sandbox's engine (and its module cache); another
+    # executor's workers may be other processes or machines, with engines of their own.
+    run = functools.partial(execute, engine=sandbox.engine) if owned else execute
     report = _progress(len(jobs)) if progress is True else (progress or None)
     results: list[Execution | None] = [None] * len(jobs)
     try:
         futures: dict[Future[Outcome], int] = {
-            pool.submit(execute, job): i for i, job in enumerate(jobs)
+            pool.submit(run, job): i for i, job in enumerate(jobs)
         }
         for done, future in enumerate(as_completed(futures), 1):
             i = futures[future]
+            job = jobs[i]
             results[i] = sandbox.seal(
-                jobs[i].wasm,
-                jobs[i].invoke,
-                jobs[i].args,
-                jobs[i].limits,
-                jobs[i].grants,
-                future.result(),
+                job.wasm, job.invoke, job.args, job.limits, job.grants, future.result(), recipient
             )
             if report:
                 report(done, len(jobs))

@@ -163,19 +163,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     invoke, call_args = (args.invoke[0], args.invoke[1:]) if args.invoke else (None, [])
     status = None if args.json else _status_line
     with _sandbox(args) as sb:
-        runs = [
-            sb.run(
-                Path(f),
-                lang=args.lang,
+        if len(args.files) > 1:  # a batch: in parallel, a broken file is an error row
+            runs = sb.map_programs(
+                [Path(f) for f in args.files],
+                call_args,
                 invoke=invoke,
-                args=call_args,
                 limits=limits,
                 grants=grants,
                 recipient=recipient,
-                status=status,
+                progress=not args.json,
             )
-            for f in args.files
-        ]
+        else:
+            runs = [
+                sb.run(
+                    Path(args.files[0]),
+                    lang=args.lang,
+                    invoke=invoke,
+                    args=call_args,
+                    limits=limits,
+                    grants=grants,
+                    recipient=recipient,
+                    status=status,
+                )
+            ]
     if args.json:
         _print_json(runs[0].to_json() if len(runs) == 1 else [r.to_json() for r in runs])
     else:
