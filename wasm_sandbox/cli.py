@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SandboxError
+from .options import add_run_options
 
 EPILOG = {
     "run": """examples:
@@ -84,34 +85,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help=".wat, .wasm or .c")
-    p.add_argument(
-        "--invoke",
-        nargs="+",
-        metavar=("NAME", "ARG"),
-        help="call this export with these arguments (default: WASI _start)",
-    )
-    p.add_argument("--lang", choices=("wat", "wasm", "c"), help="override the file suffix")
-    p.add_argument("--fuel", help="instruction budget, e.g. 1e8")
-    p.add_argument("--memory", help="linear memory limit, e.g. 64MiB")
-    p.add_argument("--timeout", help="wall-clock limit, e.g. 2s or 500ms")
-    p.add_argument("--output", help="bytes of stdout/stderr kept, e.g. 1MiB")
-    p.add_argument(
-        "--dir",
-        action="append",
-        default=[],
-        metavar="HOST[:GUEST][:ro|rw]",
-        help="grant a directory (read-only unless :rw)",
-    )
-    p.add_argument(
-        "--env", action="append", default=[], metavar="K=V", help="grant an environment variable"
-    )
-    p.add_argument("--arg", action="append", default=[], help="a WASI argv entry")
-    p.add_argument("--stdin", help="text for the guest's stdin ('-' reads ours)")
-    p.add_argument(
-        "--deterministic",
-        action="store_true",
-        help="virtual clock and seeded randomness, so the run can be replayed",
-    )
+    add_run_options(p)
     p.add_argument("--recipient", metavar="PEM", help="seal this run to another P-256 public key")
 
 
@@ -155,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     stdin = sys.stdin.buffer.read() if args.stdin == "-" else args.stdin
     grants = Grants.parse(
-        dirs=args.dir, env=args.env, argv=args.arg, stdin=stdin, deterministic=args.deterministic
+        dirs=args.dirs, env=args.env, argv=args.argv, stdin=stdin, deterministic=args.deterministic
     )
     recipient = (
         KeyStore.load_public_pem(Path(args.recipient).read_bytes()) if args.recipient else None

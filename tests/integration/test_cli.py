@@ -118,8 +118,11 @@ def test_grants_through_the_cli(tmp_path):
 
 
 def test_several_files_make_a_batch(tmp_path):
-    out = cli_json("run", EXAMPLES / "hello.wat", EXAMPLES / "hello.wat", home=tmp_path)
-    assert [r["leaf_index"] for r in out] == [0, 1]
+    out = cli_json("run", EXAMPLES / "hello.wat", EXAMPLES / "fact.wat", "--invoke", "fact", "3",
+                   home=tmp_path)
+    assert sorted(r["leaf_index"] for r in out) == [0, 1]
+    assert [r["status"] for r in out] == ["error", "ok"]  # results in the order of the files
+    assert out[1]["returns"] == [6]
 
 
 def test_help_has_examples():

@@ -15,7 +15,8 @@ import shlex
 from dataclasses import dataclass, fields
 from typing import Any, NoReturn
 
-LANGS = ("wat", "c", "wasm")
+from ..options import add_run_options
+
 SHOWS = ("wat", "hex", "imports")
 
 
@@ -94,29 +95,7 @@ def _run_parser(prog: str) -> _Parser:
     p.add_argument("file", nargs="?", metavar="PATH", help=".wasm, .wat or .c file to run")
     p.add_argument("--file", dest="file_opt", metavar="PATH", help="same as PATH")
     p.add_argument("--module", metavar="VAR", help="run a module bound earlier with --name VAR")
-    p.add_argument("--lang", choices=LANGS, help="language of the cell or file (default: WAT)")
-    p.add_argument(
-        "--invoke",
-        nargs="+",
-        metavar=("NAME", "ARG"),
-        help="call this export with these arguments (default: WASI _start)",
-    )
-    p.add_argument("--fuel", help="instruction budget, e.g. 1e8")
-    p.add_argument("--memory", help="linear memory limit, e.g. 64MiB or 16pages")
-    p.add_argument("--timeout", help="wall-clock limit, e.g. 2s or 500ms")
-    p.add_argument("--output", help="bytes of stdout and of stderr kept, e.g. 64KiB")
-    p.add_argument(
-        "--dir",
-        dest="dirs",
-        action="append",
-        default=[],
-        metavar="HOST[:GUEST][:ro|rw]",
-        help="grant a directory (read-only unless :rw); repeatable",
-    )
-    p.add_argument("--env", action="append", default=[], metavar="K=V", help="repeatable")
-    p.add_argument("--arg", dest="argv", action="append", default=[], help="a WASI argv entry")
-    p.add_argument("--stdin", metavar="TEXT", help="text for the guest's standard input")
-    p.add_argument("--deterministic", action="store_true", help="virtual clock, seeded random")
+    add_run_options(p)
     p.add_argument("--name", metavar="VAR", help="bind the compiled module to VAR")
     p.add_argument("--out", metavar="VAR", help="store the Execution in VAR")
     p.add_argument("--quiet", action="store_true", help="show nothing (use with --out)")

@@ -1,0 +1,48 @@
+"""The run options shared by every face that parses a command line (CLI, ``%%wasm``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .sources import LANGS
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """``--invoke``, ``--lang``, the limits (``--fuel`` ...) and the grants (``--dir`` ...)."""
+    parser.add_argument(
+        "--invoke",
+        nargs="+",
+        metavar=("NAME", "ARG"),
+        help="call this export with these arguments (default: WASI _start)",
+    )
+    parser.add_argument(
+        "--lang", choices=LANGS, help="language of the source (default: by suffix or content)"
+    )
+    parser.add_argument("--fuel", help="instruction budget, e.g. 1e8")
+    parser.add_argument("--memory", help="linear memory limit, e.g. 64MiB or 16pages")
+    parser.add_argument("--timeout", help="wall-clock limit, e.g. 2s or 500ms")
+    parser.add_argument("--output", help="bytes of stdout and of stderr kept, e.g. 64KiB")
+    parser.add_argument(
+        "--dir",
+        dest="dirs",
+        action="append",
+        default=[],
+        metavar="HOST[:GUEST][:ro|rw]",
+        help="grant a directory (read-only unless :rw); repeatable",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="grant an environment variable; repeatable",
+    )
+    parser.add_argument(
+        "--arg", dest="argv", action="append", default=[], help="a WASI argv entry; repeatable"
+    )
+    parser.add_argument("--stdin", metavar="TEXT", help="text for the guest's standard input")
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="virtual clock and seeded randomness, so the run can be replayed",
+    )
