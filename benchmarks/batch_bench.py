@@ -38,8 +38,7 @@ def main() -> None:
             sb.run(compiled, invoke="work", args=[args.work], limits=limits)
         serial = args.runs / (time.perf_counter() - start)
         start = time.perf_counter()
-        sb.map(compiled, [(args.work,)] * args.runs, invoke="work", limits=limits,
-               progress=False)
+        sb.map(compiled, [(args.work,)] * args.runs, invoke="work", limits=limits, progress=False)
         batch = args.runs / (time.perf_counter() - start)
         assert sb.verify_log().ok
     print(f"{args.runs} sealed runs of a ~{1000 / serial:.0f} ms guest on {os.cpu_count()} cores")

@@ -11,12 +11,10 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 import threading
-import time
-from collections.abc import Callable
 
 import wasmtime
+from timing import median_ms
 
 from wasm_sandbox.engine import Engine
 from wasm_sandbox.limits import Limits
@@ -28,15 +26,6 @@ FACT = """(module (func $f (export "fact") (param i64) (result i64)
 BUSY = """(module (func (export "busy") (param i64) (result i64) (local i64)
   (loop (local.set 1 (i64.add (local.get 1) (i64.const 1)))
         (br_if 0 (i64.lt_u (local.get 1) (local.get 0)))) (local.get 1)))"""
-
-
-def median_ms(fn: Callable[[], object], repeat: int) -> float:
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
 
 
 def startup(repeat: int) -> list[tuple[str, float, float]]:
@@ -63,8 +52,10 @@ def startup(repeat: int) -> list[tuple[str, float, float]]:
 
     cold_ms, warm_ms, raw_ms = (median_ms(f, repeat) for f in (cold, warm, raw))
     engine.close()
-    return [("cold start (compile + run) vs warm", cold_ms, warm_ms),
-            ("warm Engine.run vs raw wasmtime-py", warm_ms, raw_ms)]
+    return [
+        ("cold start (compile + run) vs warm", cold_ms, warm_ms),
+        ("warm Engine.run vs raw wasmtime-py", warm_ms, raw_ms),
+    ]
 
 
 def parallel(n: int) -> tuple[str, float, float]:

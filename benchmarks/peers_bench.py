@@ -14,12 +14,11 @@ and then throughput: Sandbox.run serially vs Sandbox.map on a thread pool.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 
 import wasmtime
+from timing import median_ms
 
 from wasm_sandbox import Sandbox
 from wasm_sandbox.sources import compile_wat
@@ -31,15 +30,6 @@ MODULE = """(module
   (func (export "run") (result i32) (drop (call $fact (i64.const 20))) (i32.const 0)))"""
 
 
-def median_us(fn: Callable[[], object], repeat: int) -> float:
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1e6)
-    return statistics.median(samples)
-
-
 def latency(sb: Sandbox, wasm: bytes, repeat: int) -> list[tuple[str, float | None]]:
     engine = wasmtime.Engine()
     module = wasmtime.Module(engine, wasm)
@@ -49,15 +39,19 @@ def latency(sb: Sandbox, wasm: bytes, repeat: int) -> list[tuple[str, float | No
         wasmtime.Instance(store, module, []).exports(store)["run"](store)
 
     compiled = sb.engine.compile(wasm)
-    rows: list[tuple[str, float | None]] = [("raw wasmtime-py", median_us(raw, repeat))]
+    rows: list[tuple[str, float | None]] = [("raw wasmtime-py", 1000 * median_ms(raw, repeat))]
     try:
         import extism
     except ImportError:
         rows.append(("Extism (not installed)", None))
     else:
-        rows.append(("Extism", median_us(lambda: extism.Plugin(wasm).call("run", b""), repeat)))
-    rows.append(("Engine.run", median_us(lambda: sb.engine.run(compiled, invoke="run"), repeat)))
-    rows.append(("Sandbox.run", median_us(lambda: sb.run(compiled, invoke="run"), repeat)))
+        rows.append(
+            ("Extism", 1000 * median_ms(lambda: extism.Plugin(wasm).call("run", b""), repeat))
+        )
+    rows.append(
+        ("Engine.run", 1000 * median_ms(lambda: sb.engine.run(compiled, invoke="run"), repeat))
+    )
+    rows.append(("Sandbox.run", 1000 * median_ms(lambda: sb.run(compiled, invoke="run"), repeat)))
     return rows
 
 
@@ -86,8 +80,10 @@ def main() -> None:
     for name, value in rows:
         shown = f"{value:>10.1f} {value / base:>7.2f}x" if value else f"{'-':>10} {'-':>8}"
         print(f"{name:<26} {shown}")
-    print(f"\nthroughput, sealed and logged: serial {serial:,.0f} runs/s, "
-          f"batch {batch:,.0f} runs/s ({batch / serial:.2f}x)")
+    print(
+        f"\nthroughput, sealed and logged: serial {serial:,.0f} runs/s, "
+        f"batch {batch:,.0f} runs/s ({batch / serial:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

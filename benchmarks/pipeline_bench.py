@@ -13,12 +13,10 @@ under 3 % on the 100 ms workload.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 
 import wasmtime
+from timing import median_ms
 
 from wasm_sandbox import Limits, Sandbox
 from wasm_sandbox.sources import compile_wat
@@ -30,15 +28,6 @@ WORK = """(module
   (func (export "f") (param i64) (result i64) (local i64)
     (loop (local.set 1 (call $step (local.get 1)))
           (br_if 0 (i64.lt_u (local.get 1) (local.get 0)))) (local.get 1)))"""
-
-
-def median_ms(fn: Callable[[], object], repeat: int) -> float:
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
 
 
 def measure(sb: Sandbox, wat: str, args: list[int], repeat: int) -> tuple[float, float, float]:
@@ -67,14 +56,20 @@ def main() -> None:
     parser.add_argument("--work", type=int, default=4_000_000, help="loop rounds (~100 ms)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home, Sandbox(home) as sb:
-        rows = [("trivial", *measure(sb, TRIVIAL, [], args.repeat)),
-                ("100 ms workload", *measure(sb, WORK, [args.work], max(10, args.repeat // 20)))]
-    print(f"{'workload':<16} {'raw ms':>8} {'engine ms':>10} {'sandbox ms':>11} "
-          f"{'tax ms':>8} {'tax %':>7}")
+        rows = [
+            ("trivial", *measure(sb, TRIVIAL, [], args.repeat)),
+            ("100 ms workload", *measure(sb, WORK, [args.work], max(10, args.repeat // 20))),
+        ]
+    print(
+        f"{'workload':<16} {'raw ms':>8} {'engine ms':>10} {'sandbox ms':>11} "
+        f"{'tax ms':>8} {'tax %':>7}"
+    )
     for name, raw, engine, sandbox in rows:
         tax = sandbox - engine
-        print(f"{name:<16} {raw:>8.3f} {engine:>10.3f} {sandbox:>11.3f} {tax:>8.3f} "
-              f"{100 * tax / engine:>6.1f}%")
+        print(
+            f"{name:<16} {raw:>8.3f} {engine:>10.3f} {sandbox:>11.3f} {tax:>8.3f} "
+            f"{100 * tax / engine:>6.1f}%"
+        )
 
 
 if __name__ == "__main__":
