@@ -1,0 +1,109 @@
+"""The service under the REST handlers: admission control, runs, reads, metrics, closing."""
+
+import json
+import threading
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests import programs
+from wasm_sandbox.jupyter.server_request import BadField
+from wasm_sandbox.jupyter.server_service import Busy, Pool, Service, Settings
+from wasm_sandbox.limits import Limits
+
+
+def test_a_pool_refuses_beyond_workers_plus_queue_and_counts():
+    pool = Pool(workers=2, queue=1, name="t")
+    gate = threading.Event()
+    futures = [pool.submit(gate.wait, 10) for _ in range(3)]
+    with pytest.raises(Busy):
+        pool.submit(gate.wait, 10)
+    assert (pool.accepted, pool.rejected, pool.capacity) == (3, 1, 3)
+    gate.set()
+    assert all(f.result(10) for f in futures)
+    assert (pool.running, pool.queued) == (0, 0)
+    assert pool.submit(lambda: 7).result(10) == 7  # room again
+    pool.close()
+    with pytest.raises(Busy):
+        pool.submit(lambda: 1)
+
+
+def test_a_pool_needs_a_worker():
+    with pytest.raises(ValueError):
+        Pool(workers=0, queue=1, name="t")
+
+
+@pytest.fixture
+def service(home):
+    svc = Service(
+        Settings(
+            home=str(home), workers=2, queue=2, maximum=Limits.parse(fuel="1e8", timeout="500ms")
+        )
+    )
+    yield svc
+    svc.close()
+
+
+def body(**fields) -> bytes:
+    return json.dumps(fields).encode()
+
+
+def test_runs_are_capped_logged_and_counted(service):
+    ex = service.submit_run(body(wat=programs.LOOP, invoke="spin", limits={"fuel": "1e12"})).result(
+        30
+    )
+    assert ex.outcome.status in ("out_of_fuel", "timeout") and ex.outcome.fuel_limit == 10**8
+    failed = service.submit_run(body(wat=programs.ADD, invoke="nope")).result(30)
+    assert failed.outcome.status == "error"  # logged, and returned rather than raised
+    page = service.executions(limit=10, after=-1)
+    assert [item["id"] for item in page["items"]] == [ex.id, failed.id]
+    assert page["next_after"] is None and page["tree_size"] == 2
+    detail = service.execution(ex.id)
+    assert detail["verification"]["verified"] and detail["inclusion_proof"]["tree_size"] == 2
+
+    families = {f.name: f for f in text_string_to_metric_families(service.metrics_text().decode())}
+    runs = {s.labels["status"]: s.value for s in families["wasm_sandbox_runs"].samples}
+    assert runs["error"] == 1 and sum(runs.values()) == 2
+    assert families["wasm_sandbox_log_size"].samples[0].value == 2
+    assert families["wasm_sandbox_run_capacity"].samples[0].value == 4
+
+
+def test_bad_bodies_fail_in_the_future_and_log_nothing(service):
+    cases = [
+        (b"{", "", {}),
+        (body(wat="(module\n (func i33.add))"), "wat", {"line": 2, "column": 8}),
+        (body(wat=programs.ADD, limits={"fuel": "lots"}), "limits.fuel", {}),
+    ]
+    for raw, field, extra in cases:
+        with pytest.raises(BadField) as err:
+            service.submit_run(raw).result(30)
+        assert err.value.field == field and err.value.extra == extra
+    assert service.sandbox.ledger.size == 0
+
+
+def test_an_empty_log_has_no_checkpoint_and_no_proofs(service):
+    from wasm_sandbox import RecordNotFound
+
+    with pytest.raises(RecordNotFound, match="empty"):
+        service.checkpoint()
+    with pytest.raises(BadField) as err:
+        service.consistency(1, None)
+    assert err.value.field == "from"
+    assert service.health()["status"] == "ok"
+
+
+def test_closing_cancels_running_guests_and_is_idempotent(home):
+    import time
+
+    service = Service(Settings(home=str(home), maximum=Limits.parse(timeout="10min")))
+    future = service.submit_run(body(wat=programs.LOOP, invoke="spin", limits={"timeout": "10min"}))
+    while service.runs.running == 0:
+        time.sleep(0.01)
+    start = time.monotonic()
+    service.close()
+    assert future.result(10).outcome.status == "interrupted"  # and still logged
+    assert time.monotonic() - start < 5
+    service.close()
+    assert service.health()["status"] == "closing"
+    with pytest.raises(Busy):
+        service.submit_run(body(wat=programs.ADD, invoke="add", args=[1, 2]))

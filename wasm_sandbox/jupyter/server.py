@@ -1,0 +1,462 @@
+"""The jupyter_server extension: the sandbox as an authenticated REST API.
+
+Every route lives under ``{base_url}wasm-sandbox/api/``, answers JSON (``metrics`` and, on
+request, ``checkpoint`` answer text) and requires Jupyter's authentication and
+authorization (resource ``wasm_sandbox``; ``POST executions`` needs the ``execute``
+action, every other route ``read``). The contract is the OpenAPI document shipped beside
+this module (``openapi.json``, served at ``GET openapi.json``) and docs/rest-api.md.
+
+Operators tune it in ``jupyter_server_config.py``::
+
+    c.WasmSandboxServer.home = "/srv/wasm-sandbox"
+    c.WasmSandboxServer.max_timeout = "2s"       # requests ask for less, never more
+    c.WasmSandboxServer.max_concurrent_runs = 4
+    c.WasmSandboxServer.max_queued_runs = 16     # beyond that: 503 with Retry-After
+
+Runs and log reads go to bounded thread pools (`server_service`); the event loop only
+parses requests and writes responses, so ``GET health`` stays fast under load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import math
+import os
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+import tornado.web
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+from prometheus_client import CONTENT_TYPE_LATEST
+from traitlets import Bool, Float, Int, TraitError, Unicode, Union, default, validate
+from traitlets.config import LoggingConfigurable
+
+from wasm_sandbox.errors import (
+    GrantError,
+    LedgerError,
+    LimitsError,
+    RecordNotFound,
+    SandboxError,
+)
+from wasm_sandbox.limits import Limits, parse_count, parse_duration, parse_size
+
+from .server_request import BadField
+from .server_service import Busy, Service, Settings
+
+API_PATH = "wasm-sandbox/api"
+RESOURCE = "wasm_sandbox"
+_SETTINGS_KEY = "wasm_sandbox_service"
+
+
+def _limit(value: str, text: str) -> Union:
+    """A limit in CLI units (``"2s"``, ``"64MiB"``, ``1e9``), checked when set."""
+    return Union([Unicode(), Int(), Float()], default_value=value, config=True, help=text)
+
+
+class WasmSandboxServer(LoggingConfigurable):
+    """Options of the wasm-sandbox REST API (``c.WasmSandboxServer.<name>``)."""
+
+    home = Unicode(
+        "",
+        config=True,
+        help="Sandbox home (keys and log); empty: $WASM_SANDBOX_HOME or the per-user data dir.",
+    )
+    max_fuel = _limit("1e10", "Highest fuel a request may ask for, e.g. 1e9.")
+    max_memory = _limit("256MiB", "Highest linear memory a request may ask for, e.g. 64MiB.")
+    max_timeout = _limit("10s", "Longest wall-clock limit a request may ask for, e.g. 2s.")
+    max_output = _limit("1MiB", "Most stdout and stderr bytes kept per run, e.g. 64KiB.")
+    max_concurrent_runs = Int(config=True, help="Runs carried out at once (worker threads).")
+    max_queued_runs = Int(
+        16, config=True, help="Runs waiting for a worker; beyond this, requests get 503."
+    )
+    max_body_size = Int(
+        8 * 1024 * 1024, config=True, help="Largest POST body in bytes; larger ones get 413."
+    )
+    retry_after = Int(1, config=True, help="Seconds suggested in Retry-After when busy.")
+    freeze_gc_on_start = Bool(
+        True,
+        config=True,
+        help="Move the objects alive when the server has started out of the garbage "
+        "collector's reach (gc.freeze), so a full collection does not rescan the server's "
+        "whole startup heap: on a 2-core machine such a pause took 100-350 ms and stalled "
+        "every request, health included.",
+    )
+    run_nice = Int(
+        10,
+        config=True,
+        help="Nice increment of run threads (and their guests), so that a server whose guests "
+        "spin on every core still answers promptly; 0 leaves the priority alone.",
+    )
+
+    @default("max_concurrent_runs")
+    def _default_workers(self) -> int:
+        return max(2, os.cpu_count() or 2)
+
+    @validate("max_fuel", "max_memory", "max_timeout", "max_output")
+    def _check_limit(self, proposal: Any) -> str | int | float:
+        parser = {
+            "max_fuel": parse_count,
+            "max_memory": parse_size,
+            "max_timeout": parse_duration,
+            "max_output": parse_size,
+        }[proposal.trait.name]
+        try:
+            parser(proposal.value, proposal.trait.name)
+        except LimitsError as exc:
+            raise TraitError(str(exc)) from None
+        return proposal.value  # type: ignore[no-any-return]
+
+    @validate("max_concurrent_runs", "max_queued_runs", "max_body_size", "retry_after", "run_nice")
+    def _check_positive(self, proposal: Any) -> int:
+        minimum = 0 if proposal.trait.name in ("max_queued_runs", "run_nice") else 1
+        if proposal.value < minimum:
+            raise TraitError(f"{proposal.trait.name} must be >= {minimum}")
+        return int(proposal.value)
+
+    def maximum(self) -> Limits:
+        return Limits.parse(
+            fuel=self.max_fuel,
+            memory=self.max_memory,
+            timeout=self.max_timeout,
+            output=self.max_output,
+        )
+
+    def settings(self) -> Settings:
+        return Settings(
+            home=self.home or None,
+            workers=self.max_concurrent_runs,
+            queue=self.max_queued_runs,
+            maximum=self.maximum(),
+            nice=self.run_nice,
+        )
+
+
+class ApiError(tornado.web.HTTPError):
+    """An error answered as JSON: ``{"message", "reason", "field"?}``."""
+
+    def __init__(self, status: int, message: str, field: str | None = None, **extra: Any) -> None:
+        super().__init__(status, log_message=message.replace("%", "%%"))
+        self.message = message
+        self.field = field
+        self.extra = extra
+
+
+class _Handler(APIHandler):
+    """Authentication first, JSON errors with the field at fault, ``Allow`` on 405."""
+
+    auth_resource = RESOURCE
+
+    @property
+    def service(self) -> Service:
+        return self.settings[_SETTINGS_KEY]  # type: ignore[no-any-return]
+
+    @property
+    def sandbox_options(self) -> WasmSandboxServer:
+        return self.settings["wasm_sandbox_options"]  # type: ignore[no-any-return]
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        await super().prepare()
+        # Before anything else, unknown users get 403: even a wrong method or an unknown route.
+        if self.request.method != "OPTIONS" and not self.current_user:
+            raise tornado.web.HTTPError(403)
+
+    def allowed_methods(self) -> list[str]:
+        return [
+            m
+            for m in ("GET", "POST")
+            if getattr(type(self), m.lower()) is not getattr(tornado.web.RequestHandler, m.lower())
+        ]
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
+        if status_code == 503:
+            self.set_header("Retry-After", str(self.sandbox_options.retry_after))
+        if isinstance(exc, ApiError):
+            reply: dict[str, Any] = {"message": exc.message, "reason": exc.reason}
+            if exc.field is not None:
+                reply["field"] = exc.field
+            reply.update(exc.extra)
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps(reply))
+            return
+        super().write_error(status_code, **kwargs)
+
+    def send_json(self, value: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(value if isinstance(value, bytes) else _dumps(value))
+
+    async def read_json(self, fn: Callable[..., Any], *args: Any) -> bytes:
+        """``fn(*args)`` encoded as JSON, both done on the read pool (pages can be large)."""
+        return await self.read(lambda: _dumps(fn(*args)))  # type: ignore[no-any-return]
+
+    async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a log read on the read pool; map sandbox errors to HTTP answers."""
+        try:
+            future = self.service.submit_read(fn, *args)
+        except Busy:
+            raise ApiError(503, "the server is busy; retry later") from None
+        try:
+            return await asyncio.wrap_future(future)
+        except BadField as exc:
+            raise ApiError(400, str(exc), field=exc.field or None, **exc.extra) from None
+        except RecordNotFound as exc:
+            raise ApiError(404, str(exc)) from None
+        except LedgerError as exc:
+            self.log.error("wasm-sandbox: ledger error: %s", exc)
+            raise ApiError(500, f"the log cannot be read: {exc}") from None
+
+    def int_argument(self, name: str, default: int | None, low: int, high: int) -> int | None:
+        text = self.get_query_argument(name, None)
+        if text is None:
+            return default
+        try:
+            value = int(text.strip(), 10)
+        except ValueError:
+            raise ApiError(400, f"{name}: expected an integer, got {text!r}", field=name) from None
+        if not low <= value <= high:
+            raise ApiError(400, f"{name}: must be between {low} and {high}", field=name)
+        return value
+
+
+@tornado.web.stream_request_body
+class ExecutionsHandler(_Handler):
+    """``POST executions`` runs a program; ``GET executions`` pages through the log."""
+
+    def initialize(self) -> None:
+        self._body = bytearray()
+        self._too_large = False
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        await super().prepare()
+        length = self.request.headers.get("Content-Length")
+        if (
+            length is not None
+            and length.isdigit()
+            and int(length) > self.sandbox_options.max_body_size
+        ):
+            raise self._too_large_error()
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._too_large:
+            return  # keep reading (so the answer reaches the client) but keep nothing
+        if len(self._body) + len(chunk) > self.sandbox_options.max_body_size:
+            self._too_large = True
+            self._body = bytearray()
+            return
+        self._body += chunk
+
+    def _too_large_error(self) -> ApiError:
+        return ApiError(413, f"request body larger than {self.sandbox_options.max_body_size} bytes")
+
+    @tornado.web.authenticated
+    @authorized("execute", resource=RESOURCE)
+    async def post(self) -> None:
+        if self._too_large:
+            raise self._too_large_error()
+        try:
+            future = self.service.submit_run(bytes(self._body))
+        except Busy:
+            raise ApiError(
+                503, "all sandbox workers are busy and the queue is full; retry later"
+            ) from None
+        try:
+            execution = await asyncio.wrap_future(future)
+        except BadField as exc:
+            raise ApiError(400, str(exc), field=exc.field or None, **exc.extra) from None
+        except (GrantError, LimitsError) as exc:
+            raise ApiError(400, str(exc)) from None
+        except SandboxError as exc:
+            self.log.error("wasm-sandbox: run failed: %s", exc)
+            raise ApiError(500, f"the run could not be logged: {exc}") from None
+        self.set_header("Location", url_path_join(self.request.path, execution.id))
+        self.send_json(execution.to_json(), status=201)
+
+    @tornado.web.authenticated
+    @authorized("read", resource=RESOURCE)
+    async def get(self) -> None:
+        limit = self.int_argument("limit", 50, 1, 1000)
+        after = self.int_argument("after", -1, -1, 2**53 - 1)
+        self.send_json(await self.read_json(self.service.executions, limit, after))
+
+
+class ExecutionHandler(_Handler):
+    """``GET executions/{id}``: the record, its ciphertexts, proofs and verification."""
+
+    @tornado.web.authenticated
+    @authorized("read", resource=RESOURCE)
+    async def get(self, ref: str) -> None:
+        self.send_json(await self.read_json(self.service.execution, ref))
+
+
+class CheckpointHandler(_Handler):
+    """``GET checkpoint``: the latest signed note (text), or JSON when asked for."""
+
+    @tornado.web.authenticated
+    @authorized("read", resource=RESOURCE)
+    async def get(self) -> None:
+        fmt = self.get_query_argument("format", None)
+        if fmt not in (None, "text", "json"):
+            raise ApiError(400, f"format: expected text or json, got {fmt!r}", field="format")
+        data = await self.read(self.service.checkpoint)
+        wants_json = fmt == "json" or (fmt is None and _prefers_json(self.request))
+        if wants_json:
+            self.send_json(data)
+        else:
+            self.finish(data["checkpoint"], set_content_type="text/plain; charset=utf-8")
+
+
+class ConsistencyHandler(_Handler):
+    """``GET proof/consistency?from=&to=``: RFC 6962 consistency proof between two sizes."""
+
+    @tornado.web.authenticated
+    @authorized("read", resource=RESOURCE)
+    async def get(self) -> None:
+        first = self.int_argument("from", None, 1, 2**53 - 1)
+        if first is None:
+            raise ApiError(400, "from: required (a tree size >= 1)", field="from")
+        second = self.int_argument("to", None, 1, 2**53 - 1)
+        self.send_json(await self.read_json(self.service.consistency, first, second))
+
+
+class KeysHandler(_Handler):
+    """``GET keys/public``: what clients seal to, and what verifies the log."""
+
+    @tornado.web.authenticated
+    @authorized("read", resource=RESOURCE)
+    async def get(self) -> None:
+        self.send_json(await self.read_json(self.service.public_keys))
+
+
+class HealthHandler(_Handler):
+    """``GET health``: counters from memory, no sandbox work."""
+
+    _track_activity = False
+
+    @tornado.web.authenticated
+    @authorized("read", resource=RESOURCE)
+    async def get(self) -> None:
+        self.send_json(self.service.health())
+
+
+class MetricsHandler(_Handler):
+    """``GET metrics``: Prometheus text exposition from a private registry."""
+
+    _track_activity = False
+
+    @tornado.web.authenticated
+    @authorized("read", resource=RESOURCE)
+    async def get(self) -> None:
+        text = await self.read(self.service.metrics_text)
+        self.finish(text, set_content_type=CONTENT_TYPE_LATEST)
+
+
+class OpenAPIHandler(_Handler):
+    """``GET openapi.json``: the document that describes these handlers."""
+
+    @tornado.web.authenticated
+    @authorized("read", resource=RESOURCE)
+    async def get(self) -> None:
+        document = dict(openapi_document())
+        document["servers"] = [{"url": self.base_url.rstrip("/") or "/"}]
+        self.send_json(document)
+
+
+class NotFoundHandler(_Handler):
+    """Anything else under the API prefix: a JSON 404 (after authentication)."""
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        await super().prepare()
+        raise ApiError(404, f"no such route: {self.request.path}")
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3 document shipped in this package."""
+    text = resources.files(__package__).joinpath("openapi.json").read_text("utf-8")
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+ROUTES: list[tuple[str, type[_Handler]]] = [
+    ("executions", ExecutionsHandler),
+    ("executions/([^/]+)", ExecutionHandler),
+    ("checkpoint", CheckpointHandler),
+    ("proof/consistency", ConsistencyHandler),
+    ("keys/public", KeysHandler),
+    ("health", HealthHandler),
+    ("metrics", MetricsHandler),
+    ("openapi.json", OpenAPIHandler),
+]
+
+
+def _load_jupyter_server_extension(serverapp: Any) -> None:
+    """Create the service, register the routes and close the service when the server stops."""
+    options = WasmSandboxServer(parent=serverapp)
+    service = Service(options.settings())
+    web_app = serverapp.web_app
+    web_app.settings[_SETTINGS_KEY] = service
+    web_app.settings["wasm_sandbox_options"] = options
+    base = url_path_join(web_app.settings["base_url"], API_PATH)
+    handlers: list[tuple[str, Any]] = [(f"{base}/{path}$", cls) for path, cls in ROUTES]
+    handlers.append((f"{base}(/.*)?$", NotFoundHandler))
+    web_app.add_handlers(".*$", handlers)
+    _close_on_stop(serverapp, service)
+    serverapp.log.info(
+        "wasm-sandbox: REST API at %s/ (home %s, %d workers, queue %d)",
+        base,
+        service.sandbox.home,
+        options.max_concurrent_runs,
+        options.max_queued_runs,
+    )
+
+
+async def _start_jupyter_server_extension(serverapp: Any) -> None:
+    """Once every extension is loaded and the loop runs: freeze the startup heap (see
+    ``WasmSandboxServer.freeze_gc_on_start``)."""
+    options = serverapp.web_app.settings.get("wasm_sandbox_options")
+    if options is not None and options.freeze_gc_on_start:
+        gc.collect()
+        gc.freeze()
+
+
+def _close_on_stop(serverapp: Any, service: Service) -> None:
+    """Close ``service`` when the server cleans up its extensions.
+
+    A module-style extension gets no stop hook (only ExtensionApps do), so we chain onto the
+    server's own ``cleanup_extensions``, which ``ServerApp._cleanup`` awaits on shutdown.
+    """
+    original = serverapp.cleanup_extensions
+
+    async def cleanup_extensions() -> None:
+        try:
+            await original()
+        finally:
+            await asyncio.get_running_loop().run_in_executor(None, service.close)
+            serverapp.log.info("wasm-sandbox: sandbox closed")
+
+    serverapp.cleanup_extensions = cleanup_extensions
+
+
+def _prefers_json(request: Any) -> bool:
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept and "text/plain" not in accept
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(_finite(value), allow_nan=False).encode()
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: a guest's non-finite float returns become strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
