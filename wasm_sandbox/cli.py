@@ -90,7 +90,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _verify_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("id", nargs="?", help="record id, id prefix, 'last' or '#INDEX'")
+    p.add_argument("id", nargs="?", help="record id, 'last' or '#INDEX'")
     p.add_argument("--all", action="store_true", help="verify the whole log")
     p.add_argument("--replay", action="store_true", help="also re-run deterministically")
 
@@ -100,7 +100,7 @@ def _log_options(p: argparse.ArgumentParser) -> None:
 
 
 def _proof_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("id", help="record id, id prefix, 'last' or '#INDEX'")
+    p.add_argument("id", help="record id, 'last' or '#INDEX'")
 
 
 def _keys_options(p: argparse.ArgumentParser) -> None:
@@ -111,7 +111,7 @@ def _keys_options(p: argparse.ArgumentParser) -> None:
 
 
 def _decrypt_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("id", help="record id, id prefix, 'last' or '#INDEX'")
+    p.add_argument("id", help="record id, 'last' or '#INDEX'")
 
 
 def _sandbox(args: argparse.Namespace) -> Any:

@@ -5,6 +5,7 @@ A guest that traps, loops or floods its output produces an `Outcome`, never an e
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -105,7 +106,7 @@ class Outcome:
         return {
             "status": self.status,
             "exit_code": self.exit_code,
-            "returns": list(self.returns),
+            "returns": [_json_number(v) for v in self.returns],
             "trap": self.trap,
             "message": self.message,
             "frames": [str(f) for f in self.frames],
@@ -120,3 +121,10 @@ class Outcome:
             "cache": self.cache,
             "deterministic": self.deterministic,
         }
+
+
+def _json_number(value: int | float) -> int | float | str:
+    """JSON has no NaN or infinity: such float returns become ``"NaN"``, ``"Infinity"``..."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value

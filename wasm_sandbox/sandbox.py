@@ -284,7 +284,7 @@ class Sandbox:
         return rows[::-1]
 
     def resolve(self, ref: str) -> str:
-        """A record id from an id, an id prefix, ``last`` or ``#N`` (a leaf index)."""
+        """A record id from an id, ``last`` or ``#N`` (a leaf index)."""
         if ref == "last":
             if self.ledger.size == 0:
                 raise RecordNotFound("the log is empty")
@@ -304,14 +304,16 @@ class Sandbox:
         for name, passed in self.ledger.verify_entry(record_id).items():
             checks[name] = "ok" if passed else "failed"
         opened = None
-        if rec is not None and self.keys.has_private_key:
+        key = self._opening_key(rec["recipient"]) if rec is not None else None
+        if rec is not None and key is not None:
             opened = _check(
-                checks,
-                "commitments",
-                lambda: record.open_record(rec, entry.blobs, self.keys.recipient_private_key()),
+                checks, "commitments", lambda: record.open_record(rec, entry.blobs, key)
             )
-        else:
-            checks["commitments"] = "skipped: no private key in this home"
+        elif rec is not None:
+            checks["commitments"] = (
+                f"skipped: sealed to recipient {rec['recipient'][:16]}..., "
+                "whose private key is not in this home"
+            )
         replayed = self._replay(rec, opened) if replay and opened is not None else None
         if replayed is not None:
             checks["replay"] = "ok" if replayed["matches"] else f"failed: {replayed['reason']}"
@@ -325,6 +327,14 @@ class Sandbox:
             checks,
             replayed,
         )
+
+    def _opening_key(self, recipient_id: str) -> ec.EllipticCurvePrivateKey | None:
+        """This home's private key, if it is the one the record was sealed to."""
+        try:
+            key = self.keys.recipient_private_key()
+        except SandboxError:
+            return None
+        return key if key_id(key.public_key()) == recipient_id else None
 
     def _replay(self, rec: dict[str, Any] | None, opened: record.OpenedRecord) -> dict[str, Any]:
         """Re-run the decrypted program with the recorded limits and inputs; compare the

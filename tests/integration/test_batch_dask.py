@@ -33,11 +33,19 @@ def test_200_runs_with_the_default_executor(sandbox, serial_results):
 def test_200_runs_on_a_dask_local_cluster(sandbox, serial_results):
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
-                      dashboard_address=None, processes=True) as cluster, \
-            Client(cluster) as client:
-        batch = sandbox.map(programs.FACT, INPUTS, invoke="fact",
-                            executor=client.get_executor(), progress=False)
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            host="127.0.0.1",
+            dashboard_address=None,
+            processes=True,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        batch = sandbox.map(
+            programs.FACT, INPUTS, invoke="fact", executor=client.get_executor(), progress=False
+        )
         workers = client.run(lambda: __import__("os").getpid())
     assert [ex.outcome.returns for ex in batch] == serial_results
     assert len(workers) == 2

@@ -27,8 +27,9 @@ def test_c_reads_a_granted_file_prints_and_exits_with_a_code(sandbox, tmp_path):
     data.mkdir()
     (data / "name.txt").write_text("student\n")
     messages = []
-    ex = sandbox.run(READER, lang="c", grants=Grants.parse(dirs=[f"{data}:/data"]),
-                     status=messages.append)
+    ex = sandbox.run(
+        READER, lang="c", grants=Grants.parse(dirs=[f"{data}:/data"]), status=messages.append
+    )
     assert ex.outcome.status == "exit" and ex.outcome.exit_code == 7
     assert ex.outcome.stdout == "hello, student\n"
     assert ex.lang == "c"
@@ -42,7 +43,6 @@ def test_c_reads_a_granted_file_prints_and_exits_with_a_code(sandbox, tmp_path):
 @pytest.mark.slow
 def test_c_syntax_error_reports_its_line(sandbox):
     with pytest.raises(CompileError) as err:
-        sandbox.run("#include <stdio.h>\nint main(void) {\n  int x = ;\n  return x;\n}\n",
-                    lang="c")
+        sandbox.run("#include <stdio.h>\nint main(void) {\n  int x = ;\n  return x;\n}\n", lang="c")
     assert err.value.line == 3 and err.value.source_line == "  int x = ;"
     assert str(err.value).startswith("C line 3, column")

@@ -11,15 +11,33 @@ import pytest
 from tests import programs
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "notebooks" / "examples"
-RUN_KEYS = {"id", "status", "exit_code", "returns", "stdout", "stderr", "fuel_used",
-            "fuel_limit", "memory_bytes", "memory_limit", "duration_ms", "commitment",
-            "leaf_index", "tree_size", "root"}
+RUN_KEYS = {
+    "id",
+    "status",
+    "exit_code",
+    "returns",
+    "stdout",
+    "stderr",
+    "fuel_used",
+    "fuel_limit",
+    "memory_bytes",
+    "memory_limit",
+    "duration_ms",
+    "commitment",
+    "leaf_index",
+    "tree_size",
+    "root",
+}
 
 
 def cli(*args, home, stdin=None, check=None):
-    proc = subprocess.run([sys.executable, "-m", "wasm_sandbox.cli", *map(str, args),
-                           "--home", str(home)], capture_output=True, text=True, input=stdin,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wasm_sandbox.cli", *map(str, args), "--home", str(home)],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=120,
+    )
     if check is not None:
         assert proc.returncode == check, proc.stderr
     return proc
@@ -50,18 +68,27 @@ def test_run_json_has_every_contract_field(tmp_path):
 def test_run_a_wasi_command_and_a_failing_guest_both_exit_0(tmp_path, wat):
     hello = cli_json("run", EXAMPLES / "hello.wat", home=tmp_path)
     assert hello["stdout"] == "Hello from the sandbox!\n" and hello["exit_code"] == 0
-    loop = cli_json("run", wat("loop.wat", programs.LOOP), "--invoke", "spin", "--fuel", "1e5",
-                    home=tmp_path)
+    loop = cli_json(
+        "run", wat("loop.wat", programs.LOOP), "--invoke", "spin", "--fuel", "1e5", home=tmp_path
+    )
     assert loop["status"] == "out_of_fuel" and loop["fuel_used"] == 100000
-    slow = cli_json("run", wat("loop.wat", programs.LOOP), "--invoke", "spin", "--timeout",
-                    "200ms", home=tmp_path)
+    slow = cli_json(
+        "run",
+        wat("loop.wat", programs.LOOP),
+        "--invoke",
+        "spin",
+        "--timeout",
+        "200ms",
+        home=tmp_path,
+    )
     assert slow["status"] == "timeout" and slow["tree_size"] == 3
 
 
 def test_bad_input_exits_2_with_one_line(tmp_path, wat):
     bad = cli("run", wat("bad.wat", "(module\n  (func i33.add))"), home=tmp_path, check=2)
-    assert bad.stderr.strip() == ("wasm-sandbox: WAT line 2, column 9: "
-                                  "unknown operator or unexpected token")
+    assert bad.stderr.strip() == (
+        "wasm-sandbox: WAT line 2, column 9: unknown operator or unexpected token"
+    )
     missing = cli("run", tmp_path / "nope.wasm", home=tmp_path, check=2)
     assert "cannot read" in missing.stderr and missing.stderr.count("\n") == 1
     usage = cli("run", EXAMPLES / "fact.wat", "--fuel", "lots", home=tmp_path, check=2)
@@ -107,25 +134,50 @@ def test_grants_through_the_cli(tmp_path):
     data.mkdir()
     (data / "in.txt").write_text("granted\n")
     probe = Path(__file__).resolve().parents[1] / "testdata" / "probe.wasm"
-    ok = cli_json("run", probe, "--arg", "read", "--arg", "/data/in.txt", "--dir",
-                  f"{data}:/data", home=tmp_path)
+    ok = cli_json(
+        "run",
+        probe,
+        "--arg",
+        "read",
+        "--arg",
+        "/data/in.txt",
+        "--dir",
+        f"{data}:/data",
+        home=tmp_path,
+    )
     assert ok["stdout"] == "granted\n"
-    denied = cli_json("run", probe, "--arg", "write", "--arg", "/data/x", "--arg", "y", "--dir",
-                      f"{data}:/data", home=tmp_path)
+    denied = cli_json(
+        "run",
+        probe,
+        "--arg",
+        "write",
+        "--arg",
+        "/data/x",
+        "--arg",
+        "y",
+        "--dir",
+        f"{data}:/data",
+        home=tmp_path,
+    )
     assert denied["status"] == "exit" and denied["exit_code"] == 1
     echo = cli_json("run", probe, "--arg", "echo", "--stdin", "piped", home=tmp_path)
     assert echo["stdout"] == "piped"
 
 
 def test_several_files_make_a_batch(tmp_path):
-    out = cli_json("run", EXAMPLES / "hello.wat", EXAMPLES / "fact.wat", "--invoke", "fact", "3",
-                   home=tmp_path)
+    out = cli_json(
+        "run", EXAMPLES / "hello.wat", EXAMPLES / "fact.wat", "--invoke", "fact", "3", home=tmp_path
+    )
     assert sorted(r["leaf_index"] for r in out) == [0, 1]
     assert [r["status"] for r in out] == ["error", "ok"]  # results in the order of the files
     assert out[1]["returns"] == [6]
 
 
 def test_help_has_examples():
-    out = subprocess.run([sys.executable, "-m", "wasm_sandbox.cli", "run", "--help"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "wasm_sandbox.cli", "run", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "examples:" in out and "--invoke fact 10" in out

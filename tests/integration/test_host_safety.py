@@ -30,8 +30,13 @@ def run(wat, **kw):
 
 
 def child(code: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(code)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_sigint_while_a_guest_loops_ends_it_as_interrupted_within_100ms():
@@ -42,8 +47,13 @@ def test_sigint_while_a_guest_loops_ends_it_as_interrupted_within_100ms():
         print(out.status, time.monotonic(), flush=True)
         print(run(programs.FACT, invoke="fact", args=[5]).returns, flush=True)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "running"
         time.sleep(0.3)
@@ -78,8 +88,13 @@ def test_repeated_sigints_never_escape_as_exceptions():
             print(status, flush=True)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for _ in range(5):
             assert proc.stdout.readline().strip() == "running"

@@ -24,8 +24,21 @@ def logged_home(tmp_path_factory):
 
 
 def verify_all(home):
-    proc = subprocess.run([sys.executable, "-m", "wasm_sandbox.cli", "verify", "--all", "--json",
-                           "--home", str(home)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wasm_sandbox.cli",
+            "verify",
+            "--all",
+            "--json",
+            "--home",
+            str(home),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return proc.returncode, json.loads(proc.stdout)
 
 
@@ -49,18 +62,28 @@ def test_the_untouched_log_verifies(logged_home):
     assert code == 0 and report["verified"] and report["tree_size"] == 4
 
 
-@pytest.mark.parametrize(("table", "column", "key"), [
-    ("entries", "leaf", "idx"), ("entries", "record_id", "idx"), ("blobs", "data", "rowid"),
-    ("subtrees", "hash", "level * 1000000000 + idx"), ("checkpoints", "note", "size"),
-])
+@pytest.mark.parametrize(
+    ("table", "column", "key"),
+    [
+        ("entries", "leaf", "idx"),
+        ("entries", "record_id", "idx"),
+        ("blobs", "data", "rowid"),
+        ("subtrees", "hash", "level * 1000000000 + idx"),
+        ("checkpoints", "note", "size"),
+    ],
+)
 def test_one_flipped_byte_anywhere_is_detected(logged_home, tmp_path, table, column, key):
     db = sqlite3.connect(logged_home / "ledger.sqlite")
     rows = db.execute(f"SELECT {key}, {column} FROM {table}").fetchall()
     db.close()
     for i, (row_key, value) in enumerate(rows):
-        home = tampered_copy(logged_home, tmp_path / f"{table}-{i}",
-                             f"UPDATE {table} SET {column} = ? WHERE {key} = ?", flip(value),
-                             row_key)
+        home = tampered_copy(
+            logged_home,
+            tmp_path / f"{table}-{i}",
+            f"UPDATE {table} SET {column} = ? WHERE {key} = ?",
+            flip(value),
+            row_key,
+        )
         code, report = verify_all(home)
         assert code == 1 and not report["verified"], (table, column, row_key)
         assert report["first_bad"] is not None and report["problems"]

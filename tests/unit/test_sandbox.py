@@ -89,7 +89,9 @@ def test_sealing_for_another_recipient(sandbox, tmp_path):
     entry = sandbox.ledger.get(ex.id)
     opened = record.open_record(record.decode(entry.leaf), entry.blobs, teacher)
     assert opened.result["returns"] == [["i32", "5"]]
-    assert sandbox.verify(ex.id).checks["commitments"].startswith("failed")
+    report = sandbox.verify(ex.id)
+    assert report.verified  # inclusion and signature hold; the commitments are not ours to open
+    assert report.checks["commitments"].startswith("skipped: sealed to recipient")
 
 
 def test_deterministic_replay_matches(sandbox, probe_wasm):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import math
 import os
 from collections.abc import Callable
 from importlib import resources
@@ -448,15 +447,4 @@ def _prefers_json(request: Any) -> bool:
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(_finite(value), allow_nan=False).encode()
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: a guest's non-finite float returns become strings."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+    return json.dumps(value, allow_nan=False).encode()
