@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import hashlib
 import importlib.metadata
+import math
 import os
 import queue
 import re
@@ -47,6 +48,7 @@ from .outcome import Frame, Outcome
 MAX_WASM_STACK = 1 << 20
 WORKER_STACK = 64 << 20
 TICK = 0.01
+MAX_TICKS_BETWEEN_CHECKS = 5
 PROGRESS_INTERVAL = 0.1
 MAX_FRAMES = 32
 RELEASE_WAIT = 2.0
@@ -233,9 +235,11 @@ class Engine:
             raise failure
 
     def _cancel(self, run: _Run) -> None:
-        """Stop the guest at once: its epoch callback runs on the next increment."""
+        """Stop the guest at once: advance the epoch past its deadline so its callback runs
+        now (other guests' callbacks run early too, find nothing to do and go on)."""
         run.watch.cancel.set()
-        self._engine.increment_epoch()
+        for _ in range(MAX_TICKS_BETWEEN_CHECKS):
+            self._engine.increment_epoch()
 
     def _guest(
         self, run: _Run, compiled: Compiled, call: _Call, limits: Limits, grants: Grants
@@ -330,7 +334,7 @@ class _Guest:
             memories=limits.memories,
         )
         self.store.set_fuel(limits.fuel)
-        self.store.set_epoch_deadline(1)
+        self.store.set_epoch_deadline(_ticks_to_next_check(run.watch))
         self.callback = _DeadlineCallback(self._on_deadline)
         ffi.wasmtime_store_epoch_deadline_callback(
             self.store.ptr(), self.callback, None, _NO_FINALIZER
@@ -425,9 +429,18 @@ class _Guest:
                 self.run.fuel_used = self.run.fuel_limit - left.value
         except Exception:  # an exception must never cross back into wasmtime
             pass
-        delta[0] = 1
+        delta[0] = _ticks_to_next_check(self.run.watch)
         kind[0] = _CONTINUE
         return 0
+
+
+def _ticks_to_next_check(watch: wasi.Watch) -> int:
+    """Epoch ticks until the guest's callback should look again: at its deadline, and at
+    least every `MAX_TICKS_BETWEEN_CHECKS` (for fuel progress and cancellation). The callback
+    needs the GIL, so checking at every tick would stall guests while other threads run
+    Python."""
+    left = math.ceil((watch.deadline - time.monotonic()) / TICK)
+    return max(1, min(MAX_TICKS_BETWEEN_CHECKS, left))
 
 
 class _Capture:
