@@ -440,6 +440,7 @@ class Ledger:
         size, root = frontier.size, frontier.root()
         note = sign_note(format_checkpoint(self.origin, size, root), self.origin, self._key)
         db.execute("INSERT INTO checkpoints VALUES (?, ?)", (size, note))
+        self._last_opened = (size, note, Checkpoint(self.origin, size, root, note))  # we signed it
         receipts = []
         for i, (rid, _, _) in enumerate(batch):
             proof = tree.hashes(merkle.inclusion_ranges(start + i, size))
