@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-TESTDATA = Path(__file__).parent / "testdata"
+#: The C probe of the course (notebooks/programs/probe.c), shared with the tests.
+PROBE = Path(__file__).parents[1] / "notebooks" / "programs" / "probe.wasm"
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +34,7 @@ def sandbox(home):
 
 @pytest.fixture(scope="session")
 def probe_wasm() -> bytes:
-    return (TESTDATA / "probe.wasm").read_bytes()
+    return PROBE.read_bytes()
 
 
 def pytest_configure(config):

@@ -9,25 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests import programs
+from tests.conftest import PROBE
+from tests.contract import RUN_JSON_KEYS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "notebooks" / "examples"
-RUN_KEYS = {
-    "id",
-    "status",
-    "exit_code",
-    "returns",
-    "stdout",
-    "stderr",
-    "fuel_used",
-    "fuel_limit",
-    "memory_bytes",
-    "memory_limit",
-    "duration_ms",
-    "commitment",
-    "leaf_index",
-    "tree_size",
-    "root",
-}
 
 
 def cli(*args, home, stdin=None, check=None):
@@ -59,7 +44,7 @@ def wat(tmp_path):
 
 def test_run_json_has_every_contract_field(tmp_path):
     out = cli_json("run", EXAMPLES / "fact.wat", "--invoke", "fact", "20", home=tmp_path)
-    assert RUN_KEYS <= set(out)
+    assert set(out) >= RUN_JSON_KEYS
     assert out["status"] == "ok" and out["returns"] == [2432902008176640000]
     assert (out["leaf_index"], out["tree_size"]) == (0, 1)
     assert len(out["commitment"]) == 64 and len(out["root"]) == 64
@@ -133,7 +118,7 @@ def test_grants_through_the_cli(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     (data / "in.txt").write_text("granted\n")
-    probe = Path(__file__).resolve().parents[1] / "testdata" / "probe.wasm"
+    probe = PROBE
     ok = cli_json(
         "run",
         probe,

@@ -158,7 +158,8 @@ def test_exit_after_capturing_output_is_clean():
 def test_a_guest_cannot_signal_the_host():
     # WASI preview 1 has no kill(); proc_raise is not linked by wasmtime: instantiation fails.
     proc = child("""
-        wat = '(module (import "wasi_snapshot_preview1" "proc_raise" (func (param i32) (result i32)))'
+        wat = '(module (import "wasi_snapshot_preview1" "proc_raise"'
+        wat += ' (func (param i32) (result i32)))'
         wat += ' (memory (export "memory") 1) (func (export "_start")))'
         out = run(wat)
         print(out.status)

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests import programs
+from tests.contract import RUN_JSON_KEYS
 from tests.integration.test_server_harness import REPO, start_server
 from wasm_sandbox import DecryptionError, Sandbox, merkle, record
 from wasm_sandbox.checkpoint import open_note
@@ -25,23 +26,6 @@ from wasm_sandbox.jupyter.server_request import BadField, open_program, seal_pro
 from wasm_sandbox.keys import KeyStore
 from wasm_sandbox.sources import compile_wat
 
-RUN_KEYS = {
-    "id",
-    "status",
-    "exit_code",
-    "returns",
-    "stdout",
-    "stderr",
-    "fuel_used",
-    "fuel_limit",
-    "memory_bytes",
-    "memory_limit",
-    "duration_ms",
-    "commitment",
-    "leaf_index",
-    "tree_size",
-    "root",
-}
 ECHO = r"""(module
   (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
@@ -131,7 +115,7 @@ def test_a_run_answers_like_the_cli_and_is_logged_and_verified(server):
     response = server.post("executions", {"wat": programs.FACT, "invoke": "fact", "args": [10]})
     assert response.status_code == 201
     ex = response.json()
-    assert set(ex) >= RUN_KEYS
+    assert set(ex) >= RUN_JSON_KEYS
     assert (ex["status"], ex["returns"]) == ("ok", [3628800])
     assert response.headers["Location"].endswith(f"/wasm-sandbox/api/executions/{ex['id']}")
 

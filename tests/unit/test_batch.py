@@ -19,22 +19,34 @@ def test_map_matches_serial_runs_and_logs_everything(sandbox):
 def test_map_with_any_executor_and_a_progress_callback(sandbox):
     seen = []
     with ThreadPoolExecutor(3) as pool:
-        batch = sandbox.map(programs.ADD, [(i, i) for i in range(10)], invoke="add",
-                            executor=pool, progress=lambda done, total: seen.append(done))
+        batch = sandbox.map(
+            programs.ADD,
+            [(i, i) for i in range(10)],
+            invoke="add",
+            executor=pool,
+            progress=lambda done, total: seen.append(done),
+        )
     assert [ex.outcome.returns[0] for ex in batch] == [2 * i for i in range(10)]
     assert seen == list(range(1, 11))
 
 
 def test_failures_are_rows_not_exceptions(sandbox):
-    batch = sandbox.map(programs.LOOP, [()] * 3, invoke="spin", limits=Limits.parse(fuel=1000),
-                        progress=False)
+    batch = sandbox.map(
+        programs.LOOP, [()] * 3, invoke="spin", limits=Limits.parse(fuel=1000), progress=False
+    )
     assert [row["status"] for row in batch.table()] == ["out_of_fuel"] * 3
     bad_args = sandbox.map(programs.ADD, [(1,)], invoke="add", progress=False)
-    assert bad_args[0].outcome.status == "error" and "takes 2 argument" in bad_args[0].outcome.message
+    assert (
+        bad_args[0].outcome.status == "error" and "takes 2 argument" in bad_args[0].outcome.message
+    )
 
 
 def test_many_programs_one_input_including_broken_submissions(sandbox):
-    submissions = [programs.ADD, "(module (func i33.add))", programs.ADD.replace("i32.add", "i32.sub")]
+    submissions = [
+        programs.ADD,
+        "(module (func i33.add))",
+        programs.ADD.replace("i32.add", "i32.sub"),
+    ]
     batch = sandbox.map_programs(submissions, (5, 3), invoke="add", progress=False)
     assert [ex.outcome.status for ex in batch] == ["ok", "error", "ok"]
     assert batch[0].outcome.returns == (8,) and batch[2].outcome.returns == (2,)

@@ -5,8 +5,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests import programs
-from wasm_sandbox import (CompileError, DecryptionError, Grants, InvocationError, Limits,
-                          RecordNotFound, Sandbox)
+from wasm_sandbox import (
+    CompileError,
+    DecryptionError,
+    Grants,
+    InvocationError,
+    Limits,
+    RecordNotFound,
+    Sandbox,
+)
 from wasm_sandbox.sources import compile_wat
 
 

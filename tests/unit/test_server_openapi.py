@@ -7,28 +7,12 @@ import sys
 import pytest
 import tornado.web
 
+from tests.contract import RUN_JSON_KEYS
 from wasm_sandbox.jupyter import server
 from wasm_sandbox.jupyter.server_request import FIELDS, LIMIT_NAMES
 
 PREFIX = "/wasm-sandbox/api/"
 DOC = server.openapi_document()
-CLI_RUN_KEYS = {
-    "id",
-    "status",
-    "exit_code",
-    "returns",
-    "stdout",
-    "stderr",
-    "fuel_used",
-    "fuel_limit",
-    "memory_bytes",
-    "memory_limit",
-    "duration_ms",
-    "commitment",
-    "leaf_index",
-    "tree_size",
-    "root",
-}
 
 
 def test_the_document_is_valid_openapi_3():
@@ -67,7 +51,7 @@ def test_the_run_request_and_answer_match_the_code_and_the_cli_contract():
     schemas = DOC["components"]["schemas"]
     assert set(schemas["RunRequest"]["properties"]) == set(FIELDS)
     assert set(schemas["Limits"]["properties"]) == set(LIMIT_NAMES)
-    assert set(schemas["Execution"]["required"]) == CLI_RUN_KEYS
+    assert set(schemas["Execution"]["required"]) == RUN_JSON_KEYS
     from wasm_sandbox.outcome import STATUSES
 
     assert schemas["Execution"]["properties"]["status"]["enum"] == list(STATUSES)
