@@ -78,7 +78,7 @@ def canonical(obj: Any) -> bytes:
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ValueError(f"cannot encode {exc.object[exc.start:exc.end]!r} as UTF-8") from None
+        raise ValueError(f"cannot encode {exc.object[exc.start : exc.end]!r} as UTF-8") from None
 
 
 _SAFE_INT = 2**53 - 1

@@ -23,13 +23,29 @@ from collections.abc import Iterator
 from wasm_sandbox import Limits, Sandbox, SandboxError
 from wasm_sandbox.outcome import STATUSES
 
-TIGHT = Limits(fuel=200_000, memory=1 << 20, timeout=0.25, table_elements=1000, instances=2,
-               tables=2, memories=2, output=4096)
+TIGHT = Limits(
+    fuel=200_000,
+    memory=1 << 20,
+    timeout=0.25,
+    table_elements=1000,
+    instances=2,
+    tables=2,
+    memories=2,
+    output=4096,
+)
 SMITH_FLAGS = ["--min-funcs", "1", "--min-exports", "1", "--max-memory32-bytes", "1048576"]
 #: Proposals the sandbox turns off; most modules avoid them so that they get to run.
-OFF = ["--gc-enabled", "--exceptions-enabled", "--custom-descriptors-enabled",
-       "--compact-imports-enabled", "--threads-enabled", "--shared-everything-threads-enabled",
-       "--extended-const-enabled", "--wide-arithmetic-enabled", "--custom-page-sizes-enabled"]
+OFF = [
+    "--gc-enabled",
+    "--exceptions-enabled",
+    "--custom-descriptors-enabled",
+    "--compact-imports-enabled",
+    "--threads-enabled",
+    "--shared-everything-threads-enabled",
+    "--extended-const-enabled",
+    "--wide-arithmetic-enabled",
+    "--custom-page-sizes-enabled",
+]
 _DEFAULTS = {"i32": 0, "i64": 0, "f32": 0.0, "f64": 0.0}
 
 
@@ -40,8 +56,9 @@ def smith(seed: int) -> bytes | None:
     flags = SMITH_FLAGS + (["--max-imports", "0"] if rng.random() < 0.8 else [])
     if rng.random() < 0.85:
         flags += [arg for flag in OFF for arg in (flag, "false")]
-    proc = subprocess.run(["wasm-tools", "smith", *flags], input=entropy, capture_output=True,
-                          timeout=60)
+    proc = subprocess.run(
+        ["wasm-tools", "smith", *flags], input=entropy, capture_output=True, timeout=60
+    )
     return proc.stdout if proc.returncode == 0 else None
 
 
@@ -124,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
                 campaign.attempt(mutant, f"mutation {i} of seed {args.seed}")
                 done += 1
         report = sb.verify_log()
-    print(f"modules {len(valid)}, mutants {done}, runs {campaign.attempts}, "
-          f"logged {report.tree_size}, log verified {report.ok}")
+    print(
+        f"modules {len(valid)}, mutants {done}, runs {campaign.attempts}, "
+        f"logged {report.tree_size}, log verified {report.ok}"
+    )
     print("tally:", dict(sorted(campaign.tally.items())))
     for finding in campaign.findings:
         print("FINDING:", finding)

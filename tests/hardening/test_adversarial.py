@@ -8,8 +8,7 @@ import pytest
 from tests import programs
 from wasm_sandbox import Grants, Limits
 
-TIGHT = Limits.parse(fuel="1e8", memory="4MiB", timeout="1s", output="64KiB",
-                     table_elements=1000)
+TIGHT = Limits.parse(fuel="1e8", memory="4MiB", timeout="1s", output="64KiB", table_elements=1000)
 
 MEMORY_BOMB = """(module (memory (export "memory") 1)
   (func (export "bomb") (result i32)
@@ -35,8 +34,10 @@ def _many_functions(n: int) -> str:
 
 
 def _many_imports(n: int) -> str:
-    imports = "".join(f'(import "wasi_snapshot_preview1" "sched_yield" (func $y{i} (result i32)))'
-                      for i in range(n))
+    imports = "".join(
+        f'(import "wasi_snapshot_preview1" "sched_yield" (func $y{i} (result i32)))'
+        for i in range(n)
+    )
     return f'(module {imports} (memory (export "memory") 1) (func (export "_start")))'
 
 
@@ -48,9 +49,12 @@ CASES = {
     "deep recursion": (programs.RECURSE, "recurse", "trap"),
     "output flood": (OUTPUT_FLOOD, None, ("timeout", "out_of_fuel")),
     "host call forever": (FOREVER, None, "timeout"),
-    "huge initial memory": ("(module (memory 60000) (func (export \"f\")))", "f", "memory_limit"),
-    "huge data segment": ('(module (memory 200) (data (i32.const 0) "' + "x" * (8 << 20)
-                          + '") (func (export "f")))', "f", "memory_limit"),
+    "huge initial memory": ('(module (memory 60000) (func (export "f")))', "f", "memory_limit"),
+    "huge data segment": (
+        '(module (memory 200) (data (i32.const 0) "' + "x" * (8 << 20) + '") (func (export "f")))',
+        "f",
+        "memory_limit",
+    ),
     "5000 functions": (_many_functions(5000), "f4999", "ok"),
     "2000 imports": (_many_imports(2000), None, "ok"),
     "unknown imports": (programs.FOREIGN_IMPORT, "f", "error"),
@@ -80,8 +84,14 @@ def test_symlink_and_traversal_escapes_are_refused(sandbox, probe_wasm, tmp_path
     os.symlink(tmp_path / "secret.txt", granted / "link.txt")
     os.symlink("/etc", granted / "etc")
     grants = Grants.parse(dirs=[f"{granted}:/data"])
-    for target in ("/data/link.txt", "/data/../secret.txt", "/data/etc/passwd",
-                   str(tmp_path / "secret.txt"), "/etc/passwd", "//etc/passwd"):
+    for target in (
+        "/data/link.txt",
+        "/data/../secret.txt",
+        "/data/etc/passwd",
+        str(tmp_path / "secret.txt"),
+        "/etc/passwd",
+        "//etc/passwd",
+    ):
         ex = sandbox.run(probe_wasm, grants=Grants.parse(dirs=grants.dirs, argv=["read", target]))
         assert ex.outcome.status == "exit" and ex.outcome.exit_code == 1, target
         assert "host secret" not in ex.outcome.stdout and "root:" not in ex.outcome.stdout
@@ -98,8 +108,10 @@ def test_no_environment_no_arguments_unless_granted(sandbox, probe_wasm):
 
 
 def test_writes_to_a_read_only_grant_are_refused(sandbox, probe_wasm, tmp_path):
-    ex = sandbox.run(probe_wasm, grants=Grants.parse(dirs=[f"{tmp_path}:/data"],
-                                                     argv=["write", "/data/x.txt", "pwned"]))
+    ex = sandbox.run(
+        probe_wasm,
+        grants=Grants.parse(dirs=[f"{tmp_path}:/data"], argv=["write", "/data/x.txt", "pwned"]),
+    )
     assert ex.outcome.exit_code == 1 and not (tmp_path / "x.txt").exists()
 
 

@@ -19,9 +19,24 @@ SHARDS = [("101", "1000"), ("202", "1000")]
 def test_generated_and_mutated_modules_never_crash_the_host():
     env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
     children = [
-        subprocess.Popen([sys.executable, "-m", "tests.hardening.campaign", "--seed", seed,
-                          "--count", count, "--mutations", count], cwd=ROOT, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.hardening.campaign",
+                "--seed",
+                seed,
+                "--count",
+                count,
+                "--mutations",
+                count,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for seed, count in SHARDS
     ]
     outputs = [child.communicate(timeout=540)[0] for child in children]

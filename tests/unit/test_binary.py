@@ -19,18 +19,27 @@ ALL_IMPORT_KINDS = """(module
 
 def test_imports_exports_and_signatures():
     face = interface(compile_wat(ALL_IMPORT_KINDS))
-    assert face.imports == (("wasi_snapshot_preview1", "fd_write", "func"),
-                            ("env", "table", "table"), ("env", "memory", "memory"),
-                            ("env", "g", "global"), ("env", "f", "func"))
+    assert face.imports == (
+        ("wasi_snapshot_preview1", "fd_write", "func"),
+        ("env", "table", "table"),
+        ("env", "memory", "memory"),
+        ("env", "g", "global"),
+        ("env", "f", "func"),
+    )
     assert face.exports == (("both", "func"), ("vec", "func"), ("mem", "memory"))
-    assert face.functions == {"both": (("i64", "f64"), ("i32", "i64")),
-                              "vec": (("v128",), ("v128",))}
+    assert face.functions == {
+        "both": (("i64", "f64"), ("i32", "i64")),
+        "vec": (("v128",), ("v128",)),
+    }
 
 
 def test_agrees_with_wasmtime_on_numeric_signatures():
     for wat in (programs.FACT, programs.ADD, programs.HELLO, programs.GROW):
         wasm = compile_wat(wat)
         module = wasmtime.Module(wasmtime.Engine(), wasm)
-        expected = {e.name: (tuple(map(str, e.type.params)), tuple(map(str, e.type.results)))
-                    for e in module.exports if isinstance(e.type, wasmtime.FuncType)}
+        expected = {
+            e.name: (tuple(map(str, e.type.params)), tuple(map(str, e.type.results)))
+            for e in module.exports
+            if isinstance(e.type, wasmtime.FuncType)
+        }
         assert interface(wasm).functions == expected

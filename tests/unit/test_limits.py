@@ -6,8 +6,15 @@ from wasm_sandbox.limits import parse_count, parse_duration, parse_size
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("65536", 65536), ("64MiB", 64 << 20), ("1.5KiB", 1536), ("1GB", 10**9), ("16pages", 16 << 16),
-     ("2 kb", 2000), (4096, 4096)],
+    [
+        ("65536", 65536),
+        ("64MiB", 64 << 20),
+        ("1.5KiB", 1536),
+        ("1GB", 10**9),
+        ("16pages", 16 << 16),
+        ("2 kb", 2000),
+        (4096, 4096),
+    ],
 )
 def test_sizes(text, expected):
     assert parse_size(text) == expected
@@ -27,8 +34,15 @@ def test_counts(text, expected):
 
 @pytest.mark.parametrize(
     ("parser", "text"),
-    [(parse_size, "12 parsecs"), (parse_size, "-1"), (parse_duration, "0s"),
-     (parse_duration, "soon"), (parse_count, "1e7MiB"), (parse_count, "inf"), (parse_size, True)],
+    [
+        (parse_size, "12 parsecs"),
+        (parse_size, "-1"),
+        (parse_duration, "0s"),
+        (parse_duration, "soon"),
+        (parse_count, "1e7MiB"),
+        (parse_count, "inf"),
+        (parse_size, True),
+    ],
 )
 def test_bad_values_name_the_problem(parser, text):
     with pytest.raises(LimitsError) as err:
@@ -71,8 +85,11 @@ def test_default_grants_grant_nothing():
 
 @pytest.mark.parametrize(
     ("spec", "grant"),
-    [("data:/d", DirGrant("data", "/d", False)), ("data:/d:rw", DirGrant("data", "/d", True)),
-     ("/srv/x:ro", DirGrant("/srv/x", "/x", False))],
+    [
+        ("data:/d", DirGrant("data", "/d", False)),
+        ("data:/d:rw", DirGrant("data", "/d", True)),
+        ("/srv/x:ro", DirGrant("/srv/x", "/x", False)),
+    ],
 )
 def test_dir_grants_are_read_only_unless_asked(spec, grant):
     assert DirGrant.parse(spec) == grant

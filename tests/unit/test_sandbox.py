@@ -33,8 +33,9 @@ def test_every_run_is_in_the_log_failed_ones_included(sandbox):
     statuses = [
         sandbox.run(programs.TRAP, invoke="boom").outcome.status,
         sandbox.run(programs.LOOP, invoke="spin", limits=Limits.parse(fuel=1000)).outcome.status,
-        sandbox.run(programs.LOOP, invoke="spin",
-                    limits=Limits.parse(timeout="100ms")).outcome.status,
+        sandbox.run(
+            programs.LOOP, invoke="spin", limits=Limits.parse(timeout="100ms")
+        ).outcome.status,
         sandbox.run(programs.EXIT).outcome.status,
     ]
     assert statuses == ["trap", "out_of_fuel", "timeout", "exit"]
@@ -85,10 +86,12 @@ def test_verify_reports_each_check(sandbox):
 
 def test_sealing_for_another_recipient(sandbox, tmp_path):
     teacher = ec.generate_private_key(ec.SECP256R1())
-    pem = teacher.public_key().public_bytes(serialization.Encoding.PEM,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo)
-    ex = sandbox.run(programs.ADD, invoke="add", args=[2, 3],
-                     recipient=sandbox.keys.load_public_pem(pem))
+    pem = teacher.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    ex = sandbox.run(
+        programs.ADD, invoke="add", args=[2, 3], recipient=sandbox.keys.load_public_pem(pem)
+    )
     with pytest.raises(DecryptionError):
         sandbox.decrypt(ex.id)
     from wasm_sandbox import record
@@ -115,8 +118,10 @@ def test_replay_of_a_real_clock_run_differs_and_says_why(sandbox, probe_wasm):
     assert ex.record["deterministic"] is False
     report = sandbox.verify(ex.id, replay=True)
     assert not report.replay["matches"]
-    assert "stdout" in report.replay["reason"] and "not recorded as deterministic" in \
-        report.replay["reason"]
+    assert (
+        "stdout" in report.replay["reason"]
+        and "not recorded as deterministic" in report.replay["reason"]
+    )
 
 
 def test_pure_functions_are_recorded_deterministic(sandbox):

@@ -34,10 +34,12 @@ def test_binary_bytes_and_paths(tmp_path):
 
 @pytest.mark.parametrize(
     ("source", "lang", "message"),
-    [(b"\x7fELF\x02\x01\x01\xff\xfe", None, "neither a WebAssembly binary nor UTF-8"),
-     ("(module)", "wasm", "text given where a WebAssembly binary was expected"),
-     (b"hello", "wasm", "not a WebAssembly binary"),
-     ("(module)", "rust", "unknown language 'rust'")],
+    [
+        (b"\x7fELF\x02\x01\x01\xff\xfe", None, "neither a WebAssembly binary nor UTF-8"),
+        ("(module)", "wasm", "text given where a WebAssembly binary was expected"),
+        (b"hello", "wasm", "not a WebAssembly binary"),
+        ("(module)", "rust", "unknown language 'rust'"),
+    ],
 )
 def test_wrong_inputs_are_clear_errors(source, lang, message):
     with pytest.raises(CompileError, match=message):
@@ -52,5 +54,5 @@ def test_missing_file_is_a_compile_error(tmp_path):
 def test_c_is_recognised_by_content():
     from wasm_sandbox.sources import _guess
 
-    assert _guess('#include <stdio.h>\nint main(void) { return 0; }') == "c"
+    assert _guess("#include <stdio.h>\nint main(void) { return 0; }") == "c"
     assert _guess(";; comment\n(module)") == "wat"
