@@ -555,7 +555,7 @@ def _offset(value: int) -> int:
 def _trap_message(text: str) -> str:
     """wasmtime's trap text ends with the reason ("wasm trap: call stack exhausted")."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "trap"
+    return re.sub(r"^\d+: ", "", lines[-1]) if lines else "trap"  # "1: wasm trap: ..." in chains
 
 
 def _export(instance: wasmtime.Instance, store: wasmtime.Store, name: str) -> Any:
