@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -114,7 +115,7 @@ def test_100_concurrent_runs_complete_isolated_while_health_answers(server):
     size_before = server.get("executions?limit=1").json()["tree_size"]
     jobs = [job(i) for i in range(100)]
     with HealthProbe(server) as probe:
-        responses = asyncio.run(post_all(server, [body for body, _ in jobs], spacing=0.02))
+        responses = _run_in_thread(post_all(server, [body for body, _ in jobs], spacing=0.02))
     assert [r.status_code for r in responses] == [201] * 100, {r.text for r in responses}
     for (_, (status, expected)), response in zip(jobs, responses, strict=True):
         ex = response.json()
@@ -142,7 +143,7 @@ def test_beyond_capacity_requests_are_refused_and_none_is_lost(server):
     sent = 160
     body = {"wat": programs.LOOP, "invoke": "spin", "limits": {"timeout": "200ms"}}
     with HealthProbe(server) as probe:
-        responses = asyncio.run(post_all(server, [body] * sent))
+        responses = _run_in_thread(post_all(server, [body] * sent))
     codes = [r.status_code for r in responses]
     accepted, refused = codes.count(201), codes.count(503)
     assert accepted + refused == sent, sorted(set(codes))
@@ -173,3 +174,10 @@ def _rejected(server) -> float:
     prefix = 'wasm_sandbox_requests_rejected_total{pool="runs"}'
     line = next(x for x in text.splitlines() if x.startswith(prefix))
     return float(line.split()[-1])
+
+
+def _run_in_thread(coro):
+    """``asyncio.run`` on a thread of its own: earlier tests in the same session (kernels,
+    nbval) may leave an event loop installed in the main thread."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
