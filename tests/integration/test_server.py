@@ -26,16 +26,6 @@ from wasm_sandbox.jupyter.server_request import BadField, open_program, seal_pro
 from wasm_sandbox.keys import KeyStore
 from wasm_sandbox.sources import compile_wat
 
-ECHO = r"""(module
-  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 64))
-    (i32.store (i32.const 4) (i32.const 4096))
-    (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
-    (i32.store (i32.const 4) (i32.load (i32.const 8)))
-    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"""
 MAX_TIMEOUT = 1.0
 MAX_FUEL = 10**9
 
@@ -136,7 +126,7 @@ def test_a_run_answers_like_the_cli_and_is_logged_and_verified(server):
 
 
 def test_stdin_args_and_wasm_binaries(server):
-    echoed = run(server, {"wat": ECHO, "stdin": "ping 42"})
+    echoed = run(server, {"wat": programs.ECHO, "stdin": "ping 42"})
     assert (echoed["status"], echoed["exit_code"], echoed["stdout"]) == ("ok", 0, "ping 42")
     wasm = base64.b64encode(compile_wat(programs.ADD)).decode()
     added = run(server, {"wasm_b64": wasm, "invoke": "add", "args": ["0x10", 1]})

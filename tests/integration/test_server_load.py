@@ -18,16 +18,6 @@ from wasm_sandbox import Sandbox
 
 WORKERS, QUEUE = 4, 96  # room for exactly 100 runs at once
 LOOP_TIMEOUT = "1s"
-ECHO = r"""(module
-  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 64))
-    (i32.store (i32.const 4) (i32.const 4096))
-    (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
-    (i32.store (i32.const 4) (i32.load (i32.const 8)))
-    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"""
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +82,7 @@ def job(i: int) -> tuple[dict, tuple[str, object]]:
         loop = {"wat": programs.LOOP, "invoke": "spin", "limits": {"timeout": LOOP_TIMEOUT}}
         return loop, ("timeout", None)
     if i % 5 == 1:
-        return {"wat": ECHO, "stdin": f"request {i}"}, ("ok", f"request {i}")
+        return {"wat": programs.ECHO, "stdin": f"request {i}"}, ("ok", f"request {i}")
     return {"wat": programs.ADD, "invoke": "add", "args": [i, 1000 * i]}, ("ok", [1001 * i])
 
 
