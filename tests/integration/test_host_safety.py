@@ -39,21 +39,26 @@ def child(code: str, timeout: float = 60) -> subprocess.CompletedProcess:
     )
 
 
-def test_sigint_while_a_guest_loops_ends_it_as_interrupted_within_100ms():
-    code = PRELUDE + textwrap.dedent("""
-        compiled = engine.compile(compile_wat(programs.LOOP))
-        print("running", flush=True)
-        out = engine.run(compiled, invoke="spin", limits=Limits.parse(timeout="60s"))
-        print(out.status, time.monotonic(), flush=True)
-        print(run(programs.FACT, invoke="fact", args=[5]).returns, flush=True)
-    """)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
+def spawn(code: str) -> subprocess.Popen:
+    """A child running ``code`` after the prelude, its output read line by line."""
+    return subprocess.Popen(
+        [sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_sigint_while_a_guest_loops_ends_it_as_interrupted_within_100ms():
+    code = """
+        compiled = engine.compile(compile_wat(programs.LOOP))
+        print("running", flush=True)
+        out = engine.run(compiled, invoke="spin", limits=Limits.parse(timeout="60s"))
+        print(out.status, time.monotonic(), flush=True)
+        print(run(programs.FACT, invoke="fact", args=[5]).returns, flush=True)
+    """
+    proc = spawn(code)
     try:
         assert proc.stdout.readline().strip() == "running"
         time.sleep(0.3)
@@ -69,7 +74,7 @@ def test_sigint_while_a_guest_loops_ends_it_as_interrupted_within_100ms():
 
 
 def test_repeated_sigints_never_escape_as_exceptions():
-    code = PRELUDE + textwrap.dedent("""
+    code = """
         import signal
         compiled = engine.compile(compile_wat(programs.CALLING_LOOP))
         for i in range(5):
@@ -87,14 +92,8 @@ def test_repeated_sigints_never_escape_as_exceptions():
                     pass
             print(status, flush=True)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    """)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    """
+    proc = spawn(code)
     try:
         for _ in range(5):
             assert proc.stdout.readline().strip() == "running"
