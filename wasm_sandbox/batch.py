@@ -167,9 +167,8 @@ def run_programs(
 def _wasm(sandbox: Sandbox, source: Source | Compiled, lang: str | None = None) -> bytes:
     if isinstance(source, Compiled):
         return source.wasm
-    from . import sources
 
-    return sources.load(source, lang, c_cache=sandbox.home / "c-cache").wasm
+    return sandbox.load(source, lang).wasm
 
 
 def _job_or_error(sandbox: Sandbox, source: Source | Compiled, job: Job) -> Job:

@@ -162,6 +162,16 @@ class Sandbox:
         public = self.keys.signing_key().public_key().public_bytes_raw()
         return f"wasm-sandbox.local/{hashlib.sha256(public).hexdigest()[:16]}"
 
+    def load(
+        self,
+        source: Source,
+        lang: str | None = None,
+        *,
+        status: Callable[[str], None] | None = None,
+    ) -> sources.Program:
+        """Wasm bytes from WAT, C (compiled into this home's cache) or a file."""
+        return sources.load(source, lang, c_cache=self.home / "c-cache", status=status)
+
     def compile(
         self,
         source: Source,
@@ -170,7 +180,7 @@ class Sandbox:
         status: Callable[[str], None] | None = None,
     ) -> tuple[sources.Program, Compiled]:
         """The program and its compiled module; raises `CompileError`."""
-        program = sources.load(source, lang, c_cache=self.home / "c-cache", status=status)
+        program = self.load(source, lang, status=status)
         return program, self.engine.compile(program.wasm)
 
     def run(
@@ -204,7 +214,7 @@ class Sandbox:
             if isinstance(source, Compiled):
                 compiled, wasm = source, source.wasm
             else:
-                program = sources.load(source, lang, c_cache=self.home / "c-cache", status=status)
+                program = self.load(source, lang, status=status)
                 lang_used, wasm = program.lang, program.wasm
                 compiled = self.engine.compile(wasm)
             outcome = self.engine.run(
