@@ -86,26 +86,23 @@ def job(i: int) -> tuple[dict, tuple[str, object]]:
     return {"wat": programs.ADD, "invoke": "add", "args": [i, 1000 * i]}, ("ok", [1001 * i])
 
 
-async def post_all(server, bodies: list[dict], spacing: float = 0.0) -> list[httpx.Response]:
-    """POST every body on its own connection; ``spacing`` seconds between sends."""
+async def post_all(server, bodies: list[dict]) -> list[httpx.Response]:
+    """POST every body at once, each on its own connection."""
     limits = httpx.Limits(max_connections=len(bodies), max_keepalive_connections=len(bodies))
     async with httpx.AsyncClient(headers=server.headers(), timeout=60, limits=limits) as client:
-
-        async def post(i: int, body: dict) -> httpx.Response:
-            await asyncio.sleep(i * spacing)
-            return await client.post(server.api("executions"), json=body)
-
-        return await asyncio.gather(*(post(i, body) for i, body in enumerate(bodies)))
+        return await asyncio.gather(
+            *(client.post(server.api("executions"), json=body) for body in bodies)
+        )
 
 
 def test_100_concurrent_runs_complete_isolated_while_health_answers(server):
-    """100 requests sent at 50 per second pile up (20 of them are infinite loops stopped after
-    1 s, so runs take longer than the sending): most are in the server together, and health
-    answers within 100 ms throughout. All complete, each with its own result."""
+    """100 requests sent at once (20 of them infinite loops stopped after 1 s): all are in the
+    server together, and health answers within 100 ms throughout, even while the event loop
+    takes the 100 in. All complete, each with its own result."""
     size_before = server.get("executions?limit=1").json()["tree_size"]
     jobs = [job(i) for i in range(100)]
     with HealthProbe(server) as probe:
-        responses = _run_in_thread(post_all(server, [body for body, _ in jobs], spacing=0.02))
+        responses = _run_in_thread(post_all(server, [body for body, _ in jobs]))
     assert [r.status_code for r in responses] == [201] * 100, {r.text for r in responses}
     for (_, (status, expected)), response in zip(jobs, responses, strict=True):
         ex = response.json()
@@ -117,7 +114,7 @@ def test_100_concurrent_runs_complete_isolated_while_health_answers(server):
     assert len({r.json()["id"] for r in responses}) == 100
     assert server.get("executions?limit=1").json()["tree_size"] == size_before + 100
 
-    assert probe.peak >= 50, probe.peak  # they really were in the server at the same time
+    assert probe.peak >= 80, probe.peak  # they really were in the server at the same time
     assert not probe.failures and len(probe.latencies) >= 20
     print(
         f"health: {len(probe.latencies)} probes, peak load {probe.peak}, slowest "
@@ -152,9 +149,9 @@ def test_beyond_capacity_requests_are_refused_and_none_is_lost(server):
         f"burst: {accepted} accepted, {refused} refused; health slowest "
         f"{[round(x * 1000, 1) for x in sorted(probe.latencies)[-3:]]} ms"
     )
-    # While 160 connections arrive within a few ms, health waits its turn behind them (each
-    # request costs the event loop a few ms of jupyter_server here): slower, never refused.
-    assert not probe.failures and max(probe.latencies) < 2, sorted(probe.latencies)[-5:]
+    # While 160 connections arrive at once, health waits its turn behind their intake by the
+    # event loop (about half a millisecond of jupyter_server work each): never refused.
+    assert not probe.failures and max(probe.latencies) < 0.25, sorted(probe.latencies)[-5:]
     with Sandbox(home=server.home) as sb:
         assert sb.verify_log().ok
 

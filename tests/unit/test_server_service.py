@@ -107,3 +107,30 @@ def test_closing_cancels_running_guests_and_is_idempotent(home):
     assert service.health()["status"] == "closing"
     with pytest.raises(Busy):
         service.submit_run(body(wat=programs.ADD, invoke="add", args=[1, 2]))
+
+
+def test_a_worker_that_dies_fails_its_run_and_the_next_run_gets_a_fresh_pool(home):
+    """Runs happen in worker processes: one killed mid-run is a clear error, not a dead server."""
+    import os
+    import signal
+    import time
+
+    from wasm_sandbox.jupyter.server_workers import WorkerDied
+
+    service = Service(Settings(home=str(home), workers=1, maximum=Limits.parse(timeout="1min")))
+    try:
+        pids = service.workers.pids()
+        future = service.submit_run(body(wat=programs.LOOP, invoke="spin"))
+        while service.runs.running == 0:
+            time.sleep(0.01)
+        time.sleep(0.5)  # the guest is spinning in the worker
+        os.kill(pids[0], signal.SIGKILL)
+        with pytest.raises(WorkerDied, match="died"):
+            future.result(30)
+        ex = service.submit_run(body(wat=programs.ADD, invoke="add", args=[2, 3])).result(60)
+        assert list(ex.outcome.returns) == [5]
+        assert service.workers.pids() != pids
+        assert service.sandbox.verify_log().ok
+        assert service.health()["runs_in_flight"] == 0
+    finally:
+        service.close()

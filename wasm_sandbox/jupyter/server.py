@@ -13,8 +13,9 @@ Operators tune it in ``jupyter_server_config.py``::
     c.WasmSandboxServer.max_concurrent_runs = 4
     c.WasmSandboxServer.max_queued_runs = 16     # beyond that: 503 with Retry-After
 
-Runs and log reads go to bounded thread pools (`server_service`); the event loop only
-parses requests and writes responses, so ``GET health`` stays fast under load.
+Runs go to worker processes and log reads to a bounded thread pool (`server_service`); the
+event loop only takes requests in and writes responses, so ``GET health`` stays fast under
+load.
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ class WasmSandboxServer(LoggingConfigurable):
     max_memory = _limit("256MiB", "Highest linear memory a request may ask for, e.g. 64MiB.")
     max_timeout = _limit("10s", "Longest wall-clock limit a request may ask for, e.g. 2s.")
     max_output = _limit("1MiB", "Most stdout and stderr bytes kept per run, e.g. 64KiB.")
-    max_concurrent_runs = Int(config=True, help="Runs carried out at once (worker threads).")
+    max_concurrent_runs = Int(
+        config=True, help="Runs carried out at once (worker processes, started with the server)."
+    )
     max_queued_runs = Int(
         16, config=True, help="Runs waiting for a worker; beyond this, requests get 503."
     )
@@ -88,8 +91,8 @@ class WasmSandboxServer(LoggingConfigurable):
     run_nice = Int(
         10,
         config=True,
-        help="Nice increment of run threads (and their guests), so that a server whose guests "
-        "spin on every core still answers promptly; 0 leaves the priority alone.",
+        help="Nice increment of the run worker processes (and their guests), so that a server "
+        "whose guests spin on every core still answers promptly; 0 leaves the priority alone.",
     )
 
     @default("max_concurrent_runs")
@@ -273,7 +276,7 @@ class ExecutionsHandler(_Handler):
             raise ApiError(400, str(exc)) from None
         except SandboxError as exc:
             self.log.error("wasm-sandbox: run failed: %s", exc)
-            raise ApiError(500, f"the run could not be logged: {exc}") from None
+            raise ApiError(500, f"the run could not be completed and logged: {exc}") from None
         self.set_header("Location", url_path_join(self.request.path, execution.id))
         self.send_json(execution.to_json(), status=201)
 

@@ -59,7 +59,15 @@ class BadField(ValueError):
     def __init__(self, field: str, message: str, **extra: Any) -> None:
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
+        self.message = message
         self.extra = extra  # e.g. line and column of a WAT syntax error
+
+    def __reduce__(self) -> tuple[Any, ...]:  # it travels back from worker processes
+        return (_bad_field, (self.field, self.message, self.extra))
+
+
+def _bad_field(field: str, message: str, extra: dict[str, Any]) -> BadField:
+    return BadField(field, message, **extra)
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,10 @@
 
 No tornado here. Runs go to a pool of ``workers`` threads with room for ``queue`` more
 waiting; beyond that `Pool.submit` raises `Busy` at once, so the server answers 503 with
-``Retry-After`` instead of piling up work. Reads of the log (records, proofs, verification)
-go to a second, smaller pool so that nothing that may wait on the ledger runs on the event
-loop.
+``Retry-After`` instead of piling up work. Each run thread hands its request to a worker
+process (`server_workers`) and waits without holding the GIL. Reads of the log (records,
+proofs, verification) go to a second, smaller pool so that nothing that may wait on the
+ledger runs on the event loop.
 
 >>> service = Service(Settings(home="/srv/sandbox", workers=4, queue=16))  # doctest: +SKIP
 >>> service.submit_run(b'{"wat": "...", "invoke": "f"}').result()          # doctest: +SKIP
@@ -15,14 +16,12 @@ from __future__ import annotations
 
 import base64
 import math
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -35,17 +34,15 @@ from wasm_sandbox import __version__, record
 from wasm_sandbox.checkpoint import Checkpoint
 from wasm_sandbox.envelope import SUITE_NAME
 from wasm_sandbox.errors import (
-    CompileError,
-    KeyStoreError,
     LedgerError,
     RecordNotFound,
-    SandboxError,
 )
-from wasm_sandbox.limits import Grants, Limits
+from wasm_sandbox.limits import Limits
 from wasm_sandbox.outcome import STATUSES
 from wasm_sandbox.sandbox import Execution, Sandbox
 
-from .server_request import BadField, RunRequest, parse, sealed_program_info
+from .server_request import BadField, sealed_program_info
+from .server_workers import Workers
 
 T = TypeVar("T")
 
@@ -57,16 +54,11 @@ class Busy(RuntimeError):
 class Pool:
     """A thread pool that refuses work beyond ``workers + queue`` instead of queueing it."""
 
-    def __init__(self, workers: int, queue: int, name: str, nice: int = 0) -> None:
+    def __init__(self, workers: int, queue: int, name: str) -> None:
         if workers < 1 or queue < 0:
             raise ValueError(f"{name}: need workers >= 1 and queue >= 0")
         self.workers, self.capacity = workers, workers + queue
-        self._executor = ThreadPoolExecutor(
-            max_workers=workers,
-            thread_name_prefix=name,
-            initializer=_lower_priority,
-            initargs=(nice,),
-        )
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
         self._lock = threading.Lock()
         self._pending = 0  # accepted and not finished: running + queued
         self._running = 0
@@ -116,18 +108,6 @@ class Pool:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _lower_priority(nice: int) -> None:
-    """Give this worker thread (and the guest threads it starts, which inherit it) a higher
-    nice value, so the event loop thread wins the CPU when guests spin on every core."""
-    if nice <= 0 or not hasattr(os, "setpriority"):
-        return
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
-    except OSError:
-        pass
-
-
 @dataclass(frozen=True)
 class Settings:
     """The operator's choices (from the ``WasmSandboxServer`` traitlets)."""
@@ -150,72 +130,28 @@ class Service:
         self.maximum = settings.maximum
         self.default = settings.default.capped(settings.maximum)
         self.sandbox = Sandbox(home=settings.home or None)
-        self.runs = Pool(settings.workers, settings.queue, "wasm-sandbox-run", nice=settings.nice)
+        self.workers = Workers(settings.home, settings.workers, nice=settings.nice)
+        self.runs = Pool(settings.workers, settings.queue, "wasm-sandbox-run")
         self.reads = Pool(settings.read_workers, settings.read_queue, "wasm-sandbox-read")
         self.registry = CollectorRegistry()
         self.registry.register(_Collector(self))
-        self._cancels: set[threading.Event] = set()
         self._lock = threading.Lock()
         self._closed = False
 
     # -- runs ---------------------------------------------------------------------------
 
-    def parse(self, raw: bytes) -> RunRequest:
-        """Check a ``POST executions`` body (cheap unless a program is sealed)."""
-        return parse(raw, self._private_key)
-
-    def _private_key(self) -> ec.EllipticCurvePrivateKey:
-        try:
-            if not self.sandbox.keys.has_private_key:
-                raise KeyStoreError("this home seals to an imported key it cannot open")
-            return self.sandbox.keys.recipient_private_key()
-        except KeyStoreError as exc:
-            message = f"this server cannot open sealed programs ({exc})"
-            raise BadField("sealed_program", message) from None
-
     def submit_run(self, body: bytes) -> Future[Execution]:
         """Queue a run of a ``POST executions`` body; raises `Busy` at once when full.
 
-        The body is read on the worker (JSON, base64, HPKE are not for the event loop); the
-        future raises `BadField` for a body, limit or WAT source that is wrong.
+        The body is read in a worker process (JSON, base64, HPKE are not for the event
+        loop); the future raises `BadField` for a body, limit or WAT source that is wrong.
         """
-        return self.runs.submit(self._read_and_run, body)
+        return self.runs.submit(self._run, body)
 
-    def _read_and_run(self, body: bytes) -> Execution:
-        request = self.parse(body)
-        limits = request.limits_within(self.default, self.maximum)
-        try:
-            return self._run(request, limits)
-        except CompileError as exc:  # never became a module: nothing was logged
-            where = {"line": exc.line, "column": exc.column}
-            raise BadField(request.source_field, str(exc), **where) from None
-
-    def _run(self, request: RunRequest, limits: Limits) -> Execution:
-        cancel = threading.Event()
-        with self._lock:
-            if self._closed:
-                cancel.set()
-            self._cancels.add(cancel)
-        try:
-            return self.sandbox.run(
-                request.program,
-                lang=request.lang,
-                invoke=request.invoke,
-                args=request.args,
-                limits=limits,
-                grants=Grants(argv=request.argv, deterministic=request.deterministic),
-                stdin=request.stdin,
-                recipient=request.recipient,
-                cancel=cancel,
-            )
-        except SandboxError as exc:
-            execution = getattr(exc, "execution", None)
-            if execution is not None:  # logged as status "error": a result, not a failure
-                return execution  # type: ignore[no-any-return]
-            raise
-        finally:
-            with self._lock:
-                self._cancels.discard(cancel)
+    def _run(self, body: bytes) -> Execution:
+        execution = self.workers.run(body, self.default, self.maximum)
+        self.sandbox.metrics.observe(execution.outcome)
+        return execution
 
     # -- reads --------------------------------------------------------------------------
 
@@ -323,14 +259,17 @@ class Service:
     # -- lifecycle ----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Cancel running guests, wait for their records, close the sandbox; idempotent."""
+        """Interrupt running guests, wait for their records, close the sandbox; idempotent."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            for cancel in self._cancels:
-                cancel.set()
-        self.runs.close()
+        closing = threading.Thread(target=self.runs.close)  # waits for the running runs
+        closing.start()
+        while closing.is_alive():  # a worker may pick up a queued run meanwhile: repeat
+            self.workers.interrupt()
+            closing.join(0.1)
+        self.workers.close()
         self.reads.close()
         self.sandbox.close()
 
