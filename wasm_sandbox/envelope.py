@@ -85,16 +85,29 @@ _SAFE_INT = 2**53 - 1
 
 
 def _plain(obj: Any) -> bool:
-    """True for JSON made of ASCII-keyed objects, lists, strings, safe ints, bools, null."""
-    if obj is None or isinstance(obj, (str, bool)):
-        return True
-    if isinstance(obj, int):
-        return -_SAFE_INT <= obj <= _SAFE_INT
-    if isinstance(obj, (list, tuple)):
-        return all(_plain(v) for v in obj)
-    if isinstance(obj, dict):
-        return all(isinstance(k, str) and k.isascii() and _plain(v) for k, v in obj.items())
-    return False
+    """True for JSON made of ASCII-keyed objects, lists, strings, safe ints, bools, null.
+
+    Exact types only (a subclass takes the ``rfc8785`` path); iterative, as records are
+    encoded on every run.
+    """
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        kind = type(value)
+        if kind is str or kind is bool or value is None:
+            continue
+        if kind is int:
+            if not -_SAFE_INT <= value <= _SAFE_INT:
+                return False
+        elif kind is dict:
+            if not all(type(k) is str and k.isascii() for k in value):
+                return False
+            stack.extend(value.values())
+        elif kind is list or kind is tuple:
+            stack.extend(value)
+        else:
+            return False
+    return True
 
 
 def key_id(public_key: ec.EllipticCurvePublicKey) -> str:

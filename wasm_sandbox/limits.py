@@ -14,7 +14,7 @@ import math
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -145,9 +145,9 @@ class Limits:
 
     def to_record(self) -> dict[str, int]:
         """Integers only, for the canonical record (timeout in milliseconds)."""
-        fields = asdict(self)
-        fields["timeout_ms"] = round(fields.pop("timeout") * 1000)
-        return fields
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["timeout_ms"] = round(values.pop("timeout") * 1000)
+        return values
 
     @classmethod
     def from_record(cls, fields: Mapping[str, int]) -> Limits:
