@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import wasmtime
-from timing import median_ms
+from timing import interleaved_ms
 
 from wasm_sandbox import Limits, Sandbox
 from wasm_sandbox.engine import Compiled, _config
@@ -105,12 +105,7 @@ def measure(runs: dict[str, Run], repeat: int) -> dict[str, float]:
     outputs = {name: run() for name, run in runs.items()}
     if len(set(outputs.values())) != 1:
         raise SystemExit(f"the modes printed different output: {outputs}")
-    names = list(runs)
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for i in range(repeat):
-        shift = i % len(names)
-        for name in names[shift:] + names[:shift]:
-            samples[name].append(median_ms(runs[name], 1))
+    samples = interleaved_ms(runs, repeat)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
