@@ -119,11 +119,11 @@ def test_a_worker_that_dies_fails_its_run_and_the_next_run_gets_a_fresh_pool(hom
 
     service = Service(Settings(home=str(home), workers=1, maximum=Limits.parse(timeout="1min")))
     try:
-        pids = service.workers.pids()
+        assert service.workers.pids() == []  # the processes start with the first run
         future = service.submit_run(body(wat=programs.LOOP, invoke="spin"))
-        while service.runs.running == 0:
+        while not (pids := service.workers.pids()):
             time.sleep(0.01)
-        time.sleep(0.5)  # the guest is spinning in the worker
+        time.sleep(1.5)  # the worker has started and its guest is spinning
         os.kill(pids[0], signal.SIGKILL)
         with pytest.raises(WorkerDied, match="died"):
             future.result(30)

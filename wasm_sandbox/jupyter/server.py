@@ -71,7 +71,7 @@ class WasmSandboxServer(LoggingConfigurable):
     max_timeout = _limit("10s", "Longest wall-clock limit a request may ask for, e.g. 2s.")
     max_output = _limit("1MiB", "Most stdout and stderr bytes kept per run, e.g. 64KiB.")
     max_concurrent_runs = Int(
-        config=True, help="Runs carried out at once (worker processes, started with the server)."
+        config=True, help="Runs carried out at once (worker processes, started by the first run)."
     )
     max_queued_runs = Int(
         16, config=True, help="Runs waiting for a worker; beyond this, requests get 503."

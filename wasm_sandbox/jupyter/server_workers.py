@@ -41,19 +41,42 @@ class WorkerDied(SandboxError):
 class Workers:
     """``workers`` processes that each run one request body at a time.
 
-    `run` blocks the calling thread (not holding the GIL) until the run's `Execution`
-    comes back; admission control stays with the caller's thread pool.
+    The processes start with the first run (a server whose REST API is never used starts
+    none) and then stay. `run` blocks the calling thread (not holding the GIL) until the
+    run's `Execution` comes back; admission control stays with the caller's thread pool.
     """
 
     def __init__(self, home: str | None, workers: int, nice: int = 0) -> None:
         self._args = (home, nice)
         self._workers = workers
         self._lock = threading.Lock()
-        self._executor = self._start()
+        self._executor: ProcessPoolExecutor | None = None
+        self._closed = False
+
+    def run(self, body: bytes, default: Limits, maximum: Limits) -> Execution:
+        """Read ``body`` and run it in a worker; raises `BadField`, `SandboxError` or
+        `WorkerDied`."""
+        executor = self._current()
+        try:
+            return executor.submit(_run, body, default, maximum).result()
+        except BrokenProcessPool:
+            with self._lock:
+                if self._executor is executor:  # the next run starts a fresh pool
+                    self._executor = None
+            executor.shutdown(wait=False, cancel_futures=True)
+            raise WorkerDied("the worker process carrying out this run died") from None
+
+    def _current(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot run: the workers are closed")
+            if self._executor is None:
+                self._executor = self._start()
+            return self._executor
 
     def _start(self) -> ProcessPoolExecutor:
-        """A new pool with every process started now (not on the first request), each born
-        with SIGINT blocked until it ignores it: an interrupt must not kill one starting."""
+        """A new pool with all its processes started at once, each born with SIGINT blocked
+        until it ignores it: an interrupt must not kill a process while it starts."""
         executor = ProcessPoolExecutor(
             self._workers,
             mp_context=multiprocessing.get_context("spawn"),
@@ -68,27 +91,11 @@ class Workers:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         return executor
 
-    def run(self, body: bytes, default: Limits, maximum: Limits) -> Execution:
-        """Read ``body`` and run it in a worker; raises `BadField`, `SandboxError` or
-        `WorkerDied`."""
+    def pids(self) -> list[int]:
+        """The worker processes' ids (none before the first run)."""
         with self._lock:
             executor = self._executor
-        try:
-            return executor.submit(_run, body, default, maximum).result()
-        except BrokenProcessPool:
-            self._replace(executor)
-            raise WorkerDied("the worker process carrying out this run died") from None
-
-    def _replace(self, broken: ProcessPoolExecutor) -> None:
-        with self._lock:
-            if self._executor is broken:
-                self._executor = self._start()
-        broken.shutdown(wait=False, cancel_futures=True)
-
-    def pids(self) -> list[int]:
-        """The worker processes' ids."""
-        with self._lock:
-            return list(self._executor._processes or {})  # type: ignore[attr-defined]
+        return list(getattr(executor, "_processes", None) or {})
 
     def interrupt(self) -> None:
         """SIGINT to every worker: each running guest ends as ``interrupted``, and is logged."""
@@ -99,7 +106,10 @@ class Workers:
     def close(self) -> None:
         """Wait for the runs in progress (`interrupt` them first to hurry) and stop."""
         with self._lock:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._closed = True
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _init(home: str | None, nice: int) -> None:
