@@ -134,3 +134,35 @@ def test_a_worker_that_dies_fails_its_run_and_the_next_run_gets_a_fresh_pool(hom
         assert service.health()["runs_in_flight"] == 0
     finally:
         service.close()
+
+
+MAIN_SCRIPT = """
+import json, pathlib
+if __name__ != "__main__":  # re-run as __mp_main__ in a spawned child
+    pathlib.Path({marker!r}).write_text(__name__)
+else:
+    from wasm_sandbox.jupyter.server_workers import Workers
+    from wasm_sandbox.limits import Limits
+    workers = Workers({home!r}, 1)
+    body = json.dumps({{"wat": {wat!r}, "invoke": "add", "args": [3, 4]}}).encode()
+    print(workers.run(body, Limits(), Limits()).outcome.returns)
+    workers.close()
+"""
+
+
+def test_worker_processes_do_not_rerun_the_servers_main_script(tmp_path):
+    """Under `jupyter lab` the main script imports all of JupyterLab: workers must skip it."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "rerun"
+    script = tmp_path / "server_main.py"
+    script.write_text(
+        MAIN_SCRIPT.format(marker=str(marker), home=str(tmp_path / "home"), wat=programs.ADD)
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(7,)"
+    assert not marker.exists(), f"a worker ran the main script as {marker.read_text()}"

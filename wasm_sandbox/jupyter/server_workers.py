@@ -19,7 +19,10 @@ import functools
 import multiprocessing
 import os
 import signal
+import sys
 import threading
+import types
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -85,8 +88,9 @@ class Workers:
         )
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            for _ in range(self._workers):  # with none idle yet, each submit starts one
-                executor.submit(int)
+            with _main_module_hidden():
+                for _ in range(self._workers):  # with none idle yet, each submit starts one
+                    executor.submit(int)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         return executor
@@ -110,6 +114,19 @@ class Workers:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """While processes spawn, a blank ``__main__``: a spawned child re-runs the parent's main
+    script otherwise, which under ``jupyter lab`` imports all of JupyterLab (seconds and
+    about 50 MB per worker, for nothing: the workers need only this module)."""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
 
 
 def _init(home: str | None, nice: int) -> None:
