@@ -150,8 +150,8 @@ class Limits:
         return values
 
     @classmethod
-    def from_record(cls, fields: Mapping[str, int]) -> Limits:
-        values = dict(fields)
+    def from_record(cls, record: Mapping[str, int]) -> Limits:
+        values = dict(record)
         values["timeout"] = values.pop("timeout_ms") / 1000
         return cls(**values)
 

@@ -140,19 +140,14 @@ def _init(home: str | None, nice: int) -> None:
 
 
 def _run(body: bytes, default: Limits, maximum: Limits) -> Execution:
-    """In a worker: read the body, run it, return the logged `Execution`."""
-    assert _sandbox is not None, "worker not initialized"
-    return run_body(_sandbox, body, default, maximum)
-
-
-def run_body(sandbox: Sandbox, body: bytes, default: Limits, maximum: Limits) -> Execution:
-    """Read a ``POST executions`` body and run it in ``sandbox``.
+    """In a worker: read a ``POST executions`` body, run it, return the logged `Execution`.
 
     Raises `BadField` for a body, limit or WAT source that is wrong (nothing logged). A run
     that was logged as status ``error`` (a missing export, arguments that do not fit) is
     returned like any other result.
     """
-
+    sandbox = _sandbox
+    assert sandbox is not None, "worker not initialized"
     request = parse(body, functools.partial(_private_key, sandbox))
     limits = request.limits_within(default, maximum)
     try:
