@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,13 +36,21 @@ EPILOG = {
   wasm-sandbox keys --export-public me.pem
   wasm-sandbox keys --import-recipient teacher.pem   # seal future runs to someone else""",
     "decrypt": "example:\n  wasm-sandbox decrypt last --json",
+    "course": """examples:
+  wasm-sandbox course                       # JupyterLab on the course, chapter 1 open
+  wasm-sandbox course --dir my-course       # on a copy of the notebooks in my-course/
+  wasm-sandbox course --no-browser --port 8899""",
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wasm-sandbox`` console script."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "course":  # the course passes them on to jupyter lab
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command == "course":
+        args.lab_args = [*unknown, *args.lab_args]
     try:
         return int(args.handler(args) or 0)
     except SandboxError as exc:
@@ -68,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         ("proof", _proof_options, cmd_proof, "print an offline-verifiable receipt"),
         ("keys", _keys_options, cmd_keys, "show, export or import keys"),
         ("decrypt", _decrypt_options, cmd_decrypt, "open a record with the private key"),
+        ("course", _course_options, cmd_course, "open the tutorial notebooks in JupyterLab"),
     ):
         sub = commands.add_parser(
             name,
@@ -112,6 +122,11 @@ def _keys_options(p: argparse.ArgumentParser) -> None:
 
 def _decrypt_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("id", help="record id, 'last' or '#INDEX'")
+
+
+def _course_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dir", type=Path, help="run the course from a copy in this folder")
+    p.add_argument("lab_args", nargs=argparse.REMAINDER, help="passed on to jupyter lab")
 
 
 def _sandbox(args: argparse.Namespace) -> Any:
@@ -273,6 +288,18 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
         _print_json(out)
     else:
         print(json.dumps({k: v for k, v in out.items() if k != "program"}, indent=2))
+    return 0
+
+
+def cmd_course(args: argparse.Namespace) -> int:
+    from . import course
+
+    if args.home:
+        os.environ["WASM_SANDBOX_HOME"] = args.home
+    try:
+        course.launch(args.dir, args.lab_args)
+    except OSError as exc:
+        raise SandboxError(f"cannot start the course: {exc}") from None
     return 0
 
 

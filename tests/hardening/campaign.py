@@ -1,13 +1,14 @@
 """A fuzzing campaign against the sandbox: generated modules and mutated bytes.
 
-    python -m tests.hardening.campaign --seed 1 --count 2000 [--mutations 2000]
+    python -m tests.hardening.campaign --seed 1 --count 2000 [--mutations 2000] [--time-limit 600]
 
 Each generated module (``wasm-tools smith`` from seeded random bytes) is compiled and each
 of its exported functions run under tight limits; every mutated module (truncated or with
 flipped bits) is compiled and, when valid, run. Every attempt must end as an `Outcome` or
 a `SandboxError`; anything else is a finding, printed with the seed that reproduces it.
 One run in ten goes through the whole pipeline (sealed and logged); the log is verified at
-the end. Exit status 0 when there are no findings.
+the end. Exit status 0 when there are no findings; 1 with findings; 3 when the time limit
+ran out first (the message says how far it got).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import random
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from wasm_sandbox import Limits, Sandbox, SandboxError
 from wasm_sandbox.outcome import STATUSES
@@ -47,6 +50,8 @@ OFF = [
     "--custom-page-sizes-enabled",
 ]
 _DEFAULTS = {"i32": 0, "i64": 0, "f32": 0.0, "f64": 0.0}
+#: wasm-tools of this interpreter's environment (the test tools install it beside python).
+WASM_TOOLS = str(Path(sys.executable).with_name("wasm-tools"))
 
 
 def smith(seed: int) -> bytes | None:
@@ -57,7 +62,7 @@ def smith(seed: int) -> bytes | None:
     if rng.random() < 0.85:
         flags += [arg for flag in OFF for arg in (flag, "false")]
     proc = subprocess.run(
-        ["wasm-tools", "smith", *flags], input=entropy, capture_output=True, timeout=60
+        [WASM_TOOLS, "smith", *flags], input=entropy, capture_output=True, timeout=60
     )
     return proc.stdout if proc.returncode == 0 else None
 
@@ -121,11 +126,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--count", type=int, default=2000, help="generated modules")
     parser.add_argument("--mutations", type=int, default=2000, help="mutated modules")
+    parser.add_argument(
+        "--time-limit", type=float, default=None, help="seconds before it stops, unfinished"
+    )
     args = parser.parse_args(argv)
+    deadline = time.monotonic() + args.time_limit if args.time_limit else float("inf")
     with tempfile.TemporaryDirectory() as home, Sandbox(home) as sb:
         campaign = Campaign(sb)
         valid: list[bytes] = []
         for i in range(args.count):
+            if time.monotonic() > deadline:
+                return _out_of_time(args, f"{i} of {args.count} generated modules, no mutants")
             seed = args.seed * 1_000_003 + i
             wasm = smith(seed)
             if wasm is None:
@@ -138,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
             for mutant in mutations(wasm, args.seed + i):
                 if done >= args.mutations:
                     break
+                if time.monotonic() > deadline:
+                    return _out_of_time(
+                        args,
+                        f"all {args.count} generated modules, {done} of {args.mutations} mutants",
+                    )
                 campaign.attempt(mutant, f"mutation {i} of seed {args.seed}")
                 done += 1
         report = sb.verify_log()
@@ -149,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     for finding in campaign.findings:
         print("FINDING:", finding)
     return 0 if not campaign.findings and report.ok else 1
+
+
+def _out_of_time(args: argparse.Namespace, progress: str) -> int:
+    print(f"TIME LIMIT: stopped after {args.time_limit:g} s, seed {args.seed}: done {progress}")
+    return 3
 
 
 if __name__ == "__main__":
