@@ -12,10 +12,17 @@ Widget views themselves (``application/vnd.jupyter.widget-view+json``) are never
 nbval skips that MIME type because model ids are random. The static ``text/html`` and
 ``text/plain`` of every card are compared, after ``notebooks/sanitize.cfg`` (used by
 default when ``--nbval-sanitize-with`` is not given).
+
+The chapters run in the user's sandbox home. Under pytest their kernels get
+``$WASM_SANDBOX_HOME`` as pytest has it, or else one temporary home shared by every chapter
+of the session: later chapters start with a log that already holds the earlier ones' runs,
+so the sanitizers (not fresh homes) must keep the comparison stable.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +74,16 @@ def fold(outputs: list[Any]) -> list[Any]:
     return kept
 
 
+_HOMES: list[tempfile.TemporaryDirectory[str]] = []
+
+
+def _session_home() -> str:
+    """One temporary sandbox home for every chapter of this pytest session."""
+    if not _HOMES:
+        _HOMES.append(tempfile.TemporaryDirectory(prefix="wasm-course-home-"))
+    return _HOMES[0].name
+
+
 def _install() -> None:
     if IPyNbFile is None or getattr(IPyNbFile, "_wasm_sandbox_folds", False):
         return
@@ -79,8 +96,15 @@ def _install() -> None:
     def compare_outputs(self: Any, test: Any, ref: Any, skip_compare: Any = None) -> Any:
         return compare(self, fold(test), ref, skip_compare)
 
+    setup = IPyNbFile.setup
+
+    def setup_in_a_home(self: Any) -> None:
+        os.environ.setdefault("WASM_SANDBOX_HOME", _session_home())
+        setup(self)
+
     IPyNbFile.get_kernel_message = get_kernel_message
     IPyNbCell.compare_outputs = compare_outputs
+    IPyNbFile.setup = setup_in_a_home
     IPyNbFile._wasm_sandbox_folds = True
 
 
