@@ -6,11 +6,15 @@
 Run it after editing a chapter, then check the result with nbval (see docs/course.md).
 Widget state is saved in the notebook's metadata, so JupyterLab shows the cards without
 a kernel; cell timings are not recorded, so a re-run changes only what really changed.
+The chapters share one sandbox home: ``$WASM_SANDBOX_HOME`` if set, else a temporary one
+(as under pytest, see conftest.py), so the saved outputs never show your own log's positions.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,6 +43,7 @@ def execute(path: Path) -> float:
 
 
 def main(argv: list[str]) -> int:
+    os.environ.setdefault("WASM_SANDBOX_HOME", tempfile.mkdtemp(prefix="wasm-course-home-"))
     paths = [Path(a).resolve() for a in argv] or sorted(HERE.glob("[0-9][0-9]_*.ipynb"))
     for path in paths:
         print(f"{path.name}: {execute(path):.1f} s", flush=True)
