@@ -122,8 +122,9 @@ def _whole(value: int | float, what: str) -> int:
 class Limits:
     """Hard limits for one run. Every field is finite; the defaults suit a notebook.
 
-    fuel: wasm instructions (about one unit each; `UNLIMITED_FUEL` for none); memory: bytes of linear memory;
-    timeout: wall-clock seconds; table_elements, instances, tables, memories: counts;
+    fuel: wasm instructions (about one unit each; `UNLIMITED_FUEL` for none);
+    memory: bytes of linear memory; timeout: wall-clock seconds;
+    table_elements, instances, tables, memories: counts;
     output: bytes of stdout and of stderr each kept (the rest is cut).
     """
 
