@@ -181,7 +181,14 @@ class Sandbox:
     ) -> tuple[sources.Program, Compiled]:
         """The program and its compiled module; raises `CompileError`."""
         program = self.load(source, lang, status=status)
-        return program, self.engine.compile(program.wasm)
+        return program, self._compile(program)
+
+    def _compile(self, program: sources.Program) -> Compiled:
+        """A module that does not validate is a `CompileError` at its WAT line and column."""
+        try:
+            return self.engine.compile(program.wasm)
+        except CompileError as exc:
+            raise sources.locate(exc, program) from None
 
     def run(
         self,
@@ -216,7 +223,7 @@ class Sandbox:
             else:
                 program = self.load(source, lang, status=status)
                 lang_used, wasm = program.lang, program.wasm
-                compiled = self.engine.compile(wasm)
+                compiled = self._compile(program)
             outcome = self.engine.run(
                 compiled,
                 invoke=invoke,

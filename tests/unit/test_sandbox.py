@@ -60,6 +60,27 @@ def test_missing_export_is_logged_then_raised(sandbox):
     assert sandbox.verify(err.value.execution.id).verified
 
 
+TYPE_ERROR = """(module
+  (func (export "f") (param i32) (result i32)
+    (i32.add (local.get 0)
+             (f32.const 1))))"""
+
+
+def test_wat_type_error_points_at_the_wat_line_and_column_and_is_logged(sandbox):
+    with pytest.raises(CompileError) as err:
+        sandbox.run(TYPE_ERROR, invoke="f", args=[1])
+    exc = err.value
+    assert str(exc) == "WAT line 3, column 6: type mismatch: expected i32, found f32"
+    assert (exc.line, exc.column, exc.source_line) == (3, 6, "    (i32.add (local.get 0)")
+    assert exc.execution.outcome.message == str(exc)
+    assert sandbox.verify(exc.execution.id).verified
+
+
+def test_compile_for_a_bound_module_locates_type_errors_too(sandbox):
+    with pytest.raises(CompileError, match=r"^WAT line 3, column 6: type mismatch"):
+        sandbox.compile(TYPE_ERROR)
+
+
 def test_wat_syntax_error_logs_nothing(sandbox):
     with pytest.raises(CompileError, match="line 1"):
         sandbox.run("(module (func i33.add))")
