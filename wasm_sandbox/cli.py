@@ -279,17 +279,23 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
                 {"id": record_id, "commitments_ok": False, "error": str(exc)}
             ) if args.json else print(f"wasm-sandbox: {exc}", file=sys.stderr)
             return 1
+    kind, source = opened.shown_source()
     out = {
         "id": record_id,
         "program": base64.b64encode(opened.program).decode(),
+        "source": source,
+        "source_kind": kind,
         "input": opened.input,
         "result": opened.result,
         "commitments_ok": True,
     }
     if args.json:
         _print_json(out)
-    else:
-        print(json.dumps({k: v for k, v in out.items() if k != "program"}, indent=2))
+        return 0
+    print(json.dumps({k: v for k, v in out.items() if k not in ("program", "source")}, indent=2))
+    if source is not None:
+        print(f"--- source ({kind})")
+        print(source, end="" if source.endswith("\n") else "\n")
     return 0
 
 

@@ -90,6 +90,12 @@ def compile_wat(text: str) -> bytes:
         return bytes(wasmtime.wat2wasm(text))
     except wasmtime.WasmtimeError as exc:
         raise _located(str(exc), text) from None
+    except UnicodeEncodeError as exc:  # a lone surrogate in a str that came from Python
+        line = text.count("\n", 0, exc.start) + 1
+        column = exc.start - text.rfind("\n", 0, exc.start)
+        raise CompileError(
+            f"WAT line {line}, column {column}: not valid Unicode text", line=line, column=column
+        ) from None
 
 
 def locate(error: CompileError, program: Program) -> CompileError:

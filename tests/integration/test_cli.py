@@ -211,3 +211,27 @@ def test_fuel_none_leaves_the_clock(tmp_path, wat):
         "run", loop, "--invoke", "spin", "--fuel", "none", "--timeout", "200ms", home=tmp_path
     )
     assert out["status"] == "timeout" and out["fuel_limit"] == 2**53 - 1
+
+
+def test_decrypt_shows_the_wat_text_and_a_binary_disassembled(tmp_path, wat):
+    text = (EXAMPLES / "fact.wat").read_text()
+    cli_json("run", EXAMPLES / "fact.wat", "--invoke", "fact", "5", home=tmp_path)
+    opened = cli_json("decrypt", "last", home=tmp_path)
+    assert (opened["source_kind"], opened["source"]) == ("wat", text)
+    binary = tmp_path / "fact.wasm"
+    binary.write_bytes(base64.b64decode(opened["program"]))
+    cli_json("run", binary, "--invoke", "fact", "5", home=tmp_path)
+    shown = cli_json("decrypt", "last", home=tmp_path)
+    assert shown["source_kind"] == "disassembly" and shown["source"].startswith("(module")
+    assert "i64.mul" in shown["source"]
+    plain = cli("decrypt", "#0", home=tmp_path, check=0).stdout
+    assert f"--- source (wat)\n{text}" in plain
+
+
+@pytest.mark.slow
+def test_decrypt_shows_the_c_text(tmp_path, wat):
+    pytest.importorskip("ziglang", reason="install wasm-sandbox[c]")
+    source = '#include <stdio.h>\nint main(void) { puts("hi"); return 0; }\n'
+    cli_json("run", wat("hi.c", source), home=tmp_path)
+    opened = cli_json("decrypt", "last", home=tmp_path)
+    assert (opened["source_kind"], opened["source"]) == ("c", source)

@@ -286,3 +286,10 @@ def test_deep_recursion_is_sealed_and_shown(run):
     ex, _ = run(programs.RECURSE, invoke="recurse")  # its innermost frame has no offset
     assert ex.outcome.trap == "stack_overflow" and ex.outcome.frames[0].module_offset == -1
     assert "trap: stack_overflow" in html.text(ex)
+
+
+def test_decrypted_bundle_shows_the_source(sandbox, run):
+    ex, _ = run(programs.ADD, invoke="add", args=(4, 5))
+    bundle = html.opened(sandbox.decrypt(ex.id))
+    assert f"source (WAT): {programs.ADD}" in bundle["text/plain"]
+    assert "(i32.add (local.get 0) (local.get 1))" in bundle["text/html"]
