@@ -244,3 +244,9 @@ def test_recipient_setting_seals_to_another_key(ip, settings, tmp_path):
     finally:
         settings.recipient = ""
     assert ip.user_ns["ex"].record["recipient"] == key_id(other)
+
+
+def test_a_run_with_show_or_name_seals_the_cell_text(ip, settings):
+    run(ip, f"%%wasm --show imports --name add_mod --invoke add 1 2 --out ex\n{programs.ADD}")
+    kind, text = settings.sandbox().decrypt(ip.user_ns["ex"].id).shown_source()
+    assert kind == "wat" and text == programs.ADD + "\n"  # the body as IPython passes it

@@ -56,3 +56,9 @@ def test_c_is_recognised_by_content():
 
     assert _guess("#include <stdio.h>\nint main(void) { return 0; }") == "c"
     assert _guess(";; comment\n(module)") == "wat"
+
+
+def test_text_that_is_not_unicode_is_a_compile_error_with_its_position():
+    with pytest.raises(CompileError) as err:
+        load("(module)\n ;; \ud800")
+    assert str(err.value) == "WAT line 2, column 5: not valid Unicode text"

@@ -117,7 +117,8 @@ class WasmMagics(Magics):
                     f"%wasm --module {cmd.name} --invoke NAME [ARGS...]"
                 )
                 return None
-        return compiled
+        # the text again (both compiles are cached), so that its source is sealed with the run
+        return compiled if cmd.module else _text_or_path(cmd)
 
     def _bound(self, name: str) -> Compiled:
         from ..engine import Compiled
