@@ -249,7 +249,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
         if args.import_recipient:
             sb.keys.import_recipient(_read(args.import_recipient, "--import-recipient"))
         if args.export_public:
-            Path(args.export_public).write_text(sb.keys.public_pem())
+            _write(args.export_public, sb.keys.public_pem(), "--export-public")
         out = {
             "recipient_public_key_pem": sb.keys.public_pem(),
             "recipient_key_id": sb.keys.recipient_key_id,
@@ -305,6 +305,14 @@ def _read(path: str, option: str) -> bytes:
         return Path(path).expanduser().read_bytes()
     except OSError as exc:
         raise SandboxError(f"{option}: cannot read {path}: {exc.strerror}") from None
+
+
+def _write(path: str, text: str, option: str) -> None:
+    """Write a file named on the command line; a `SandboxError` naming it if that fails."""
+    try:
+        Path(path).expanduser().write_text(text)
+    except OSError as exc:
+        raise SandboxError(f"{option}: cannot write {path}: {exc.strerror}") from None
 
 
 def _print_json(value: Any) -> None:

@@ -177,6 +177,9 @@ def test_missing_recipient_file_is_one_line_and_exit_2(tmp_path):
     )
     imported = cli("keys", "--import-recipient", tmp_path / "nope.pem", home=tmp_path, check=2)
     assert imported.stderr.startswith("wasm-sandbox: --import-recipient: cannot read")
+    exported = cli("keys", "--export-public", tmp_path / "no" / "me.pem", home=tmp_path, check=2)
+    assert exported.stderr.startswith("wasm-sandbox: --export-public: cannot write")
+    assert exported.stderr.count("\n") == 1
 
 
 def test_bad_dir_is_one_line_and_exit_2_even_for_a_batch(tmp_path):
