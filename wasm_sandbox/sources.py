@@ -115,7 +115,7 @@ def locate(error: CompileError, program: Program) -> CompileError:
     if position is None:
         return error
     line, column = position
-    detail = _OFFSET.sub("", message, count=1).removeprefix("invalid WebAssembly module: ")
+    detail = _OFFSET.sub("", message, count=1).removeprefix("invalid WebAssembly module: ").strip()
     lines = program.text.splitlines()
     return CompileError(
         f"WAT line {line}, column {column}: {detail}",
