@@ -117,6 +117,8 @@ def test_help_works_on_an_empty_cell(ip, settings):
         assert cap.stdout.startswith("usage: %%wasm") and not cap.stderr, cell
     cap = run(ip, "%%wasm --invoke f")
     assert cap.stderr.startswith("UsageError: %%wasm: nothing to run; give a cell body")
+    cap = run(ip, "%%wasmx --help")  # another magic's name: left to IPython
+    assert "Cell magic `%%wasmx` not found" in cap.stderr
 
 
 def test_fuel_none_is_accepted(ip, settings):

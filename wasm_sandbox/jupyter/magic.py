@@ -174,10 +174,13 @@ def _numbered_as_in_the_cell(exc: CompileError) -> CompileError:
     return moved
 
 
+_CELL_MAGIC_LINE = re.compile(r"%%wasm(\s|$)")
+
+
 def _empty_cell_body(lines: list[str]) -> list[str]:
     """``%%wasm --help`` alone in a cell: IPython refuses a cell magic with an empty body
     before calling it, so give it a blank one (the magic treats it as no body)."""
-    if lines and lines[0].startswith("%%wasm") and not "".join(lines[1:]).strip():
+    if lines and _CELL_MAGIC_LINE.match(lines[0]) and not "".join(lines[1:]).strip():
         return [lines[0].rstrip("\n") + "\n", "\n"]
     return lines
 
