@@ -112,6 +112,19 @@ def interface(wasm: bytes) -> Interface:
     return Interface(tuple(imports), tuple((n, k) for n, k, _ in exports), functions)
 
 
+def function_count_width(wasm: bytes) -> int:
+    """Bytes of the LEB128 function count that opens the code section (0 without one)."""
+    reader = _Reader(wasm, 8)
+    while reader.pos < len(wasm):
+        section, size = reader.byte(), reader.u32()
+        if section == 10:
+            start = reader.pos
+            reader.u32()
+            return reader.pos - start
+        reader.pos += size
+    return 0
+
+
 def _functype(r: _Reader) -> Signature:
     form = r.byte()
     if form != 0x60:

@@ -1,7 +1,8 @@
 """The ``wasm-sandbox`` command line: run, verify, log, checkpoint, proof, keys, decrypt.
 
 Every command takes ``--home DIR`` (or ``$WASM_SANDBOX_HOME``) and most take ``--json``.
-Exit status: 0 done, 1 a verification or decryption failed, 2 bad usage or input.
+Exit status: 0 done, 1 a verification or decryption failed, 2 bad usage or input, 141 the
+reader of the output went away (``wasm-sandbox log | head -1``), as for a tool killed by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ EPILOG = {
 }
 
 
+#: The exit status when the output's reader has gone, as for a process killed by SIGPIPE.
+EXIT_BROKEN_PIPE = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wasm-sandbox`` console script."""
     parser = _parser()
@@ -51,6 +56,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "course":
         args.lab_args = [*unknown, *args.lab_args]
+    try:
+        code = _dispatch(args)
+        if sys.stdout is not None:  # None when started with stdout closed
+            sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # the reader (head, less) closed the pipe: stop without a word
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return int(args.handler(args) or 0)
     except SandboxError as exc:
@@ -146,8 +162,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     grants = Grants.parse(
         dirs=args.dirs, env=args.env, argv=args.argv, stdin=stdin, deterministic=args.deterministic
     )
+    grants.check()  # before any run: a batch would log each file as an error otherwise
     recipient = (
-        KeyStore.load_public_pem(Path(args.recipient).read_bytes()) if args.recipient else None
+        KeyStore.load_public_pem(_read(args.recipient, "--recipient")) if args.recipient else None
     )
     invoke, call_args = (args.invoke[0], args.invoke[1:]) if args.invoke else (None, [])
     status = None if args.json else _status_line
@@ -245,9 +262,9 @@ def cmd_proof(args: argparse.Namespace) -> int:
 def cmd_keys(args: argparse.Namespace) -> int:
     with _sandbox(args) as sb:
         if args.import_recipient:
-            sb.keys.import_recipient(Path(args.import_recipient).read_bytes())
+            sb.keys.import_recipient(_read(args.import_recipient, "--import-recipient"))
         if args.export_public:
-            Path(args.export_public).write_text(sb.keys.public_pem())
+            _write(args.export_public, sb.keys.public_pem(), "--export-public")
         out = {
             "recipient_public_key_pem": sb.keys.public_pem(),
             "recipient_key_id": sb.keys.recipient_key_id,
@@ -277,17 +294,23 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
                 {"id": record_id, "commitments_ok": False, "error": str(exc)}
             ) if args.json else print(f"wasm-sandbox: {exc}", file=sys.stderr)
             return 1
+    kind, source = opened.shown_source()
     out = {
         "id": record_id,
         "program": base64.b64encode(opened.program).decode(),
+        "source": source,
+        "source_kind": kind,
         "input": opened.input,
         "result": opened.result,
         "commitments_ok": True,
     }
     if args.json:
         _print_json(out)
-    else:
-        print(json.dumps({k: v for k, v in out.items() if k != "program"}, indent=2))
+        return 0
+    print(json.dumps({k: v for k, v in out.items() if k not in ("program", "source")}, indent=2))
+    if source is not None:
+        print(f"--- source ({kind})")
+        print(source, end="" if source.endswith("\n") else "\n")
     return 0
 
 
@@ -301,6 +324,22 @@ def cmd_course(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise SandboxError(f"cannot start the course: {exc}") from None
     return 0
+
+
+def _read(path: str, option: str) -> bytes:
+    """The bytes of a file named on the command line; a `SandboxError` naming it if unreadable."""
+    try:
+        return Path(path).expanduser().read_bytes()
+    except OSError as exc:
+        raise SandboxError(f"{option}: cannot read {path}: {exc.strerror}") from None
+
+
+def _write(path: str, text: str, option: str) -> None:
+    """Write a file named on the command line; a `SandboxError` naming it if that fails."""
+    try:
+        Path(path).expanduser().write_text(text)
+    except OSError as exc:
+        raise SandboxError(f"{option}: cannot write {path}: {exc.strerror}") from None
 
 
 def _print_json(value: Any) -> None:

@@ -1,10 +1,11 @@
 """Sealing: HPKE (RFC 9180) encryption of each part of a run, and salted commitments.
 
-A part (``program``, ``input`` or ``result``) is sealed to the recipient's P-256 public key
-with a fresh 32-byte salt prepended to the payload. The HPKE ``info`` binds the version, the
-purpose and the record id, so a ciphertext moved to another record or purpose does not open.
-The commitment ``SHA-256(lp(tag) || lp(record_id) || lp(payload) || salt)`` hides the payload
-from everyone but the key holder, who learns the salt by opening the ciphertext.
+A part (``program``, ``input``, ``result`` or the optional ``source``) is sealed to the
+recipient's P-256 public key with a fresh 32-byte salt prepended to the payload. The HPKE
+``info`` binds the version, the purpose and the record id, so a ciphertext moved to another
+record or purpose does not open. The commitment
+``SHA-256(lp(tag) || lp(record_id) || lp(payload) || salt)`` hides the payload from everyone
+but the key holder, who learns the salt by opening the ciphertext.
 
 Example::
 
@@ -32,6 +33,8 @@ from wasm_sandbox.errors import CommitmentMismatch, DecryptionError, EnvelopeErr
 SUITE = hpke.Suite(hpke.KEM.P256, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
 SUITE_NAME = "DHKEM(P-256,HKDF-SHA256)/HKDF-SHA256/AES-256-GCM"
 PURPOSES = ("program", "input", "result")
+#: Parts a record may also have: ``source``, the text the program was compiled from.
+OPTIONAL_PURPOSES = ("source",)
 SALT_LEN = 32
 ENC_LEN = 65  # an uncompressed P-256 point
 _VERSION = "wasm-sandbox/v1"
@@ -178,7 +181,7 @@ def _lp(*fields: bytes) -> bytes:
     return b"".join(len(f).to_bytes(8, "big") + f for f in fields)
 
 
-_TAGS = {p: _lp(f"{_VERSION}/{p}".encode()) for p in PURPOSES}  # lp(tag), computed once
+_TAGS = {p: _lp(f"{_VERSION}/{p}".encode()) for p in (*PURPOSES, *OPTIONAL_PURPOSES)}
 _INFO = _lp(f"{_VERSION}/hpke-info".encode())
 
 
@@ -188,7 +191,7 @@ def _tag(purpose: str) -> bytes:
         return _TAGS[purpose]
     except KeyError:
         raise ValueError(
-            f"unknown purpose {purpose!r}; expected one of {', '.join(PURPOSES)}"
+            f"unknown purpose {purpose!r}; expected one of {', '.join(_TAGS)}"
         ) from None
 
 

@@ -2,7 +2,8 @@
 
 Both are frozen dataclasses with safe defaults: a run with no options is bounded in
 fuel, memory, time and output, and sees no files, no environment and no arguments.
-Human units are parsed by one function each: `parse_size`, `parse_duration`, `parse_count`.
+Human units are parsed by one function each: `parse_size`, `parse_duration`, `parse_count`
+(and `parse_fuel`, a count that may be ``none``: no fuel limit, the clock still applies).
 
 >>> Limits.parse(fuel="1e7", memory="64MiB", timeout="500ms").timeout
 0.5
@@ -42,31 +43,53 @@ _SIZE_UNITS = {
 }
 _TIME_UNITS = {"": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "m": 60.0, "min": 60.0}
 _NUMBER = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+#: ``fuel="none"``: the largest budget the record holds exactly (2**53 - 1, months of
+#: guest time), so the clock is the limit that applies and fuel is still counted.
+UNLIMITED_FUEL = 2**53 - 1
+_SIZE_EXAMPLES = "examples: 64MiB, 16pages, 65536"
+_TIME_EXAMPLES = "examples: 500ms, 2s, 1min"
+_COUNT_EXAMPLES = "examples: 1e7, 10_000"
+_FUEL_EXAMPLES = "examples: 1e7, 10_000, none"
 
 
-def _split(text: str, what: str) -> tuple[float, str]:
+def _split(text: str, what: str, examples: str) -> tuple[float, str]:
     match = _NUMBER.match(text)
     if not match:
-        raise LimitsError(f"{what}: cannot read {text!r} (examples: 64MiB, 500ms, 1e7)")
+        raise LimitsError(f"{what}: cannot read {text!r} ({examples})")
     return float(match.group(1)), match.group(2).lower()
 
 
-def parse_count(value: int | float | str, what: str = "count") -> int:
+def parse_count(
+    value: int | float | str, what: str = "count", examples: str = _COUNT_EXAMPLES
+) -> int:
     """A non-negative integer, from ``1000``, ``"1e7"`` or ``"10_000"``."""
     if isinstance(value, str):
-        number, unit = _split(value.replace("_", ""), what)
+        number, unit = _split(value.replace("_", ""), what, examples)
         if unit:
-            raise LimitsError(f"{what}: {value!r} has a unit; give a plain number such as 1e7")
+            raise LimitsError(f"{what}: {value!r} has a unit; give a plain number ({examples})")
         value = number
     return _whole(value, what)
+
+
+def parse_fuel(value: int | float | str, what: str = "fuel") -> int:
+    """A count as `parse_count`, or ``"none"`` for no fuel limit (`UNLIMITED_FUEL`)."""
+    if isinstance(value, str) and value.strip().lower() == "none":
+        return UNLIMITED_FUEL
+    fuel = parse_count(value, what, _FUEL_EXAMPLES)
+    if fuel > UNLIMITED_FUEL:
+        raise LimitsError(f"{what}: {value!r} is more than 2**53 - 1; give none for no limit")
+    return fuel
 
 
 def parse_size(value: int | float | str, what: str = "size") -> int:
     """Bytes, from ``65536``, ``"64MiB"``, ``"1.5GB"`` or ``"16pages"`` (wasm pages)."""
     if isinstance(value, str):
-        number, unit = _split(value.replace("_", ""), what)
+        number, unit = _split(value.replace("_", ""), what, _SIZE_EXAMPLES)
         if unit not in _SIZE_UNITS:
-            raise LimitsError(f"{what}: unknown unit {unit!r} in {value!r} (use B, KiB, MiB, GiB)")
+            raise LimitsError(
+                f"{what}: unknown unit {unit!r} in {value!r} (use B, KiB, MiB, GiB or pages; "
+                f"{_SIZE_EXAMPLES})"
+            )
         value = number * _SIZE_UNITS[unit]
     return _whole(value, what)
 
@@ -74,13 +97,16 @@ def parse_size(value: int | float | str, what: str = "size") -> int:
 def parse_duration(value: int | float | str, what: str = "timeout") -> float:
     """Seconds, from ``2``, ``"2s"``, ``"500ms"`` or ``"1min"``."""
     if isinstance(value, str):
-        number, unit = _split(value, what)
+        number, unit = _split(value, what, _TIME_EXAMPLES)
         if unit not in _TIME_UNITS:
-            raise LimitsError(f"{what}: unknown unit {unit!r} in {value!r} (use ms, s, min)")
+            raise LimitsError(
+                f"{what}: unknown unit {unit!r} in {value!r} (use us, ms, s or min; "
+                f"{_TIME_EXAMPLES})"
+            )
         value = number * _TIME_UNITS[unit]
     seconds = float(value)
     if not math.isfinite(seconds) or seconds <= 0:
-        raise LimitsError(f"{what}: must be a positive duration, got {value!r}")
+        raise LimitsError(f"{what}: must be a positive duration, got {value!r} ({_TIME_EXAMPLES})")
     return seconds
 
 
@@ -96,8 +122,9 @@ def _whole(value: int | float, what: str) -> int:
 class Limits:
     """Hard limits for one run. Every field is finite; the defaults suit a notebook.
 
-    fuel: wasm instructions (about one unit each); memory: bytes of linear memory;
-    timeout: wall-clock seconds; table_elements, instances, tables, memories: counts;
+    fuel: wasm instructions (about one unit each; `UNLIMITED_FUEL` for none);
+    memory: bytes of linear memory; timeout: wall-clock seconds;
+    table_elements, instances, tables, memories: counts;
     output: bytes of stdout and of stderr each kept (the rest is cut).
     """
 
@@ -128,7 +155,12 @@ class Limits:
     @classmethod
     def parse(cls, base: Limits | None = None, **values: Any) -> Limits:
         """Limits from human units; ``None`` values keep the base (or default) value."""
-        parsers = {"memory": parse_size, "output": parse_size, "timeout": parse_duration}
+        parsers = {
+            "fuel": parse_fuel,
+            "memory": parse_size,
+            "output": parse_size,
+            "timeout": parse_duration,
+        }
         unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:
             raise LimitsError(f"unknown limit {sorted(unknown)[0]!r}")

@@ -18,7 +18,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lang", choices=LANGS, help="language of the source (default: by suffix or content)"
     )
-    parser.add_argument("--fuel", help="instruction budget, e.g. 1e8")
+    parser.add_argument(
+        "--fuel", help="instruction budget, e.g. 1e8; none: no limit, the clock applies"
+    )
     parser.add_argument("--memory", help="linear memory limit, e.g. 64MiB or 16pages")
     parser.add_argument("--timeout", help="wall-clock limit, e.g. 2s or 500ms")
     parser.add_argument("--output", help="bytes of stdout and of stderr kept, e.g. 64KiB")

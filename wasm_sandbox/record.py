@@ -5,12 +5,15 @@ Shape (integers only; hashes and ``enc`` as lowercase hex)::
     {"v": 1, "id", "time", "recipient", "suite",
      "program": {"commitment", "enc", "ct_sha256", "ct_len", "size"},
      "input": {...same four...}, "result": {...same four...},
+     "source": {...same four...},          # optional: when the program was compiled from text
      "limits": {str: int},
      "outcome": {"status", "trap", "exit_code", "fuel_used", "memory_bytes", "duration_us"},
      "deterministic": bool}
 
-The ciphertexts ("blobs") are stored beside the record; the record holds their digests. Only
-the three parts are bound cryptographically (HPKE info and commitments); the other fields are
+The ciphertexts ("blobs") are stored beside the record; the record holds their digests. The
+``source`` part is the canonical JSON ``{"lang": "wat" | "c", "text": str}`` of the text the
+program bytes were compiled from; records of binary programs (and older records) have none.
+Only the sealed parts are bound cryptographically (HPKE info and commitments); the other fields are
 protected by the log, whose leaf is the record's canonical bytes.
 
 Example::
@@ -34,6 +37,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from wasm_sandbox.envelope import (
+    OPTIONAL_PURPOSES,
     PURPOSES,
     SUITE_NAME,
     SealedPart,
@@ -60,6 +64,7 @@ class OpenedRecord:
     input: dict[str, Any]
     result: dict[str, Any]
     salts: dict[str, bytes]
+    source: dict[str, Any] | None = None
 
 
 def new_id() -> str:
@@ -73,14 +78,18 @@ def seal_run(
     input_payload: dict[str, Any],
     result_payload: dict[str, Any],
     recipient_public_key: ec.EllipticCurvePublicKey,
+    source: Mapping[str, Any] | None = None,
 ) -> dict[str, SealedPart]:
-    """Seal the program bytes and the canonical JSON of input and result."""
+    """Seal the program bytes and the canonical JSON of input, result and (when given) the
+    source ``{"lang", "text"}``."""
     payloads = {
         "program": program,
         "input": canonical(input_payload),
         "result": canonical(result_payload),
     }
-    return {p: seal(p, payloads[p], recipient_public_key, record_id) for p in PURPOSES}
+    if source is not None:
+        payloads["source"] = canonical(dict(source))
+    return {p: seal(p, data, recipient_public_key, record_id) for p, data in payloads.items()}
 
 
 def build(
@@ -100,13 +109,13 @@ def build(
         "time": time_ms,
         "recipient": recipient_key_id,
         "suite": SUITE_NAME,
-        **{p: parts[p].summary() for p in PURPOSES},
+        **{p: part.summary() for p, part in parts.items()},
         "limits": dict(limits),
         "outcome": dict(outcome),
         "deterministic": deterministic,
     }
     record["program"]["size"] = program_size
-    _check(record, _SCHEMA)
+    _check(record, _SCHEMA, optional=_OPTIONAL)
     return record
 
 
@@ -123,7 +132,7 @@ def decode(data: bytes) -> dict[str, Any]:
         raise EnvelopeError(f"record: not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
     except (json.JSONDecodeError, RecursionError) as exc:
         raise EnvelopeError(f"record: not valid JSON ({exc})") from exc
-    _check(obj, _SCHEMA)
+    _check(obj, _SCHEMA, optional=_OPTIONAL)
     if canonical(obj) != data:
         raise EnvelopeError("record: bytes are not in canonical form (RFC 8785)")
     return obj
@@ -131,12 +140,17 @@ def decode(data: bytes) -> dict[str, Any]:
 
 def blobs(parts: Mapping[str, SealedPart]) -> dict[str, bytes]:
     """The ciphertexts to store beside the record: ``{"program": ct, "input": ct, ...}``."""
-    return {p: parts[p].ciphertext for p in PURPOSES}
+    return {p: part.ciphertext for p, part in parts.items()}
+
+
+def sealed_parts(record: Mapping[str, Any]) -> tuple[str, ...]:
+    """The parts this record has: the three of every record, and ``source`` if sealed."""
+    return (*PURPOSES, *(p for p in OPTIONAL_PURPOSES if p in record))
 
 
 def check_blobs(record: Mapping[str, Any], blobs: Mapping[str, bytes]) -> str | None:
     """None when every ciphertext matches the record's length and digest, else the problem."""
-    for p in PURPOSES:
+    for p in sealed_parts(record):
         ct, want = blobs.get(p), record[p]
         if ct is None:
             return f"{p}: no ciphertext stored"
@@ -157,7 +171,7 @@ def open_record(
     Raises ``EnvelopeError`` (blob or record problem), ``DecryptionError`` (wrong key, or an
     altered enc, ciphertext or id) or ``CommitmentMismatch``, each naming the part.
     """
-    _check(record, _SCHEMA)
+    _check(record, _SCHEMA, optional=_OPTIONAL)
     problem = check_blobs(record, blobs)
     if problem:
         raise EnvelopeError(problem)
@@ -176,7 +190,7 @@ def open_record(
             private_key,
             bytes.fromhex(record[p]["commitment"]),
         )
-        for p in PURPOSES
+        for p in sealed_parts(record)
     }
     program = opened["program"].payload
     if len(program) != record["program"]["size"]:
@@ -186,6 +200,7 @@ def open_record(
         input=_json_object("input", opened["input"].payload),
         result=_json_object("result", opened["result"].payload),
         salts={p: o.salt for p, o in opened.items()},
+        source=_json_object("source", opened["source"].payload) if "source" in opened else None,
     )
 
 
@@ -205,23 +220,27 @@ def _json_object(purpose: str, payload: bytes) -> dict[str, Any]:
     return obj
 
 
-def _check(obj: Any, schema: Mapping[str, Any], prefix: str = "") -> None:
-    """Raise ``EnvelopeError`` for the first missing, ill-typed or unknown field."""
+def _check(
+    obj: Any, schema: Mapping[str, Any], prefix: str = "", optional: Mapping[str, Any] | None = None
+) -> None:
+    """Raise ``EnvelopeError`` for the first missing, ill-typed or unknown field; the fields
+    of ``optional`` may be absent."""
     if not isinstance(obj, dict):
         raise EnvelopeError(
             f"record field {prefix[:-1]!r}: expected an object"
             if prefix
             else "record: expected a JSON object"
         )
-    for name, rule in schema.items():
+    present = {k: v for k, v in (optional or {}).items() if k in obj}
+    for name, rule in {**schema, **present}.items():
         if name not in obj:
             raise EnvelopeError(f"record field {prefix + name!r}: missing")
         if isinstance(rule, dict):
             _check(obj[name], rule, f"{prefix}{name}.")
         elif problem := rule(obj[name]):
             raise EnvelopeError(f"record field {prefix + name!r}: {problem}")
-    if len(obj) != len(schema):
-        unknown = next(k for k in obj if k not in schema)
+    if len(obj) != len(schema) + len(present):
+        unknown = next(k for k in obj if k not in schema and k not in present)
         raise EnvelopeError(f"record field {f'{prefix}{unknown}'!r}: unknown field")
 
 
@@ -290,3 +309,4 @@ _SCHEMA: dict[str, Any] = {
     },
     "deterministic": _bool,
 }
+_OPTIONAL: dict[str, Any] = {p: _PART for p in OPTIONAL_PURPOSES}

@@ -120,6 +120,16 @@ class Opened:
     result: dict[str, Any]
     record: dict[str, Any]
     salts: dict[str, bytes] = field(repr=False)
+    source: dict[str, Any] | None = None
+
+    def shown_source(self) -> tuple[str | None, str | None]:
+        """``(kind, text)`` of the program as a reader wants it: the sealed WAT or C text
+        (kind ``wat`` or ``c``), else the bytes disassembled by ``wasm-tools print`` (kind
+        ``disassembly``), else ``(None, None)`` for bytes that are not a printable module."""
+        if self.source is not None:
+            return str(self.source["lang"]), str(self.source["text"])
+        text = sources.disassemble(self.program)
+        return ("disassembly", text) if text is not None else (None, None)
 
 
 class Sandbox:
@@ -181,7 +191,14 @@ class Sandbox:
     ) -> tuple[sources.Program, Compiled]:
         """The program and its compiled module; raises `CompileError`."""
         program = self.load(source, lang, status=status)
-        return program, self.engine.compile(program.wasm)
+        return program, self._compile(program)
+
+    def _compile(self, program: sources.Program) -> Compiled:
+        """A module that does not validate is a `CompileError` at its WAT line and column."""
+        try:
+            return self.engine.compile(program.wasm)
+        except CompileError as exc:
+            raise sources.locate(exc, program) from None
 
     def run(
         self,
@@ -209,14 +226,14 @@ class Sandbox:
         if stdin is not None:
             grants = replace(grants, stdin=stdin.encode() if isinstance(stdin, str) else stdin)
         grants.check()
-        lang_used, wasm = "wasm", b""
+        lang_used, wasm, text = "wasm", b"", None
         try:
             if isinstance(source, Compiled):
                 compiled, wasm = source, source.wasm
             else:
                 program = self.load(source, lang, status=status)
-                lang_used, wasm = program.lang, program.wasm
-                compiled = self.engine.compile(wasm)
+                lang_used, wasm, text = program.lang, program.wasm, program.text
+                compiled = self._compile(program)
             outcome = self.engine.run(
                 compiled,
                 invoke=invoke,
@@ -232,10 +249,14 @@ class Sandbox:
             failed = Outcome(
                 status=ERROR, message=str(exc), fuel_limit=limits.fuel, memory_limit=limits.memory
             )
-            execution = self.seal(wasm, invoke, args, limits, grants, failed, recipient, lang_used)
+            execution = self.seal(
+                wasm, invoke, args, limits, grants, failed, recipient, lang_used, source=text
+            )
             exc.execution = execution  # type: ignore[attr-defined]
             raise
-        return self.seal(wasm, invoke, args, limits, grants, outcome, recipient, lang_used)
+        return self.seal(
+            wasm, invoke, args, limits, grants, outcome, recipient, lang_used, source=text
+        )
 
     def seal(
         self,
@@ -247,15 +268,19 @@ class Sandbox:
         outcome: Outcome,
         recipient: ec.EllipticCurvePublicKey | None = None,
         lang: str = "wasm",
+        *,
+        source: str | None = None,
     ) -> Execution:
         """Seal program, input and result of a finished run and append its record.
 
+        ``source`` is the ``lang`` text the wasm was compiled from, sealed as its own part.
         `run` calls this; so do batch runs whose guests ran elsewhere (a Dask worker).
         """
         public = recipient or self.keys.recipient_public_key()
         rid = record.new_id()
         inputs = {"invoke": invoke, "args": [str(a) for a in args], "grants": grants.to_payload()}
-        parts = record.seal_run(rid, wasm, inputs, outcome.result_payload(), public)
+        text = None if source is None else {"lang": lang, "text": source}
+        parts = record.seal_run(rid, wasm, inputs, outcome.result_payload(), public, text)
         rec = record.build(
             rid,
             int(time.time() * 1000),
@@ -383,7 +408,15 @@ class Sandbox:
         entry = self.ledger.get(record_id)
         rec = record.decode(entry.leaf)
         opened = record.open_record(rec, entry.blobs, self.keys.recipient_private_key())
-        return Opened(record_id, opened.program, opened.input, opened.result, rec, opened.salts)
+        return Opened(
+            record_id,
+            opened.program,
+            opened.input,
+            opened.result,
+            rec,
+            opened.salts,
+            opened.source,
+        )
 
     def verify_log(self) -> Any:
         """Recompute the whole log: every record, stored hash and checkpoint."""

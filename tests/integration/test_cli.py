@@ -2,6 +2,7 @@
 
 import base64
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -166,3 +167,74 @@ def test_help_has_examples():
         check=True,
     ).stdout
     assert "examples:" in out and "--invoke fact 10" in out
+
+
+def test_missing_recipient_file_is_one_line_and_exit_2(tmp_path):
+    out = cli("run", EXAMPLES / "fact.wat", "--recipient", tmp_path / "nope.pem", home=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr == f"wasm-sandbox: --recipient: cannot read {tmp_path / 'nope.pem'}: " + (
+        "No such file or directory\n"
+    )
+    imported = cli("keys", "--import-recipient", tmp_path / "nope.pem", home=tmp_path, check=2)
+    assert imported.stderr.startswith("wasm-sandbox: --import-recipient: cannot read")
+    exported = cli("keys", "--export-public", tmp_path / "no" / "me.pem", home=tmp_path, check=2)
+    assert exported.stderr.startswith("wasm-sandbox: --export-public: cannot write")
+    assert exported.stderr.count("\n") == 1
+
+
+def test_bad_dir_is_one_line_and_exit_2_even_for_a_batch(tmp_path):
+    fact = EXAMPLES / "fact.wat"
+    for files in ([fact], [fact, fact]):
+        out = cli("run", *files, "--dir", tmp_path / "nope", home=tmp_path, check=2)
+        assert out.stderr == f"wasm-sandbox: --dir: {str(tmp_path / 'nope')!r} is not a directory\n"
+    assert cli_json("log", home=tmp_path) == []  # nothing was logged
+
+
+@pytest.mark.parametrize("command", [["log"], ["run", EXAMPLES / "fact.wat", "--json"]])
+def test_output_into_a_closed_pipe_ends_without_a_traceback(tmp_path, command):
+    cli("run", EXAMPLES / "fact.wat", "--invoke", "fact", "5", home=tmp_path, check=0)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written, like `| head -c 0`
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "wasm_sandbox.cli", *map(str, command), "--home", str(tmp_path)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.stderr == "" and proc.returncode == 141
+
+
+def test_fuel_none_leaves_the_clock(tmp_path, wat):
+    loop = wat("loop.wat", programs.LOOP)
+    out = cli_json(
+        "run", loop, "--invoke", "spin", "--fuel", "none", "--timeout", "200ms", home=tmp_path
+    )
+    assert out["status"] == "timeout" and out["fuel_limit"] == 2**53 - 1
+
+
+def test_decrypt_shows_the_wat_text_and_a_binary_disassembled(tmp_path, wat):
+    text = (EXAMPLES / "fact.wat").read_text()
+    cli_json("run", EXAMPLES / "fact.wat", "--invoke", "fact", "5", home=tmp_path)
+    opened = cli_json("decrypt", "last", home=tmp_path)
+    assert (opened["source_kind"], opened["source"]) == ("wat", text)
+    binary = tmp_path / "fact.wasm"
+    binary.write_bytes(base64.b64decode(opened["program"]))
+    cli_json("run", binary, "--invoke", "fact", "5", home=tmp_path)
+    shown = cli_json("decrypt", "last", home=tmp_path)
+    assert shown["source_kind"] == "disassembly" and shown["source"].startswith("(module")
+    assert "i64.mul" in shown["source"]
+    plain = cli("decrypt", "#0", home=tmp_path, check=0).stdout
+    assert f"--- source (wat)\n{text}" in plain
+
+
+@pytest.mark.slow
+def test_decrypt_shows_the_c_text(tmp_path, wat):
+    pytest.importorskip("ziglang", reason="install wasm-sandbox[c]")
+    source = '#include <stdio.h>\nint main(void) { puts("hi"); return 0; }\n'
+    cli_json("run", wat("hi.c", source), home=tmp_path)
+    opened = cli_json("decrypt", "last", home=tmp_path)
+    assert (opened["source_kind"], opened["source"]) == ("c", source)

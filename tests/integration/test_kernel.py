@@ -261,11 +261,25 @@ def test_compile_error_shows_the_line_and_a_caret(kernel):
     bad = '(module\n  (func (export "f") (i32.bogus)))'
     cell = kernel.run(f"%%wasm --invoke f\n{bad}")
     stderr = cell.stream("stderr")
-    assert "UsageError: WAT line 2, column 23" in stderr
-    assert '   2 |   (func (export "f") (i32.bogus)))\n' in stderr
+    assert "UsageError: WAT line 3, column 23" in stderr  # the %%wasm line is line 1
+    assert '   3 |   (func (export "f") (i32.bogus)))\n' in stderr
     assert "\n     |                       ^" in stderr
     assert "Traceback" not in stderr and not cell.displays  # the placeholder card is gone
     assert kernel.run("1 + 1").reply["status"] == "ok"
+
+
+def test_a_type_error_is_one_error_at_the_cell_line_and_no_card(kernel):
+    body = '(module\n  (func (export "f") (result i32)\n    (i32.add (i32.const 1) (f32.const 2))))'
+    cell = kernel.run(f"%%wasm --invoke f\n{body}")
+    stderr = cell.stream("stderr")
+    assert stderr.startswith("UsageError: WAT line 4, column 6: type mismatch: expected i32")
+    assert "(run logged as #" in stderr and "Traceback" not in stderr
+    assert not cell.displays
+
+
+def test_help_on_an_empty_cell(kernel):
+    cell = kernel.run("%%wasm --help")
+    assert cell.stream("stdout").startswith("usage: %%wasm") and not cell.stream("stderr")
 
 
 @pytest.mark.parametrize(

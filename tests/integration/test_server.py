@@ -250,6 +250,7 @@ def test_a_sealed_program_opens_only_at_the_server_and_its_result_only_at_the_cl
     assert rec["recipient"] == key_id(client.public_key())
     opened = record.open_record(rec, blobs, client)
     assert opened.program == compile_wat(programs.FACT)
+    assert opened.source == {"lang": "wat", "text": programs.FACT}  # the teacher reads the WAT
     assert opened.result["returns"] == [["i64", "120"]] and opened.input["args"] == ["5"]
     server_private = KeyStore(server.home).recipient_private_key()
     with pytest.raises(DecryptionError):

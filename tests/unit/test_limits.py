@@ -1,7 +1,7 @@
 import pytest
 
 from wasm_sandbox import DirGrant, Grants, Limits, LimitsError
-from wasm_sandbox.limits import parse_count, parse_duration, parse_size
+from wasm_sandbox.limits import UNLIMITED_FUEL, parse_count, parse_duration, parse_size
 
 
 @pytest.mark.parametrize(
@@ -114,3 +114,37 @@ def test_nul_characters_are_refused():
         DirGrant.parse("/tmp\0x")
     with pytest.raises(GrantError, match="NUL"):
         Grants.parse(argv=["a\0b"]).check()
+
+
+def test_fuel_none_is_no_fuel_limit_and_keeps_the_clock():
+    limits = Limits.parse(fuel="none", timeout="2s")
+    assert limits.fuel == UNLIMITED_FUEL and limits.timeout == 2.0
+    assert Limits.parse(fuel="None").fuel == UNLIMITED_FUEL
+    assert Limits.from_record(limits.to_record()) == limits
+
+
+def test_fuel_beyond_what_the_record_holds_points_to_none():
+    with pytest.raises(LimitsError, match="give none for no limit"):
+        Limits.parse(fuel="1e17")
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "examples"),
+    [
+        ("fuel", "lots", "1e7, 10_000, none"),
+        ("fuel", "5MiB", "1e7, 10_000, none"),
+        ("memory", "lots", "64MiB"),
+        ("memory", "5 parsecs", "64MiB"),
+        ("timeout", "soon", "500ms, 2s"),
+        ("timeout", "5 fortnights", "500ms, 2s"),
+        ("timeout", "0", "500ms, 2s"),
+        ("instances", "many", "1e7"),
+    ],
+)
+def test_each_error_shows_examples_of_its_own_unit(name, text, examples):
+    with pytest.raises(LimitsError) as err:
+        Limits.parse(**{name: text})
+    message = str(err.value)
+    assert message.startswith(f"{name}:") and examples in message
+    foreign = {"fuel": "MiB", "memory": "ms", "timeout": "MiB", "instances": "ms"}[name]
+    assert foreign not in message.split("(", 1)[1]

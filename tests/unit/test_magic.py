@@ -79,13 +79,52 @@ def test_python_values_are_interpolated(ip, settings):
 
 
 def test_compile_error_is_one_usage_error_with_a_caret(ip, settings):
+    # the editor numbers the %%wasm line 1, so the body's second line is the cell's line 3
     cap = run(ip, '%%wasm --invoke f\n(module\n  (func (export "f") (i32.nope)))')
     assert cap.stderr == (
-        "UsageError: WAT line 2, column 23: unknown operator or unexpected token\n"
-        '   2 |   (func (export "f") (i32.nope)))\n'
+        "UsageError: WAT line 3, column 23: unknown operator or unexpected token\n"
+        '   3 |   (func (export "f") (i32.nope)))\n'
         "     |                       ^\n"
     )
     assert not cap.outputs
+
+
+def test_a_file_keeps_its_own_line_numbers(ip, settings, tmp_path):
+    path = tmp_path / "bad.wat"
+    path.write_text('(module\n  (func (export "f") (i32.nope)))')
+    cap = run(ip, f"%wasm {path} --invoke f")
+    assert cap.stderr.startswith("UsageError: WAT line 2, column 23:")
+
+
+def test_type_error_is_one_line_at_the_cell_line_and_the_run_is_logged(ip, settings):
+    body = '(module\n  (func (export "f") (result i32)\n    (i32.add (i32.const 1) (f32.const 2))))'
+    cap = run(ip, f"%%wasm --invoke f --out bad\n{body}")
+    leaf = settings.sandbox().ledger.size - 1
+    assert cap.stderr == (
+        "UsageError: WAT line 4, column 6: type mismatch: expected i32, found f32"
+        f" (run logged as #{leaf})\n"
+        "   4 |     (i32.add (i32.const 1) (f32.const 2))))\n"
+        "     |      ^\n"
+    )
+    assert not cap.outputs  # no card beside the error
+    assert ip.user_ns["bad"].outcome.status == "error"
+    assert settings.sandbox().verify(ip.user_ns["bad"].id).verified
+
+
+def test_help_works_on_an_empty_cell(ip, settings):
+    for cell in ("%%wasm --help", "%%wasm -h\n", "%%wasm --invoke f --help\n\n"):
+        cap = run(ip, cell)
+        assert cap.stdout.startswith("usage: %%wasm") and not cap.stderr, cell
+    cap = run(ip, "%%wasm --invoke f")
+    assert cap.stderr.startswith("UsageError: %%wasm: nothing to run; give a cell body")
+    cap = run(ip, "%%wasmx --help")  # another magic's name: left to IPython
+    assert "Cell magic `%%wasmx` not found" in cap.stderr
+
+
+def test_fuel_none_is_accepted(ip, settings):
+    run(ip, f"%%wasm --invoke spin --fuel none --timeout 200ms --out ex\n{programs.LOOP}")
+    outcome = ip.user_ns["ex"].outcome
+    assert outcome.status == "timeout" and outcome.fuel_limit == 2**53 - 1
 
 
 def test_full_tracebacks_raise_the_original_error(ip, settings):
@@ -105,12 +144,15 @@ def test_magic_docstrings_carry_the_usage(ip):
     assert "--replay" in ip.find_line_magic("wasm_verify").__doc__
 
 
-def test_failed_invocation_is_shown_logged_and_reported(ip, settings):
+def test_failed_invocation_is_one_line_logged_and_reported(ip, settings):
     cap = run(ip, f"%%wasm --invoke nope --out bad\n{programs.ADD}")
-    assert cap.stderr.startswith("UsageError: no exported function 'nope'")
-    [shown] = cap.outputs
-    assert 'data-status="error"' in shown.data["text/html"]
-    assert ip.user_ns["bad"].leaf_index == settings.sandbox().ledger.size - 1
+    leaf = settings.sandbox().ledger.size - 1
+    assert cap.stderr == (
+        "UsageError: no exported function 'nope' (exported functions: add)"
+        f" (run logged as #{leaf})\n"
+    )
+    assert not cap.outputs  # the error is the whole report: no card beside it
+    assert ip.user_ns["bad"].leaf_index == leaf
 
 
 def test_missing_directory_grant(ip, settings, tmp_path):
@@ -204,3 +246,9 @@ def test_recipient_setting_seals_to_another_key(ip, settings, tmp_path):
     finally:
         settings.recipient = ""
     assert ip.user_ns["ex"].record["recipient"] == key_id(other)
+
+
+def test_a_run_with_show_or_name_seals_the_cell_text(ip, settings):
+    run(ip, f"%%wasm --show imports --name add_mod --invoke add 1 2 --out ex\n{programs.ADD}")
+    kind, text = settings.sandbox().decrypt(ip.user_ns["ex"].id).shown_source()
+    assert kind == "wat" and text == programs.ADD + "\n"  # the body as IPython passes it

@@ -10,6 +10,7 @@ from wasm_sandbox.jupyter import command
 from wasm_sandbox.jupyter.command import HelpRequested, UsageProblem, parse_run
 from wasm_sandbox.jupyter.magic import message
 from wasm_sandbox.jupyter.settings import WasmSandbox
+from wasm_sandbox.limits import UNLIMITED_FUEL
 
 CELL = "(module)"
 
@@ -107,6 +108,12 @@ def test_run_options_override_settings():
     limits = settings.limits(parse_run("--memory 16pages", CELL))
     assert (limits.fuel, limits.timeout, limits.memory) == (10**8, 30.0, 16 * 65536)
     assert settings.limits(parse_run("--fuel 5", CELL)).fuel == 5
+
+
+def test_fuel_none_as_a_setting_and_as_an_option():
+    settings = WasmSandbox(fuel="none")
+    assert settings.limits().fuel == UNLIMITED_FUEL
+    assert WasmSandbox().limits(parse_run("--fuel none", CELL)).fuel == UNLIMITED_FUEL
 
 
 @pytest.mark.parametrize(

@@ -471,3 +471,38 @@ def test_missing_blob_is_refused(run, key):
     record, blobs = run
     with pytest.raises(EnvelopeError, match=r"^result: no ciphertext stored"):
         rec.open_record(record, {"program": blobs["program"], "input": blobs["input"]}, key)
+
+
+SOURCE = {"lang": "wat", "text": '(module (func (export "f")))\n;; é ✓'}
+
+
+def sealed_with_source(key):
+    rid = rec.new_id()
+    parts = rec.seal_run(rid, WASM, INPUT, RESULT, key.public_key(), SOURCE)
+    record = rec.build(
+        rid, 1_700_000_000_000, key_id(key.public_key()), parts, len(WASM), LIMITS, OUTCOME, True
+    )
+    return record, rec.blobs(parts)
+
+
+def test_the_source_is_sealed_as_its_own_committed_part(key):
+    record, blobs = sealed_with_source(key)
+    assert set(record["source"]) == {"commitment", "enc", "ct_sha256", "ct_len"}
+    assert set(blobs) == {*PURPOSES, "source"}
+    opened = rec.open_record(rec.decode(rec.encode(record)), blobs, key)
+    assert opened.source == SOURCE and set(opened.salts) == {*PURPOSES, "source"}
+
+
+def test_a_record_without_source_still_opens(run, key):
+    record, blobs = run
+    assert "source" not in record
+    assert rec.open_record(rec.decode(rec.encode(record)), blobs, key).source is None
+
+
+def test_a_tampered_or_missing_source_is_caught(key):
+    record, blobs = sealed_with_source(key)
+    assert rec.check_blobs(record, {**blobs, "source": None}) == "source: no ciphertext stored"
+    flipped = bytes([blobs["source"][0] ^ 1]) + blobs["source"][1:]
+    assert rec.check_blobs(record, {**blobs, "source": flipped}).startswith("source: ")
+    with pytest.raises(EnvelopeError, match=r"record field 'source\.commitment': missing"):
+        rec.decode(rec.encode({**record, "source": {"ct_len": 1, "ct_sha256": "0" * 64}}))

@@ -60,6 +60,27 @@ def test_missing_export_is_logged_then_raised(sandbox):
     assert sandbox.verify(err.value.execution.id).verified
 
 
+TYPE_ERROR = """(module
+  (func (export "f") (param i32) (result i32)
+    (i32.add (local.get 0)
+             (f32.const 1))))"""
+
+
+def test_wat_type_error_points_at_the_wat_line_and_column_and_is_logged(sandbox):
+    with pytest.raises(CompileError) as err:
+        sandbox.run(TYPE_ERROR, invoke="f", args=[1])
+    exc = err.value
+    assert str(exc) == "WAT line 3, column 6: type mismatch: expected i32, found f32"
+    assert (exc.line, exc.column, exc.source_line) == (3, 6, "    (i32.add (local.get 0)")
+    assert exc.execution.outcome.message == str(exc)
+    assert sandbox.verify(exc.execution.id).verified
+
+
+def test_compile_for_a_bound_module_locates_type_errors_too(sandbox):
+    with pytest.raises(CompileError, match=r"^WAT line 3, column 6: type mismatch"):
+        sandbox.compile(TYPE_ERROR)
+
+
 def test_wat_syntax_error_logs_nothing(sandbox):
     with pytest.raises(CompileError, match="line 1"):
         sandbox.run("(module (func i33.add))")
@@ -147,3 +168,31 @@ def test_a_second_sandbox_on_the_same_home_sees_the_same_log(home):
         assert two.decrypt(ex.id).result["returns"] == [["i32", "8"]]
         assert two.run(programs.ADD, invoke="add", args=[1, 1]).leaf_index == 1
         assert two.verify_log().ok
+
+
+def test_decrypt_shows_the_wat_text_that_was_run(sandbox):
+    ex = sandbox.run(programs.FACT, invoke="fact", args=[3])
+    opened = sandbox.decrypt(ex.id)
+    assert opened.source == {"lang": "wat", "text": programs.FACT}
+    assert opened.shown_source() == ("wat", programs.FACT)
+    assert sandbox.verify(ex.id).verified
+
+
+def test_a_failed_run_keeps_its_source_too(sandbox):
+    with pytest.raises(InvocationError) as err:
+        sandbox.run(programs.ADD, invoke="sub")
+    assert sandbox.decrypt(err.value.execution.id).shown_source() == ("wat", programs.ADD)
+
+
+def test_a_binary_is_shown_disassembled(sandbox):
+    ex = sandbox.run(compile_wat(programs.ADD), invoke="add", args=[1, 2])
+    opened = sandbox.decrypt(ex.id)
+    kind, text = opened.shown_source()
+    assert opened.source is None and "source" not in ex.record
+    assert kind == "disassembly" and "i32.add" in text and text.startswith("(module")
+
+
+def test_bytes_that_are_no_module_have_no_source_to_show(sandbox):
+    with pytest.raises(CompileError) as err:
+        sandbox.run(b"\0asm\x01\0\0\0\x01")
+    assert sandbox.decrypt(err.value.execution.id).shown_source() == (None, None)

@@ -16,7 +16,7 @@ from wasm_sandbox.jupyter.server_request import (
     seal_program,
     sealed_program_info,
 )
-from wasm_sandbox.limits import Limits
+from wasm_sandbox.limits import UNLIMITED_FUEL, Limits
 
 SERVER = ec.generate_private_key(ec.SECP256R1())
 WAT = '(module (func (export "f") (result i32) i32.const 1))'
@@ -118,6 +118,12 @@ def test_limits_are_parsed_in_cli_units_and_capped():
         with pytest.raises(BadField) as err:
             read({"wat": WAT, "limits": bad}).limits_within(Limits(), maximum)
         assert err.value.field == field
+
+
+def test_fuel_none_is_accepted_and_capped_at_the_server_maximum():
+    req = read({"wat": WAT, "limits": {"fuel": "none", "timeout": "250ms"}})
+    assert req.limits_within(Limits(), Limits(fuel=UNLIMITED_FUEL)).fuel == UNLIMITED_FUEL
+    assert req.limits_within(Limits(), Limits.parse(fuel="1e9")).fuel == 10**9
 
 
 def test_a_sealed_program_opens_with_the_server_key_only():

