@@ -69,7 +69,7 @@ function whatRan(record: IRecord): string {
   return `${formatCount(record.program.size ?? 0)} B program`;
 }
 
-const SEALED_CALL = 'the function and its arguments are sealed in the input; the record shows the program size';
+const SEALED_CALL = 'the function and its arguments are sealed (in the input)';
 const RUN_COMMITMENT = 'run commitment: the log leaf hash, SHA-256(0x00 ‖ canonical record)';
 
 function statusBadge(status: string): HTMLElement {
@@ -98,9 +98,7 @@ export class AuditPanel extends Widget {
         el(
           'colgroup',
           {},
-          ...['leaf', 'time', 'status', 'fuel', 'program', 'commitment'].map(c =>
-            el('col', { class: `jp-WasmSandbox-col-${c}` })
-          )
+          ...['leaf', 'run', 'fuel'].map(c => el('col', { class: `jp-WasmSandbox-col-${c}` }))
         ),
         el(
           'thead',
@@ -109,11 +107,8 @@ export class AuditPanel extends Widget {
             'tr',
             {},
             el('th', { title: 'leaf index in the log' }, '#'),
-            el('th', {}, 'time'),
-            el('th', {}, 'status'),
-            el('th', { class: 'jp-WasmSandbox-num' }, 'fuel'),
-            el('th', { title: SEALED_CALL }, 'ran'),
-            el('th', { title: RUN_COMMITMENT }, 'run commitment')
+            el('th', { title: `time, status and program size; ${SEALED_CALL}` }, 'run'),
+            el('th', { class: 'jp-WasmSandbox-num', title: `fuel used; ${RUN_COMMITMENT}` }, 'fuel')
           )
         ),
         this.rowsNode
@@ -248,7 +243,7 @@ export class AuditPanel extends Widget {
     this.rowsNode.replaceChildren(...this._items.map((r, i) => this.row(r, hashes[i])));
     if (this._items.length === 0) {
       this.rowsNode.append(
-        el('tr', {}, el('td', { colspan: '6', class: 'jp-WasmSandbox-empty' }, 'No runs logged yet.'))
+        el('tr', {}, el('td', { colspan: '3', class: 'jp-WasmSandbox-empty' }, 'No runs logged yet.'))
       );
     }
     const first = end - count;
@@ -271,12 +266,21 @@ export class AuditPanel extends Widget {
         title: `record ${record.id}`
       },
       el('td', {}, String(record.leaf_index)),
-      el('td', { title: formatTime(record.time) }, formatTime(record.time).slice(11)),
-      el('td', { title: o.trap ?? o.status }, statusBadge(o.status)),
-      el('td', { class: 'jp-WasmSandbox-num', title: `${formatCount(o.fuel_used)} fuel` },
-        formatCount(o.fuel_used)),
-      el('td', { class: 'jp-WasmSandbox-ran', title: SEALED_CALL }, whatRan(record)),
-      el('td', {}, commitment ? short(commitment, 8) : '—')
+      el(
+        'td',
+        {},
+        el('div', {},
+          el('span', { title: formatTime(record.time) }, formatTime(record.time).slice(11)), ' ',
+          el('span', { title: o.trap ?? o.status }, statusBadge(o.status))),
+        el('div', { class: 'jp-WasmSandbox-ran', title: SEALED_CALL }, whatRan(record))
+      ),
+      el(
+        'td',
+        { class: 'jp-WasmSandbox-num' },
+        el('div', { class: 'jp-WasmSandbox-fuel', title: `${formatCount(o.fuel_used)} fuel` },
+          formatCount(o.fuel_used)),
+        el('div', { title: RUN_COMMITMENT }, commitment ? short(commitment, 8) : '—')
+      )
     );
     tr.addEventListener('click', () => void this.select(record.id));
     return tr;

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 _BAR_STYLES = {"ok": "success", "out_of_fuel": "danger", "error": "danger", "trap": "danger"}
-CARD_CLASS, FALLBACK_CLASS = "wasm-sandbox-card", "wasm-sandbox-fallback"
+CARD_CLASS, FUEL_CLASS = "wasm-sandbox-card", "wasm-sandbox-fuel"
+FALLBACK_CLASS = "wasm-sandbox-fallback"
 
 
 class Quiet:
@@ -96,6 +97,7 @@ class Card(Quiet):
         parts = [self.top, self.fuel_row, self.facts, self.buttons, self.detail]
         self.box = w.VBox(parts, layout=shared.card)
         self.box.add_class(CARD_CLASS)
+        self.fuel.add_class(FUEL_CLASS)
         self.handle: Any = None
 
     def show(self) -> None:
