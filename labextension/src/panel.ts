@@ -8,7 +8,7 @@
 import { Widget } from '@lumino/widgets';
 
 import { ApiClient } from './api';
-import type { ICheckpoint, IExecutionDetail, IListedRecord } from './types';
+import type { ICheckpoint, IExecutionDetail, IListedRecord, IRecord } from './types';
 import { browserChecks, leafHash, passed } from './verify';
 
 const PAGE_SIZE = 15;
@@ -48,6 +48,30 @@ function formatCount(n: number): string {
   return n.toLocaleString('en-US');
 }
 
+/** A duration in the unit a person reads (the same rule as the card's `duration_text`). */
+export function formatDuration(us: number): string {
+  const ms = us / 1000;
+  if (ms < 1) {
+    return `${Math.round(us)} µs`;
+  }
+  if (ms < 1000) {
+    return ms < 100 ? `${Number(ms.toPrecision(3))} ms` : `${Math.round(ms)} ms`;
+  }
+  if (ms < 60000) {
+    return `${Number((ms / 1000).toPrecision(3))} s`;
+  }
+  const s = Math.round(ms / 1000);
+  return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`;
+}
+
+/** What the public record says about what ran: the function and its arguments are sealed. */
+function whatRan(record: IRecord): string {
+  return `${formatCount(record.program.size ?? 0)} B program`;
+}
+
+const SEALED_CALL = 'the function and its arguments are sealed (in the input)';
+const RUN_COMMITMENT = 'run commitment: the log leaf hash, SHA-256(0x00 ‖ canonical record)';
+
 function statusBadge(status: string): HTMLElement {
   const kind = status === 'ok' || status === 'exit' ? 'ok' : 'bad';
   return el('span', { class: `jp-WasmSandbox-status jp-mod-${kind}` }, status);
@@ -72,9 +96,20 @@ export class AuditPanel extends Widget {
         'table',
         { class: 'jp-WasmSandbox-records' },
         el(
+          'colgroup',
+          {},
+          ...['leaf', 'run', 'fuel'].map(c => el('col', { class: `jp-WasmSandbox-col-${c}` }))
+        ),
+        el(
           'thead',
           {},
-          el('tr', {}, ...['#', 'time', 'status', 'fuel', 'commitment'].map(h => el('th', {}, h)))
+          el(
+            'tr',
+            {},
+            el('th', { title: 'leaf index in the log' }, '#'),
+            el('th', { title: `time, status and program size; ${SEALED_CALL}` }, 'run'),
+            el('th', { class: 'jp-WasmSandbox-num', title: `fuel used; ${RUN_COMMITMENT}` }, 'fuel')
+          )
         ),
         this.rowsNode
       ),
@@ -128,7 +163,7 @@ export class AuditPanel extends Widget {
     this._selected = id;
     this.markSelected();
     try {
-      this.renderDetail(await this.api.execution(id));
+      await this.renderDetail(await this.api.execution(id));
     } catch (error) {
       this.showMessage(`Cannot read record ${id.slice(0, 12)}: ${String(error)}`);
     }
@@ -145,7 +180,7 @@ export class AuditPanel extends Widget {
     try {
       const [detail, keys] = await Promise.all([this.api.execution(id), this.keys()]);
       const mine = await browserChecks(detail, keys);
-      this.renderDetail(detail, { ...detail.verification.checks, ...mine });
+      await this.renderDetail(detail, { ...detail.verification.checks, ...mine });
     } catch (error) {
       verdict?.replaceChildren(
         el('div', { class: 'jp-WasmSandbox-verdict', 'data-verified': 'false' }, String(error))
@@ -208,7 +243,7 @@ export class AuditPanel extends Widget {
     this.rowsNode.replaceChildren(...this._items.map((r, i) => this.row(r, hashes[i])));
     if (this._items.length === 0) {
       this.rowsNode.append(
-        el('tr', {}, el('td', { colspan: '5', class: 'jp-WasmSandbox-empty' }, 'No runs logged yet.'))
+        el('tr', {}, el('td', { colspan: '3', class: 'jp-WasmSandbox-empty' }, 'No runs logged yet.'))
       );
     }
     const first = end - count;
@@ -231,10 +266,21 @@ export class AuditPanel extends Widget {
         title: `record ${record.id}`
       },
       el('td', {}, String(record.leaf_index)),
-      el('td', { title: formatTime(record.time) }, formatTime(record.time).slice(11)),
-      el('td', {}, statusBadge(o.status)),
-      el('td', { class: 'jp-WasmSandbox-num' }, formatCount(o.fuel_used)),
-      el('td', {}, commitment ? short(commitment, 10) : '—')
+      el(
+        'td',
+        {},
+        el('div', {},
+          el('span', { title: formatTime(record.time) }, formatTime(record.time).slice(11)), ' ',
+          el('span', { title: o.trap ?? o.status }, statusBadge(o.status))),
+        el('div', { class: 'jp-WasmSandbox-ran', title: SEALED_CALL }, whatRan(record))
+      ),
+      el(
+        'td',
+        { class: 'jp-WasmSandbox-num' },
+        el('div', { class: 'jp-WasmSandbox-fuel', title: `${formatCount(o.fuel_used)} fuel` },
+          formatCount(o.fuel_used)),
+        el('div', { title: RUN_COMMITMENT }, commitment ? short(commitment, 8) : '—')
+      )
     );
     tr.addEventListener('click', () => void this.select(record.id));
     return tr;
@@ -256,21 +302,26 @@ export class AuditPanel extends Widget {
     );
   }
 
-  private renderDetail(d: IExecutionDetail, checks?: Record<string, string>): void {
+  private async renderDetail(d: IExecutionDetail, checks?: Record<string, string>): Promise<void> {
     const r = d.record;
     const o = r.outcome;
     const p = d.inclusion_proof;
+    const leaf = await leafHash(r).catch(() => '');
     const facts: [string, Child][] = [
-      ['id', el('code', {}, r.id)],
+      ['record id', el('code', {}, r.id)],
       ['time', formatTime(r.time)],
       ['status', el('span', {}, statusBadge(o.status), o.trap ? ` ${o.trap}` : '',
         o.exit_code !== null ? ` (exit ${o.exit_code})` : '')],
       ['fuel', `${formatCount(o.fuel_used)} of ${formatCount(r.limits.fuel ?? 0)}`],
       ['memory', `${formatCount(o.memory_bytes)} bytes`],
-      ['duration', `${(o.duration_us / 1000).toFixed(2)} ms`],
-      ['program', short(r.program.commitment, 16)],
-      ['result', short(r.result.commitment, 16)],
-      ['sealed to', short(r.recipient, 16)]
+      ['duration', formatDuration(o.duration_us)],
+      ['ran', el('span', {}, whatRan(r), el('div', { class: 'jp-WasmSandbox-note' }, SEALED_CALL))],
+      ['run commitment', leaf ? el('span', {}, short(leaf, 16), ' (log leaf hash)') : '—'],
+      ['program commitment', short(r.program.commitment, 16)],
+      ['program ciphertext sha256', short(r.program.ct_sha256, 16)],
+      ['input commitment', short(r.input.commitment, 16)],
+      ['result commitment', short(r.result.commitment, 16)],
+      ['sealed to key', short(r.recipient, 16)]
     ];
     this.detailNode.replaceChildren(
       el('h3', {}, `Record #${d.leaf_index}`),

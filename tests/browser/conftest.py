@@ -94,9 +94,11 @@ def _wait_ready(lab: Lab, proc: subprocess.Popen[bytes], timeout: float = 90) ->
     raise RuntimeError(f"jupyter lab did not answer in {timeout:.0f} s; see {lab.log}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """JupyterLab with the wasm-sandbox server extension, on a free port of 127.0.0.1."""
+    """JupyterLab with the wasm-sandbox server extension, on a free port of 127.0.0.1: one
+    per test module, each with its own ``WASM_SANDBOX_HOME`` (its kernels inherit it).
+    ``window.jupyterapp`` is exposed so tests can run JupyterLab commands."""
     tmp = tmp_path_factory.mktemp("lab")
     root, home, config = tmp / "root", tmp / "home", tmp / "config"
     for d in (root, config):
@@ -110,7 +112,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
     ARTIFACTS.mkdir(exist_ok=True)
     port, token = _free_port(), secrets.token_hex(16)
-    lab = Lab(f"{LOCAL}:{port}/", token, root, home, ARTIFACTS / "jupyterlab.log")
+    log_name = f"jupyterlab-{Path(str(tmp)).name}.log"
+    lab = Lab(f"{LOCAL}:{port}/", token, root, home, ARTIFACTS / log_name)
     env = {
         **os.environ,
         "WASM_SANDBOX_HOME": str(home),
@@ -125,6 +128,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.expose_app_in_browser=True",
         *_labextensions_path(tmp),
     ]  # fmt: skip
     with lab.log.open("wb") as log:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from .conftest import ARTIFACTS, Lab
+from .ui import NOTEBOOK, notebook_json, palette, run_all, run_cell
 
 pytestmark = pytest.mark.slow
 
@@ -52,22 +53,6 @@ STYLE_OF = """(cell, word) => {
 }"""
 
 
-def _notebook() -> dict[str, Any]:
-    def cell(source: str) -> dict[str, Any]:
-        return {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
-                "source": source}  # fmt: skip
-
-    return {
-        "cells": [cell("%load_ext wasm_sandbox"), cell(C_CELL), cell(WAT_BODY)],
-        "metadata": {
-            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-            "language_info": {"name": "python"},
-        },
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
-
-
 def _style(cell: Any, word: str) -> dict[str, Any]:
     style = cell.evaluate(STYLE_OF, word)
     assert style is not None, f"{word!r} not found in the cell"
@@ -76,39 +61,6 @@ def _style(cell: Any, word: str) -> dict[str, Any]:
 
 def _bold(style: dict[str, Any]) -> bool:
     return int(style["weight"]) >= 600
-
-
-def _run(page: Any, cell: Any, timeout: float = 60) -> int:
-    """Run `cell` until its prompt shows a number: the first run can be dropped while the
-    kernel connects."""
-    prompt = cell.locator(".jp-InputPrompt")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        cell.locator(".cm-content").click()
-        page.keyboard.press("Shift+Enter")
-        wait_until = time.monotonic() + 15
-        while time.monotonic() < wait_until:
-            match = re.search(r"\[(\d+)\]", prompt.inner_text())
-            if match:
-                return int(match.group(1))
-            page.wait_for_timeout(250)
-    raise AssertionError(f"the cell did not run in {timeout:.0f} s: {prompt.inner_text()!r}")
-
-
-def _palette(page: Any, label: str) -> None:
-    """Run a command from the command palette, by its label."""
-    palette = page.locator(".lm-CommandPalette-input")
-    item = page.locator(".lm-CommandPalette-item", has_text=label).first
-    for _ in range(5):
-        page.keyboard.press("Escape")
-        page.keyboard.press("Control+Shift+C")
-        try:
-            palette.fill(label, timeout=3_000)
-            item.click(timeout=3_000)
-            return
-        except Exception:  # not open or not listed yet (JupyterLab still starting): again
-            page.wait_for_timeout(500)
-    raise AssertionError(f"no command {label!r} in the palette")
 
 
 def _post_runs(lab: Lab, count: int) -> None:
@@ -122,6 +74,23 @@ def _post_runs(lab: Lab, count: int) -> None:
         )  # fmt: skip
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 201
+
+
+# The panel's width, and what sticks out to the right of it.
+OVERFLOW = """n => {
+  const right = n.getBoundingClientRect().right;
+  const out = e => Math.round(e.getBoundingClientRect().right - right);
+  const wider = [...n.querySelectorAll('*')].filter(e => out(e) > 0)
+    .map(e => `${e.tagName.toLowerCase()}.${e.className} ${out(e)} px`);
+  return {width: n.clientWidth, scroll: n.scrollWidth, wider: wider.slice(0, 8)};
+}"""
+
+
+def _looks(button: Any) -> dict[str, str]:
+    return button.evaluate(
+        "b => { const s = getComputedStyle(b); "
+        "return {cursor: s.cursor, opacity: s.opacity, background: s.backgroundColor}; }"
+    )
 
 
 def _digits(text: str) -> int:
@@ -142,7 +111,8 @@ def test_installed_extension_is_enabled() -> None:
 
 def test_highlight_run_and_verify_in_the_audit_panel(lab: Lab, browser_context: Any) -> None:
     started = time.monotonic()
-    (lab.root / "demo.ipynb").write_text(json.dumps(_notebook()))
+    cells_source = ["%load_ext wasm_sandbox", C_CELL, WAT_BODY]
+    (lab.root / "demo.ipynb").write_text(json.dumps(notebook_json(cells_source)))
     page = browser_context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -154,11 +124,24 @@ def test_highlight_run_and_verify_in_the_audit_panel(lab: Lab, browser_context: 
 
     # The audit panel, from the command palette, over a log that already fills one page.
     _post_runs(lab, PAGE_SIZE)
-    _palette(page, "Open WebAssembly Audit Trail")
+    palette(page, "Open WebAssembly Audit Trail")
     panel = page.locator("#wasm-sandbox-audit")
     rows = panel.locator(".jp-WasmSandbox-record")
     panel.locator(f".jp-WasmSandbox-record[data-leaf-index='{PAGE_SIZE - 1}']").wait_for()
     assert rows.count() == PAGE_SIZE
+    # At its default width the panel needs no horizontal scrolling, and the list says, for
+    # each run, what the public record tells of what ran (the call itself is sealed).
+    width = panel.evaluate(OVERFLOW)
+    assert not width["wider"], f"the audit panel overflows its {width['width']} px: {width}"
+    ran = rows.first.locator(".jp-WasmSandbox-ran")
+    assert re.fullmatch(r"\d+ B program", ran.inner_text()), ran.inner_text()
+    assert "sealed" in (ran.get_attribute("title") or "")
+    # One page only: both paging buttons are disabled and look it.
+    newer, older = panel.locator(".jp-WasmSandbox-newer"), panel.locator(".jp-WasmSandbox-older")
+    assert newer.is_disabled() and older.is_disabled()
+    assert _looks(newer)["cursor"] == "not-allowed" and float(_looks(newer)["opacity"]) < 1
+    refresh_look = _looks(panel.locator(".jp-WasmSandbox-refresh"))
+    assert _looks(newer)["background"] != refresh_look["background"], refresh_look
 
     # Opened from disk: the %%wasm --lang c cell is C (`#include` is not a Python comment),
     # the Python cell with WebAssembly text stays Python (`module` is a plain name).
@@ -187,27 +170,35 @@ def test_highlight_run_and_verify_in_the_audit_panel(lab: Lab, browser_context: 
     assert new.locator(".cm-line").first.inner_text() == MAGIC_LINE
 
     # Run it: the widget card shows fuel and commitment.
-    _run(page, cells.nth(0))
-    _run(page, new)
-    card = new.locator(".jp-OutputArea-output")
-    commitment_code = card.locator("tr:has(th:text-is('commitment')) code[title]")
+    run_cell(page, cells.nth(0))
+    run_cell(page, new)
+    card = new.locator(".jp-OutputArea-output:has(.wasm-sandbox-card)")
+    commitment_code = card.locator("tr:has(th:text-is('run commitment')) code[title]")
     commitment_code.wait_for(timeout=60_000)
     commitment = commitment_code.get_attribute("title") or ""
     assert re.fullmatch(r"[0-9a-f]{64}", commitment), commitment
     fuel_text = card.get_by_text(re.compile(r"^[\d,]+ / [\d,]+ \(")).first.inner_text()
     fuel_used = _digits(fuel_text.split("/")[0])
     assert fuel_used > 0, fuel_text
+    assert card.get_by_text(re.compile(r"^fuel$")).count() == 1  # one fuel row
+    # The static fallback is in the notebook (for nbconvert) but hidden behind the live card.
+    fallback = new.locator(".wasm-sandbox-fallback")
+    assert fallback.count() == 1 and not fallback.is_visible()
+    assert new.locator(".jp-OutputArea-child:visible").count() == 1
 
     # The panel refreshed by itself: the new run is on top, the oldest moved to the next page.
     row = panel.locator(f".jp-WasmSandbox-record[data-commitment='{commitment}']")
     row.wait_for(timeout=20_000)
     assert rows.first.get_attribute("data-commitment") == commitment
     assert int(row.get_attribute("data-leaf-index") or -1) >= PAGE_SIZE
-    assert _digits(row.locator("td").nth(3).inner_text()) == fuel_used
+    assert _digits(row.locator(".jp-WasmSandbox-fuel").inner_text()) == fuel_used
     assert _digits(panel.locator(".jp-WasmSandbox-tree-size").inner_text()) > PAGE_SIZE
-    panel.locator(".jp-WasmSandbox-older").click()
+    assert newer.is_disabled() and older.is_enabled()
+    assert _looks(older)["cursor"] != "not-allowed" and _looks(older)["opacity"] == "1"
+    older.click()
     panel.locator(".jp-WasmSandbox-record[data-leaf-index='0']").wait_for()
-    panel.locator(".jp-WasmSandbox-newer").click()
+    assert older.is_disabled() and newer.is_enabled()
+    newer.click()
 
     # Select it, Verify: the server's checks and the browser's own.
     row.click()
@@ -222,11 +213,11 @@ def test_highlight_run_and_verify_in_the_audit_panel(lab: Lab, browser_context: 
 
     # The other two palette commands: verify the latest run, insert an example cell.
     panel.locator(".jp-WasmSandbox-detail").evaluate("n => n.replaceChildren()")
-    _palette(page, "Verify Latest WebAssembly Run")
+    palette(page, "Verify Latest WebAssembly Run")
     verdict.wait_for(timeout=20_000)
     assert verdict.get_attribute("data-verified") == "true", verdict.inner_text()
     new.locator(".cm-content").click()
-    _palette(page, "Insert %%wasm Example Cell")
+    palette(page, "Insert %%wasm Example Cell")
     example = cells.nth(4)
     example.locator(".cm-line").first.wait_for()
     assert example.locator(".cm-line").first.inner_text().startswith("%%wasm")
@@ -240,3 +231,24 @@ def test_highlight_run_and_verify_in_the_audit_panel(lab: Lab, browser_context: 
     assert not _bold(_style(example, "module")), "still WAT after the magic line was deleted"
     assert not errors, errors
     print(f"browser test: {time.monotonic() - started:.1f} s; checks: {checks}")
+
+
+def test_launcher_opens_a_webassembly_notebook(lab: Lab, browser_context: Any) -> None:
+    """The launcher's WebAssembly section: a new notebook with a starter cell that runs."""
+    page = browser_context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(f"{lab.url}lab?reset&token={lab.token}")
+    section = page.locator(".jp-Launcher-section", has_text="WebAssembly")
+    notebook = section.locator(".jp-LauncherCard", has_text="WebAssembly Notebook")
+    notebook.wait_for()
+    assert section.locator(".jp-LauncherCard", has_text="WebAssembly Audit Trail").count() == 1
+    notebook.click()
+    cells = page.locator(f"{NOTEBOOK} .jp-Cell")
+    cells.nth(1).locator(".cm-line").first.wait_for()
+    assert cells.count() == 2
+    assert cells.nth(0).locator(".cm-content").inner_text() == "%load_ext wasm_sandbox"
+    assert cells.nth(1).locator(".cm-line").first.inner_text().startswith("%%wasm --invoke")
+    run_all(page)
+    card = cells.nth(1).locator(".wasm-sandbox-card")
+    card.locator(".wasm-sandbox-status[data-status='ok']").wait_for()
+    page.close()

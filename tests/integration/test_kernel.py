@@ -72,6 +72,13 @@ class Cell:
         assert len(cards) == 1, f"expected one card, got {self.outputs}"
         return cards[0]
 
+    @property
+    def static(self) -> dict[str, Any]:
+        """The card's static fallback: the output after the widget."""
+        shown = [d for d in self.displays if "wasm-sandbox-fallback" in d.get("text/html", "")]
+        assert len(shown) == 1, f"expected one static fallback, got {self.outputs}"
+        return shown[0]
+
 
 class Kernel:
     """A running ipykernel and the widget models it has published."""
@@ -181,7 +188,7 @@ def assert_shows(kernel: Kernel, cell: Cell, facts: dict[str, Any], label: str) 
     """The card's widget state and its static HTML both carry the run's facts."""
     card = cell.card
     widget_text = kernel.text(card[WIDGET_VIEW]["model_id"])
-    static = card["text/html"]
+    static = cell.static["text/html"]
     for where, text in (("widget", widget_text), ("static HTML", static)):
         expected = [
             f'data-status="{facts["status"]}"',
@@ -194,7 +201,7 @@ def assert_shows(kernel: Kernel, cell: Cell, facts: dict[str, Any], label: str) 
         ]
         for fact in expected:
             assert fact in text, f"{fact!r} missing from the card's {where}"
-    assert facts["commitment"] in card["text/plain"]
+    assert facts["commitment"] in cell.static["text/plain"]
 
 
 def test_load_ext_registers_the_magics(kernel):
@@ -221,7 +228,7 @@ def test_wasi_hello_world(kernel):
     cell, facts = run_wasm(kernel, "", programs.HELLO)
     assert facts["stdout"] == "hello, sandbox\n"
     assert_shows(kernel, cell, facts, ">ok<")
-    assert "hello, sandbox" in cell.card["text/html"]
+    assert "hello, sandbox" in cell.static["text/html"]
     assert "hello, sandbox" in kernel.text(cell.card[WIDGET_VIEW]["model_id"])
 
 
@@ -254,7 +261,7 @@ def test_trap_shows_kind_and_frames(kernel):
     cell, facts = run_wasm(kernel, "--invoke boom", programs.TRAP)
     assert facts["status"] == "trap"
     assert_shows(kernel, cell, facts, "trap: unreachable")
-    assert html.escape(facts["frames"][0]) in cell.card["text/html"]
+    assert html.escape(facts["frames"][0]) in cell.static["text/html"]
 
 
 def test_compile_error_shows_the_line_and_a_caret(kernel):
@@ -376,7 +383,7 @@ def test_verify_and_decrypt_buttons(kernel):
     cell, _ = run_wasm(kernel, "--invoke add 5 6", programs.ADD)
     root = cell.card[WIDGET_VIEW]["model_id"]
     verify, decrypt = kernel.find(root, "ButtonModel")
-    [_, _, detail] = kernel.find(root, "HTMLModel")
+    *_, detail = kernel.find(root, "HTMLModel")  # top, fuel, facts, detail
     kernel.click(verify)
     assert "VERIFIED" in kernel.models[detail]["value"]
     kernel.click(decrypt)
@@ -449,22 +456,49 @@ def test_static_view_matches_the_execution_repr(kernel):
 
 @pytest.mark.slow
 def test_saved_notebook_shows_the_run_without_a_kernel(tmp_path, monkeypatch):
+    """nbclient saves the widget state, so nbconvert renders the widget view (a script whose
+    loader comes from a CDN): the facts must be in a static output of their own."""
+    import subprocess
+    import sys
+
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    nbconvert = pytest.importorskip("nbconvert")
-    monkeypatch.setenv("WASM_SANDBOX_HOME", str(tmp_path / "home"))
+    from wasm_sandbox import Sandbox
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("WASM_SANDBOX_HOME", str(home))
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell("%load_ext wasm_sandbox"),
         nbformat.v4.new_code_cell(f"%%wasm --invoke add 2 3\n{programs.ADD}"),
+        nbformat.v4.new_code_cell(f"%%wasm --invoke boom\n{programs.TRAP}"),
+        nbformat.v4.new_code_cell(f"%%wasm --invoke spin --fuel 5000\n{programs.LOOP}"),
     ]
     nbclient.NotebookClient(nb, timeout=60, kernel_name="python3").execute(cwd=str(tmp_path))
-    [output] = nb.cells[1].outputs
-    assert {WIDGET_VIEW, "text/html", "text/plain"} <= set(output["data"])
-    saved = nbformat.reads(nbformat.writes(nb), as_version=4)
-    with_state, _ = nbconvert.HTMLExporter().from_notebook_node(saved)
-    assert 'data-status=\\"ok\\"' in with_state  # the card, from the saved widget state
-    saved.metadata.pop("widgets")  # JupyterLab saves no widget state by default
-    static, _ = nbconvert.HTMLExporter().from_notebook_node(saved)
-    assert 'class="wasm-sandbox-run"' in static and 'data-status="ok"' in static
-    assert "wasm-sandbox: ok" in output["data"]["text/plain"]
+    assert "widgets" in nb.metadata  # the widget state that made nbconvert pick the widget
+    path = tmp_path / "saved.ipynb"
+    nbformat.write(nb, path)
+    subprocess.run(
+        [sys.executable, "-m", "nbconvert", "--to", "html", str(path)],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    page = (tmp_path / "saved.html").read_text()
+    no_scripts = re.sub(r"<script\b.*?</script>", "", page, flags=re.S | re.I)
+    text = html.unescape(re.sub(r"<[^>]+>", " ", no_scripts))
+    cards = {
+        (
+            re.search(r'data-status="(\w+)"', tag)[1],
+            int(re.search(r'data-leaf-index="(\d+)"', tag)[1]),
+        )
+        for tag in re.findall(r'<div [^>]*class="wasm-sandbox-run"[^>]*>', no_scripts)
+    }  # nbconvert's sanitizer sorts the attributes
+    with Sandbox(home=home) as sb:
+        runs = sb.log()
+    assert cards == {(r["outcome"]["status"], r["leaf_index"]) for r in runs}
+    assert sorted(status for status, _ in cards) == ["ok", "out_of_fuel", "trap"]
+    for r in runs:
+        o = r["outcome"]
+        assert f"{o['fuel_used']:,} / {r['limits']['fuel']:,}" in text
+        assert f"leaf #{r['leaf_index']} of a tree of size" in text
+    for label in ("ok", "trap: unreachable", "out of fuel"):
+        assert re.search(rf"\b{label}\b", text), label

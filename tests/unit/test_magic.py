@@ -222,10 +222,10 @@ def test_verify_and_log(ip, settings):
 def test_card_mode_publishes_widget_and_static_view(ip, settings):
     settings.display = "both"
     cap = run(ip, f"%%wasm --invoke add 1 1 --out ex\n{programs.ADD}")
-    first, final = cap.outputs
+    first, final, static = cap.outputs
     assert first.transient["display_id"] == final.transient["display_id"] and final.update
     assert "application/vnd.jupyter.widget-view+json" in final.data
-    assert ip.user_ns["ex"].commitment in final.data["text/html"]
+    assert ip.user_ns["ex"].commitment in static.data["text/html"]
     assert ip.user_ns["ex"].commitment in cap.stdout  # "both" also prints the text view
 
 

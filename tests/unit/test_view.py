@@ -15,6 +15,7 @@ from wasm_sandbox.jupyter import html, teach
 from wasm_sandbox.outcome import Frame, Outcome
 
 SCRIPT = "<script>alert(1)</script>"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture
@@ -74,6 +75,42 @@ def test_commitment_is_short_on_screen_but_whole_in_the_page():
 def test_status_labels(outcome, label):
     assert html.status_label(outcome) == label
     assert f'data-status="{outcome.status}"' in html.header(outcome)
+
+
+def test_a_message_that_repeats_the_status_is_not_shown_twice():
+    head = html.header(Outcome("interrupted", message="interrupted"))
+    assert head.count(">interrupted<") == 1 and "<span>interrupted</span>" not in head
+    assert "stopped after" in html.header(Outcome("timeout", message="stopped after 1 s"))
+
+
+@pytest.mark.parametrize(
+    ("ms", "shown"),
+    [(0.0123, "12 µs"), (0.85, "850 µs"), (1.234, "1.23 ms"), (56.78, "56.8 ms"),
+     (340.2, "340 ms"), (3412, "3.41 s"), (125_000, "2 min 05 s")],
+)  # fmt: skip
+def test_durations_read_in_human_units(ms, shown):
+    assert html.duration_text(ms) == shown
+
+
+def test_every_hash_says_what_it_is_a_hash_of(run):
+    ex, blobs = run(programs.ADD, invoke="add", args=(1, 2))
+    plain = html.text(ex, blobs)
+    rec = ex.record
+    for part in ("program", "input", "result"):
+        assert f"ciphertext sha256 {rec[part]['ct_sha256']}" in plain
+        assert f"{part} commitment {rec[part]['commitment']}" in plain
+    run_row = next(line for line in plain.splitlines() if line.startswith("run commitment"))
+    assert ex.commitment in run_row and "leaf hash" in run_row
+    assert "record id" in plain and "duration" in plain
+
+
+def test_static_card_is_headed_with_the_call_and_wraps(run):
+    ex, blobs = run(programs.HELLO)
+    page = html.page(ex, blobs, "cell: _start")
+    assert "wasm-sandbox · cell: _start" in page
+    box = page[: page.index(">")]
+    assert "max-width:100%" in box and "overflow-x:auto" in box and "overflow-wrap:anywhere" in box
+    assert html.text(ex, blobs, "cell: _start").startswith("wasm-sandbox: ok · cell: _start\n")
 
 
 def test_repeated_frames_are_folded():
@@ -201,18 +238,24 @@ def test_card_gauge_moves_then_shows_the_run(shell, sandbox, run):
     with capture_output() as cap:
         card.show()
         card.progress(250)
-        assert card.gauge.value == 250 and "250 / 1,000 (25.00%)" in card.facts.value
+        assert card.gauge.value == 250 and "250 / 1,000 (25.00%)" in card.fuel.value
         assert "running…" in card.top.value
         ex, _ = run(programs.LOOP, invoke="spin", limits=Limits(fuel=1000))
         card.finish(ex)
     assert card.gauge.value == 1000 and card.gauge.bar_style == "danger"
     assert "out of fuel" in card.top.value and ex.commitment in card.facts.value
-    first, final = cap.outputs
+    assert "fuel" not in card.facts.value  # one fuel row: the gauge and its figure
+    first, final, fallback = cap.outputs
     assert final.update and final.transient == first.transient
-    assert {"text/html", "text/plain", "application/vnd.jupyter.widget-view+json"} <= set(
-        final.data
-    )
-    assert final.data["application/vnd.jupyter.widget-view+json"]["model_id"] == card.box.model_id
+    assert set(final.data) == {WIDGET_VIEW, "text/plain"}
+    assert final.data[WIDGET_VIEW]["model_id"] == card.box.model_id
+    assert "wasm-sandbox-card" in card.box._dom_classes
+    # The static facts are an output of their own: nbconvert shows them whatever widget
+    # state the notebook saved; the labextension hides them behind a live card.
+    assert WIDGET_VIEW not in fallback.data
+    assert fallback.data["text/html"].startswith('<div class="wasm-sandbox-fallback">')
+    assert ex.commitment in fallback.data["text/html"]
+    assert "cell: spin()" in fallback.data["text/plain"]
 
 
 def test_card_buttons_verify_and_decrypt(shell, sandbox, run):
@@ -268,8 +311,8 @@ def test_abandon_says_why(shell, sandbox):
     with capture_output() as cap:
         card.show()
         card.abandon(KeyboardInterrupt())
-    assert "interrupted" in card.top.value
-    assert "interrupted" in cap.outputs[-1].data["text/plain"]
+    assert ">interrupted</span> before or after the guest ran" in card.top.value
+    assert cap.outputs[-1].data["text/plain"].count("interrupted") == 1
 
 
 def test_cards_share_layouts_and_styles(shell, sandbox):

@@ -39,9 +39,16 @@ _COLORS = {
     "verified": "#1a7f37",
     "not verified": "#cf222e",
 }
-_BOX = "font-family:var(--jp-ui-font-family,sans-serif);font-size:13px;line-height:1.5"
-_PRE = "margin:2px 0;padding:4px 6px;background:rgba(128,128,128,.1);white-space:pre-wrap"
+_BOX = (
+    "font-family:var(--jp-ui-font-family,sans-serif);font-size:13px;line-height:1.5;"
+    "max-width:100%;overflow-x:auto;overflow-wrap:anywhere"
+)
+_PRE = (
+    "margin:2px 0;padding:4px 6px;background:rgba(128,128,128,.1);white-space:pre-wrap;"
+    "overflow-wrap:anywhere;max-height:24em;overflow-y:auto"
+)
 _CELL = "text-align:left;padding:1px 12px 1px 0;vertical-align:top"
+_HEAD = _CELL + ";white-space:nowrap"
 _PARTS = ("program", "input", "result")
 
 
@@ -89,8 +96,9 @@ def header(outcome: Outcome | None, title: str = "", pending: str = "running…"
     if outcome is None:
         parts = [badge(RUNNING, pending)]
     else:
-        parts = [badge(outcome.status, status_label(outcome))]
-        if outcome.message:
+        label = status_label(outcome)
+        parts = [badge(outcome.status, label)]
+        if outcome.message and outcome.message != label:  # no "interrupted interrupted"
             parts.append(f"<span>{escape(outcome.message)}</span>")
     if title:
         parts.insert(0, f"<b>{escape(title)}</b>")
@@ -116,6 +124,19 @@ def io_html(outcome: Outcome) -> str:
         f'<div><b>{label}</b><pre style="{_PRE}">{escape(text)}</pre></div>'
         for label, text in _io(outcome)
     )
+
+
+def duration_text(ms: float) -> str:
+    """A duration in the unit a person reads: ``850 µs``, ``1.2 ms``, ``340 ms``, ``3.4 s``,
+    ``2 min 05 s``."""
+    if ms < 1:
+        return f"{ms * 1000:.0f} µs"
+    if ms < 1000:
+        return f"{ms:.3g} ms" if ms < 100 else f"{ms:.0f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.3g} s"
+    minutes, seconds = divmod(round(ms / 1000), 60)
+    return f"{minutes} min {seconds:02d} s"
 
 
 def fuel_text(used: int, limit: int) -> str:
@@ -150,13 +171,23 @@ def run_facts(execution: Execution, blobs: Mapping[str, bytes] | None = None) ->
     o, rec = execution.outcome, execution.record
     return [
         Fact("memory", memory_text(o.memory_bytes, o.memory_limit), ""),
-        Fact("duration", f"{o.duration_ms:.2f} ms", ""),
+        Fact("duration", duration_text(o.duration_ms), ""),
         Fact("sealed with", str(rec.get("suite", "")), ""),
         *(_part(name, rec[name], (blobs or {}).get(name)) for name in _PARTS if name in rec),
-        Fact("commitment", execution.commitment, short_hash(execution.commitment, 24)),
+        run_commitment(execution.commitment),
         _ledger(execution.leaf_index, execution.tree_size, execution.root),
-        Fact("record", execution.id, short_hash(execution.id, 32)),
+        Fact("record id", execution.id, short_hash(execution.id, 32)),
     ]
+
+
+RUN_COMMITMENT = "run commitment"
+_LEAF_NOTE = "log leaf hash: SHA-256 of 0x00 and the canonical record"
+
+
+def run_commitment(value: str) -> Fact:
+    """The run's commitment: the Merkle leaf hash of its record (what the panel lists)."""
+    shown = f"{short_hash(value, 24)} <small>{_LEAF_NOTE}</small>"
+    return Fact(RUN_COMMITMENT, f"{value} ({_LEAF_NOTE})", shown)
 
 
 def facts(execution: Execution, blobs: Mapping[str, bytes] | None = None) -> list[Fact]:
@@ -166,7 +197,7 @@ def facts(execution: Execution, blobs: Mapping[str, bytes] | None = None) -> lis
 
 def facts_table(rows: Iterable[Fact]) -> str:
     body = "".join(
-        f'<tr><th style="{_CELL}">{escape(r.label)}</th>'
+        f'<tr><th style="{_HEAD}">{escape(r.label)}</th>'
         f'<td style="{_CELL}">{r.html or escape(r.text)}</td></tr>'
         for r in rows
     )
@@ -176,29 +207,37 @@ def facts_table(rows: Iterable[Fact]) -> str:
 # --- whole views -----------------------------------------------------------------------------
 
 
-def mimebundle(execution: Execution, blobs: Mapping[str, bytes] | None = None) -> dict[str, str]:
-    """``{"text/html", "text/plain"}`` of a run (``blobs`` adds ciphertext previews)."""
-    return {"text/html": page(execution, blobs), "text/plain": text(execution, blobs)}
+def mimebundle(
+    execution: Execution, blobs: Mapping[str, bytes] | None = None, title: str = ""
+) -> dict[str, str]:
+    """``{"text/html", "text/plain"}`` of a run (``blobs`` adds ciphertext previews), headed
+    with ``title`` (the call, e.g. ``cell: fact(20)``)."""
+    return {
+        "text/html": page(execution, blobs, title),
+        "text/plain": text(execution, blobs, title),
+    }
 
 
-def page(execution: Execution, blobs: Mapping[str, bytes] | None = None) -> str:
+def page(execution: Execution, blobs: Mapping[str, bytes] | None = None, title: str = "") -> str:
     o = execution.outcome
+    head = f"wasm-sandbox · {title}" if title else "wasm-sandbox"
     return (
         f'<div class="wasm-sandbox-run" data-status="{escape(o.status)}" '
         f'data-leaf-index="{execution.leaf_index}" style="{_BOX}">'
-        f"<div>{header(o, 'wasm-sandbox')}</div>{io_html(o)}"
+        f"<div>{header(o, head)}</div>{io_html(o)}"
         f"{facts_table(facts(execution, blobs))}</div>"
     )
 
 
-def text(execution: Execution, blobs: Mapping[str, bytes] | None = None) -> str:
-    o = execution.outcome
-    lines = [f"wasm-sandbox: {status_label(o)}" + (f" ({o.message})" if o.message else "")]
+def text(execution: Execution, blobs: Mapping[str, bytes] | None = None, title: str = "") -> str:
+    o, call = execution.outcome, f" · {title}" if title else ""
+    note = f" ({o.message})" if o.message and o.message != status_label(o) else ""
+    lines = [f"wasm-sandbox: {status_label(o)}{note}{call}"]
     lines += [f"  at {frame}" for frame in frame_lines(o)]
     for label, body in _io(o):
         lines.append(f"{label}:")
         lines += [f"  {line}" for line in body.splitlines() or [""]]
-    lines += [f"{f.label:<12} {f.text}" for f in facts(execution, blobs)]
+    lines += [f"{f.label:<16} {f.text}" for f in facts(execution, blobs)]
     return "\n".join(lines)
 
 
@@ -228,7 +267,7 @@ def opened(o: Opened) -> dict[str, str]:
     digest = hashlib.sha256(o.program).hexdigest()
     kind, source = o.shown_source()
     rows = [
-        Fact("program", f"{len(o.program):,} bytes, sha256 {digest}", ""),
+        Fact("program", f"{len(o.program):,} bytes, sha256 of these bytes {digest}", ""),
         Fact(f"source ({SOURCE_KINDS.get(kind or '', kind)})", source, "") if source else None,
         Fact("input", json.dumps(o.input, indent=1, sort_keys=True), ""),
         Fact("result", json.dumps(o.result, indent=1, sort_keys=True), ""),
@@ -284,18 +323,20 @@ def _percent(used: int, limit: int) -> str:
 
 
 def _part(name: str, part: Mapping[str, Any], blob: bytes | None) -> Fact:
+    """A sealed part: sizes, the ciphertext's SHA-256, the part's commitment, the HPKE enc."""
     size = f"{part['size']:,} B plaintext → " if "size" in part else ""
     enc = str(part["enc"])
     preview = f", starts {blob[:12].hex()}…" if blob else ""
     text = (
-        f"{size}{part['ct_len']:,} B ciphertext{preview} (sha256 {part['ct_sha256']}); "
-        f"enc {enc[:16]}… ({len(enc) // 2} B)"
+        f"{size}{part['ct_len']:,} B ciphertext{preview}; ciphertext sha256 {part['ct_sha256']}; "
+        f"{name} commitment {part['commitment']}; HPKE enc {enc[:16]}… ({len(enc) // 2} B)"
     )
     html = (
-        f"{escape(size)}{part['ct_len']:,} B ciphertext{escape(preview)} "
-        f"(sha256 {short_hash(part['ct_sha256'])}); enc {short_hash(enc)} ({len(enc) // 2} B)"
+        f"{escape(size)}{part['ct_len']:,} B ciphertext{escape(preview)}<br>"
+        f"ciphertext sha256 {short_hash(part['ct_sha256'])} · {name} commitment "
+        f"{short_hash(part['commitment'])} · HPKE enc {short_hash(enc, 8)} ({len(enc) // 2} B)"
     )
-    return Fact(name, text, html)
+    return Fact(f"{name} (sealed)", text, html)
 
 
 def _ledger(leaf_index: int, tree_size: int, root: str) -> Fact:
@@ -329,6 +370,6 @@ def _log_row(row: Mapping[str, Any]) -> tuple[str, ...]:
         status,
         f"{out['fuel_used']:,}",
         f"{out['memory_bytes']:,} B",
-        f"{out['duration_us'] / 1000:.2f} ms",
+        duration_text(out["duration_us"] / 1000),
         f"{row['program']['size']:,} B",
     )

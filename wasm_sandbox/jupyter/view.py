@@ -5,8 +5,12 @@ Every view has the same four steps, called by the magic on the kernel's main thr
 ``finish(execution)`` after it, or ``discard()`` when nothing was run (the source did not
 compile) and ``abandon(exc)`` when the cell was interrupted outside the guest (or failed).
 
-The card's output carries the widget *and* the static HTML and text of `html`, so a saved
-notebook shows the run without a kernel (nbconvert, GitHub, nbval).
+The card is two outputs: the widget, then the static HTML and text of `html` (the
+*fallback*, class ``wasm-sandbox-fallback``), so a saved notebook shows the run without a
+kernel or scripts (nbconvert, GitHub, nbval). One output holding both would not do: nbconvert
+renders the widget view whenever the notebook carries the widget's state (nbclient saves it),
+and that view needs a widget loader from a CDN. The labextension's CSS hides a fallback that
+follows a live card (``wasm-sandbox-card``), so JupyterLab shows the run once.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 _BAR_STYLES = {"ok": "success", "out_of_fuel": "danger", "error": "danger", "trap": "danger"}
+CARD_CLASS, FUEL_CLASS = "wasm-sandbox-card", "wasm-sandbox-fuel"
+FALLBACK_CLASS = "wasm-sandbox-fallback"
 
 
 class Quiet:
@@ -59,15 +65,16 @@ class Static(Quiet):
     """The static HTML and text only, once the run is over (``display = "text"``)."""
 
     def finish(self, execution: Execution) -> None:
-        display(html.mimebundle(execution, self.blobs(execution)), raw=True)
+        display(html.mimebundle(execution, self.blobs(execution), self.title), raw=True)
 
 
 class Card(Quiet):
-    """The live card: status badge, output, a fuel gauge that moves while the guest runs,
-    memory, duration, the sealed payload, the commitment, the log position, and Verify and
-    Decrypt buttons. ``echo`` also prints the plain-text view (``display = "both"``).
+    """The live card: status badge, output, a fuel gauge that moves while the guest runs
+    (one row: the bar and its figure), memory, duration, the sealed payload, the commitments,
+    the log position, and Verify and Decrypt buttons; then the static fallback. ``echo`` also
+    prints the plain-text view (``display = "both"``).
 
-    Seven widgets per card; layouts and styles are shared by every card, because a kernel
+    Nine widgets per card; layouts and styles are shared by every card, because a kernel
     keeps each widget until it is closed."""
 
     def __init__(self, sandbox: Sandbox, limits: Limits, title: str = "", echo: bool = False):
@@ -81,12 +88,16 @@ class Card(Quiet):
         self.gauge = w.IntProgress(
             max=max(limits.fuel, 1), description="fuel", bar_style="info", **shared.progress
         )
-        self.facts = w.HTML(self._fuel_table(0), **shared.html)
+        self.fuel = w.HTML(self._fuel_text(0), **shared.html)
+        self.facts = w.HTML(**shared.html)
         self.verify = _button(w, shared, "Verify", "check", self._on_verify)
         self.buttons = w.HBox([self.verify], layout=shared.layout)
         self.detail = w.HTML(**shared.html)
-        parts = [self.top, self.gauge, self.facts, self.buttons, self.detail]
+        self.fuel_row = w.HBox([self.gauge, self.fuel], layout=shared.layout)
+        parts = [self.top, self.fuel_row, self.facts, self.buttons, self.detail]
         self.box = w.VBox(parts, layout=shared.card)
+        self.box.add_class(CARD_CLASS)
+        self.fuel.add_class(FUEL_CLASS)
         self.handle: Any = None
 
     def show(self) -> None:
@@ -99,7 +110,7 @@ class Card(Quiet):
             self.top.value = html.header(None, self.title)  # sent once: only changes are sent
             if fuel_used != self.gauge.value:
                 self.gauge.value = fuel_used
-                self.facts.value = self._fuel_table(fuel_used)
+                self.fuel.value = self._fuel_text(fuel_used)
         except Exception:  # a closed comm, a display hook failing: keep the guest running
             _log.debug("fuel gauge update failed", exc_info=True)
 
@@ -109,35 +120,37 @@ class Card(Quiet):
         self.top.value = html.header(o, self.title) + html.io_html(o)
         self.gauge.max, self.gauge.value = max(o.fuel_limit, 1), o.fuel_used
         self.gauge.bar_style = _BAR_STYLES.get(o.status, "warning")
-        fuel = self._fuel_row(o.fuel_used)  # text only: the gauge above is the bar
-        self.facts.value = html.facts_table([fuel, *html.run_facts(execution, blobs)])
+        self.fuel.value = escape(html.fuel_text(o.fuel_used, o.fuel_limit))
+        self.facts.value = html.facts_table(html.run_facts(execution, blobs))
         self.verify.disabled = False
         if _can_decrypt(self.sandbox, execution):
             shared = _shared(self.w)
             decrypt = _button(self.w, shared, "Decrypt", "unlock", self._on_decrypt, False)
             self.buttons.children = (self.verify, decrypt)
-        self.handle.update(self._bundle(html.mimebundle(execution, blobs)), raw=True)
+        self.handle.update(self._bundle({"text/plain": ""}), raw=True)  # the fallback has it
+        static = html.mimebundle(execution, blobs, self.title)
+        static["text/html"] = f'<div class="{FALLBACK_CLASS}">{static["text/html"]}</div>'
+        display(static, raw=True)
         if self.echo:
-            print(html.text(execution, blobs))
+            print(static["text/plain"])
 
     def discard(self) -> None:
-        for widget in (*self.buttons.children, *self.box.children, self.box):
+        rows = (self.buttons, self.fuel_row)
+        for widget in (*(w for row in rows for w in row.children), *self.box.children, self.box):
             widget.close()
         clear_output()
 
     def abandon(self, exc: BaseException) -> None:
         if isinstance(exc, KeyboardInterrupt):
-            status, note = "interrupted", "interrupted before or after the guest ran"
+            status, note = "interrupted", "before or after the guest ran"
         else:
             status, note = "error", f"{type(exc).__name__}: {exc}"
         self.top.value = f"{html.badge(status, status)} {escape(note)}"
-        self.handle.update(self._bundle({"text/plain": f"wasm-sandbox: {note}"}), raw=True)
+        text = f"wasm-sandbox: {status}: {note}"
+        self.handle.update(self._bundle({"text/plain": text}), raw=True)
 
-    def _fuel_row(self, used: int) -> html.Fact:
-        return html.Fact("fuel", html.fuel_text(used, self.limits.fuel), "")
-
-    def _fuel_table(self, used: int) -> str:
-        return html.facts_table([self._fuel_row(used)])
+    def _fuel_text(self, used: int) -> str:
+        return escape(html.fuel_text(used, self.limits.fuel))
 
     def _bundle(self, static: dict[str, str]) -> dict[str, Any]:
         return {**static, WIDGET_VIEW: self.box._repr_mimebundle_()[WIDGET_VIEW]}
