@@ -77,7 +77,7 @@ class WasmMagics(Magics):
                 grants=grants,
                 recipient=recipient,
                 progress=shown.progress,
-                status=_status,
+                status=shown.status,
             )
         except SandboxError as exc:  # a failed run that was logged carries its Execution
             failed = getattr(exc, "execution", None)
