@@ -42,7 +42,7 @@ from . import binary, wasi
 from . import outcome as st
 from .cache import ModuleCache
 from .errors import CompileError, InvocationError
-from .limits import Grants, Limits
+from .limits import Grants, Limits, open_granted_dir
 from .outcome import Frame, Outcome
 
 MAX_WASM_STACK = 1 << 20
@@ -402,8 +402,12 @@ class _Guest:
         config = wasmtime.WasiConfig()
         config.argv = ["main.wasm", *self.grants.argv]
         config.env = [list(pair) for pair in self.grants.env]
-        for grant in self.grants.dirs:
-            config.preopen_dir(grant.host, grant.guest, fs_mutable=grant.writable)
+        for grant in self.grants.dirs:  # opened without following symlinks (see limits)
+            fd = open_granted_dir(grant.host)
+            try:
+                config.preopen_dir(f"/proc/self/fd/{fd}", grant.guest, fs_mutable=grant.writable)
+            finally:
+                os.close(fd)  # wasmtime opened its own descriptor of the same directory
         if stdin_path:
             config.stdin_file = stdin_path
         self.stdout.attach(config, ffi.wasi_config_set_stdout_custom)

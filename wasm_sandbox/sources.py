@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,10 +74,7 @@ def load(
     if isinstance(source, os.PathLike) or _looks_like_path(source):
         path = Path(os.fsdecode(source))  # type: ignore[arg-type]
         name, lang = path.name, lang or _SUFFIXES.get(path.suffix.lower())
-        try:
-            source = path.read_bytes()
-        except OSError as exc:
-            raise CompileError(f"cannot read {path}: {exc.strerror}") from None
+        source = read_regular_file(path)
     if isinstance(source, (bytes, bytearray)):
         if bytes(source[:4]) == WASM_MAGIC and lang in (None, "wasm"):
             return Program(bytes(source), "wasm", name)
@@ -116,6 +114,23 @@ def _located(message: str, text: str) -> CompileError:
         column=column,
         source_line=source_line,
     )
+
+
+def read_regular_file(path: Path) -> bytes:
+    """The bytes of ``path``, refusing at once what is not a regular file (a FIFO,
+    ``/dev/zero``, a directory), which would block or never end."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise CompileError(f"cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CompileError(f"cannot read {path}: not a regular file")
+    with os.fdopen(fd, "rb") as file:
+        try:
+            return file.read()
+        except OSError as exc:
+            raise CompileError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _looks_like_path(source: object) -> bool:
