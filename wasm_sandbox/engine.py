@@ -42,7 +42,7 @@ from . import binary, wasi
 from . import outcome as st
 from .cache import ModuleCache
 from .errors import CompileError, InvocationError
-from .limits import Grants, Limits, open_granted_dir
+from .limits import Grants, Limits, bytes_used, open_granted_dir
 from .outcome import Frame, Outcome
 
 MAX_WASM_STACK = 1 << 20
@@ -53,6 +53,8 @@ PROGRESS_INTERVAL = 0.1
 MAX_FRAMES = 32
 RELEASE_WAIT = 2.0
 RECENT_MODULES = 128
+#: Seconds between two looks at how much the read-write grants have grown.
+QUOTA_INTERVAL = 0.05
 #: Bump when `_config` changes: cached compiled code from another configuration is ignored.
 CONFIG_VERSION = 2
 #: WASI functions through which a guest can observe time or randomness.
@@ -334,6 +336,7 @@ class _Guest:
             memories=limits.memories,
         )
         self.store.set_fuel(limits.fuel)
+        self.quota = _Quota(grants, limits.dir_quota)
         self.store.set_epoch_deadline(_ticks_to_next_check(run.watch))
         self.callback = _DeadlineCallback(self._on_deadline)
         ffi.wasmtime_store_epoch_deadline_callback(
@@ -356,6 +359,8 @@ class _Guest:
         finally:
             if stdin_path:
                 os.unlink(stdin_path)
+        if self.quota.exceeded(at_end=True) and self.run.watch.reason in (None, st.QUOTA):
+            facts = self.quota.facts()
         duration = (time.perf_counter() - start) * 1000
         memory = self._memory_bytes(instance) if instance else 0
         fuel_used = self.limits.fuel - self.store.get_fuel()
@@ -425,6 +430,8 @@ class _Guest:
     def _on_deadline(self, context: Any, _data: Any, delta: Any, kind: Any) -> int:
         """Runs on the guest thread at every epoch tick: stop, or go on one more tick."""
         try:
+            if self.quota.exceeded() and self.run.watch.reason is None:
+                self.run.watch.reason = st.QUOTA
             if self.run.watch.should_stop():
                 error = ffi.wasmtime_error_new(self.run.watch.reason.encode())
                 return ctypes.cast(error, ctypes.c_void_p).value or 0
@@ -436,6 +443,38 @@ class _Guest:
         delta[0] = _ticks_to_next_check(self.run.watch)
         kind[0] = _CONTINUE
         return 0
+
+
+class _Quota:
+    """How far the read-write grants have grown since the run started, looked at from the
+    epoch callback at most every `QUOTA_INTERVAL` and once at the end.
+
+    A guest can overshoot by what it writes between two looks (its write rate times
+    `QUOTA_INTERVAL`, plus one host call, whose size its memory limit bounds) before it is
+    stopped; what it wrote stays on disk.
+    """
+
+    def __init__(self, grants: Grants, quota: int) -> None:
+        self.hosts = [d.host for d in grants.dirs if d.writable]
+        self.quota = quota
+        self.start = bytes_used(self.hosts) if self.hosts else 0
+        self.grown = 0
+        self.next_look = time.monotonic() + QUOTA_INTERVAL
+
+    def exceeded(self, at_end: bool = False) -> bool:
+        if not self.hosts:
+            return False
+        if at_end or time.monotonic() >= self.next_look:
+            self.grown = max(self.grown, bytes_used(self.hosts) - self.start)
+            self.next_look = time.monotonic() + QUOTA_INTERVAL
+        return self.grown > self.quota
+
+    def facts(self) -> dict[str, Any]:
+        return {
+            "status": st.QUOTA,
+            "message": f"the read-write grants grew by {self.grown} bytes, past the "
+            f"{self.quota} byte quota",
+        }
 
 
 def _ticks_to_next_check(watch: wasi.Watch) -> int:
@@ -510,6 +549,8 @@ def _classify(exc: Exception | None, watch: wasi.Watch, limits: Limits) -> dict[
         return {"status": st.TIMEOUT, "message": f"stopped after the {limits.timeout:g} s timeout"}
     if watch.reason == st.INTERRUPTED:
         return {"status": st.INTERRUPTED, "message": "interrupted"}
+    if watch.reason == st.QUOTA:
+        return {"status": st.QUOTA}  # the run's `_Quota` adds what it measured
     if isinstance(exc, wasmtime.ExitTrap):
         status = st.OK if exc.code == 0 else st.EXIT
         return {"status": status, "exit_code": exc.code}

@@ -99,7 +99,8 @@ class Limits:
 
     fuel: wasm instructions (about one unit each); memory: bytes of linear memory;
     timeout: wall-clock seconds; table_elements, instances, tables, memories: counts;
-    output: bytes of stdout and of stderr each kept (the rest is cut).
+    output: bytes of stdout and of stderr each kept (the rest is cut);
+    dir_quota: bytes by which the read-write grants may grow during the run.
     """
 
     fuel: int = 10_000_000_000
@@ -110,6 +111,7 @@ class Limits:
     tables: int = 10
     memories: int = 4
     output: int = 1024 * 1024
+    dir_quota: int = 256 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for name in (
@@ -120,6 +122,7 @@ class Limits:
             "tables",
             "memories",
             "output",
+            "dir_quota",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -129,7 +132,12 @@ class Limits:
     @classmethod
     def parse(cls, base: Limits | None = None, **values: Any) -> Limits:
         """Limits from human units; ``None`` values keep the base (or default) value."""
-        parsers = {"memory": parse_size, "output": parse_size, "timeout": parse_duration}
+        parsers = {
+            "memory": parse_size,
+            "output": parse_size,
+            "dir_quota": parse_size,
+            "timeout": parse_duration,
+        }
         unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:
             raise LimitsError(f"unknown limit {sorted(unknown)[0]!r}")
@@ -152,6 +160,7 @@ class Limits:
 
     @classmethod
     def from_record(cls, record: Mapping[str, int]) -> Limits:
+        """The limits of a record (one written before a limit existed gets its default)."""
         values = dict(record)
         values["timeout"] = values.pop("timeout_ms") / 1000
         return cls(**values)
@@ -312,6 +321,21 @@ _KINDS = {
     stat.S_IFBLK: "block device",
     stat.S_IFSOCK: "socket",
 }
+
+
+def bytes_used(hosts: Iterable[str]) -> int:
+    """Bytes held by the files under ``hosts``, each counted as the larger of its size
+    and its allocated blocks (a sparse file counts at its full size)."""
+    total = 0
+    for host in hosts:
+        for root, _dirs, files in os.walk(host):
+            for name in files:
+                try:
+                    info = os.lstat(os.path.join(root, name))
+                except OSError:  # removed while we looked
+                    continue
+                total += max(info.st_size, info.st_blocks * 512)
+    return total
 
 
 def _env_pair(item: str) -> tuple[str, str]:

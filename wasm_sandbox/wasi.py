@@ -41,7 +41,8 @@ VIRTUAL_EPOCH_NS = 1_704_067_200 * 10**9
 @dataclass
 class Watch:
     """Why and when a run must stop; shared by the waiting caller, the epoch callback
-    and the host functions. ``reason`` is set once, to ``"timeout"`` or ``"interrupted"``."""
+    and the host functions. ``reason`` is set once, to ``"timeout"``, ``"interrupted"`` or
+    ``"quota"`` (the read-write grants grew past their quota)."""
 
     deadline: float
     cancel: threading.Event = field(default_factory=threading.Event)

@@ -22,7 +22,13 @@ def test_run_options_are_parsed():
         CELL,
     )
     assert (cmd.cell, cmd.invoke, cmd.args) == (CELL, "add", ("1", "-2"))
-    assert cmd.limits == {"fuel": "1e6", "memory": "1MiB", "timeout": "2s", "output": "1KiB"}
+    assert cmd.limits == {
+        "fuel": "1e6",
+        "memory": "1MiB",
+        "timeout": "2s",
+        "output": "1KiB",
+        "dir_quota": None,
+    }
     assert cmd.dirs == ("data:/data:ro", "out:rw") and cmd.env == ("A=1",)
     assert cmd.argv == ("-v",) and cmd.stdin == "hi there" and cmd.deterministic
     assert cmd.out == "ex" and cmd.show == ("wat", "imports")
