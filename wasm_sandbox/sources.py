@@ -238,12 +238,20 @@ class _Zig:
         """Build the C library once, from a built-in program, telling ``status``."""
         if self.library_marker.exists():
             return
-        say = status or (lambda _note: None)
-        say("compiling C: the first C compile builds the C library, about a minute...")
-        ticker = lambda elapsed: say(f"compiling C: building the C library, {elapsed:.0f} s")  # noqa: E731
-        self.compile(_LIBRARY_PROGRAM, C_LIBRARY_TIMEOUT, ticker, what="building the C library")
+
+        def say(note: str) -> None:
+            if status is not None:
+                status(f"compiling C: {note}")
+
+        say("the first C compile builds the C library, about a minute...")
+        self.compile(
+            _LIBRARY_PROGRAM,
+            C_LIBRARY_TIMEOUT,
+            lambda elapsed: say(f"building the C library, {elapsed:.0f} s"),
+            what="building the C library",
+        )
         self.library_marker.touch()
-        say("compiling C: the C library is built; later compiles take well under a second")
+        say("the C library is built; later compiles take well under a second")
 
     def compile(
         self,
