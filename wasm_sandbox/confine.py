@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -74,25 +75,34 @@ def run(
     cwd: str,
     timeout: float,
     memory: int,
-    tick: Callable[[float], None] | None = None,
+    tick: Callable[[float, bytes], None] | None = None,
+    progress_env: str | None = None,
 ) -> Finished:
     """Run ``argv`` inside bubblewrap and wait at most ``timeout`` seconds.
 
     ``read_only`` paths appear at the same path inside; ``writable`` maps a path inside
-    to a host directory. ``tick(elapsed_seconds)`` is called every `TICK_SECONDS` while
-    the tool runs. Raises `ConfinementError` when bwrap itself cannot start.
+    to a host directory. ``tick(elapsed_seconds, progress)`` is called every
+    `TICK_SECONDS` while the tool runs; ``progress`` is the last chunk the tool wrote to
+    the pipe whose descriptor it finds in ``$progress_env`` (zig's ``ZIG_PROGRESS``), or
+    ``b""``. Raises `ConfinementError` when bwrap itself cannot start.
     """
-    command = [sys.executable, "-I", "-S", "-c", _LIMIT_AND_EXEC, str(memory), bwrap()]
-    command += [*_sandbox_args(read_only, writable, env, cwd), "--", *argv]
-    start = time.monotonic()
-    proc = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    stderr, timed_out = _wait(proc, start + timeout, tick, start)
+    with _ProgressPipe() as pipe:
+        if progress_env:
+            env = {**env, progress_env: str(pipe.write_fd)}
+        command = [sys.executable, "-I", "-S", "-c", _LIMIT_AND_EXEC, str(memory), bwrap()]
+        command += [*_sandbox_args(read_only, writable, env, cwd), "--", *argv]
+        start = time.monotonic()
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            pass_fds=(pipe.write_fd,) if progress_env else (),
+        )
+        pipe.start()
+        ticker = (lambda elapsed: tick(elapsed, pipe.latest)) if tick else None
+        stderr, timed_out = _wait(proc, start + timeout, ticker, start)
     text = stderr.decode("utf-8", errors="replace")
     if timed_out:
         return Finished(proc.returncode, text, "timeout")
@@ -138,6 +148,33 @@ def _wait(
             _kill(proc)
             proc.wait()
             raise
+
+
+class _ProgressPipe:
+    """A pipe the tool may write progress to; a daemon thread keeps its latest chunk."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        self.latest = b""
+
+    def __enter__(self) -> _ProgressPipe:
+        return self
+
+    def start(self) -> None:
+        """Read from now on; the tool holds the only write end (so EOF ends the thread)."""
+        os.close(self.write_fd)
+        self.write_fd = -1
+        threading.Thread(target=self._read, name="wasm-sandbox-progress", daemon=True).start()
+
+    def _read(self) -> None:
+        with os.fdopen(self.read_fd, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(1 << 16):
+                self.latest = chunk
+
+    def __exit__(self, *exc: object) -> None:
+        if self.write_fd >= 0:  # the tool never started: nobody reads
+            os.close(self.write_fd)
+            os.close(self.read_fd)
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

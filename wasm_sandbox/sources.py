@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 import stat
+import struct
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ _C_PATH_DIRECTIVE = re.compile(
     r'^\s*#\s*(?P<kind>include|include_next|embed|import)\s*[<"](?P<path>[^>"]*)[>"]'
 )
 #: zig's message when clang stopped without one of its own (seen for a missing #embed).
+_ZIG_NODE = 128  # bytes of one node in zig's progress protocol (std.Progress, zig 0.17)
 _ZIG_DEPFILE = re.compile(r"failed to read '[^']*\.d'")
 
 
@@ -244,12 +246,13 @@ class _Zig:
                 status(f"compiling C: {note}")
 
         say("the first C compile builds the C library, about a minute...")
-        self.compile(
-            _LIBRARY_PROGRAM,
-            C_LIBRARY_TIMEOUT,
-            lambda elapsed: say(f"building the C library, {elapsed:.0f} s"),
-            what="building the C library",
-        )
+
+        def tick(elapsed: float, progress: bytes) -> None:
+            done = _zig_files_done(progress)
+            files = f", {done} source files compiled" if done else ""
+            say(f"building the C library, {elapsed:.0f} s{files}")
+
+        self.compile(_LIBRARY_PROGRAM, C_LIBRARY_TIMEOUT, tick, what="building the C library")
         self.library_marker.touch()
         say("the C library is built; later compiles take well under a second")
 
@@ -257,7 +260,7 @@ class _Zig:
         self,
         text: str,
         timeout: float,
-        tick: Callable[[float], None] | None = None,
+        tick: Callable[[float, bytes], None] | None = None,
         what: str = "the compile",
     ) -> bytes:
         self.zig_cache.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -280,6 +283,7 @@ class _Zig:
                 timeout=timeout,
                 memory=self.memory,
                 tick=tick,
+                progress_env="ZIG_PROGRESS",
             )
             if finished.limit == "timeout":
                 raise CompileError(f"C: {what} took longer than the {timeout:g} s timeout")
@@ -290,6 +294,25 @@ class _Zig:
             if finished.returncode != 0:
                 raise _c_error(finished.stderr, text)
             return Path(work, "main.wasm").read_bytes()
+
+
+def _zig_files_done(progress: bytes) -> int:
+    """Source files of the C library compiled so far, from zig's progress protocol: a
+    message is a node count n, n nodes of (completed u32, total u32, name [120]u8), then n
+    parent indices; the node ``wasi libc.a`` counts the files. 0 when unknown."""
+    done, at = 0, 0
+    while at < len(progress):
+        count = progress[at]
+        size = 1 + count * (_ZIG_NODE + 1)
+        if at + size > len(progress):
+            break
+        for i in range(count):
+            node = at + 1 + i * _ZIG_NODE
+            name = progress[node + 8 : node + _ZIG_NODE].split(b"\0", 1)[0]
+            if name == b"wasi libc.a":
+                done = struct.unpack_from("<I", progress, node)[0]
+        at += size
+    return done
 
 
 def _c_error(stderr: str, text: str) -> CompileError:
