@@ -172,3 +172,11 @@ def test_compile_error_message_has_the_line_and_a_caret():
 def test_other_errors_are_one_line():
     assert message(UsageProblem("first\nsecond")) == "first"
     assert message(CompileError("no position")) == "no position"
+
+
+def test_dir_quota_is_an_option_and_a_setting():
+    cmd = parse_run("--dir-quota 1MiB", "(module)")
+    assert WasmSandbox(dir_quota="8MiB").limits(cmd).dir_quota == 1 << 20
+    assert WasmSandbox(dir_quota="8MiB").limits().dir_quota == 8 << 20
+    with pytest.raises(TraitError):
+        WasmSandbox(dir_quota="lots")
