@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .errors import CompileError
+from .errors import ConfinementError
 
 BWRAP_PACKAGE = "bubblewrap"
 #: Size of the tool's private ``/tmp`` (a tmpfs, so it counts against memory).
@@ -40,10 +40,6 @@ _LIMIT_AND_EXEC = (
     "import os,resource,sys;n=int(sys.argv[1]);"
     "resource.setrlimit(resource.RLIMIT_AS,(n,n));os.execv(sys.argv[2],sys.argv[2:])"
 )
-
-
-class ConfinementError(CompileError):
-    """The tool cannot be confined (no bubblewrap, or namespaces are not allowed here)."""
 
 
 @dataclass(frozen=True)
