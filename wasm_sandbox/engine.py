@@ -450,8 +450,8 @@ class _Quota:
     epoch callback at most every `QUOTA_INTERVAL` and once at the end.
 
     A guest can overshoot by what it writes between two looks (its write rate times
-    `QUOTA_INTERVAL`, plus one host call, whose size its memory limit bounds) before it is
-    stopped; what it wrote stays on disk.
+    `QUOTA_INTERVAL`) plus what one host call writes (the run's deadline bounds that call)
+    before it is stopped; what it wrote stays on disk.
     """
 
     def __init__(self, grants: Grants, quota: int) -> None:
