@@ -2,6 +2,7 @@
 plants pointing out of its directory, no FIFO, socket or device in a grant, and a FILE
 that is not a regular file refused without blocking."""
 
+import json
 import os
 import socket
 import subprocess
@@ -165,3 +166,19 @@ def test_sources_load_refuses_a_fifo_without_blocking(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(CompileError, match="not a regular file"):
         sources.load(fifo)
+
+
+def test_a_fifo_among_several_files_is_an_error_row_not_a_hang(tmp_path):
+    good, fifo = tmp_path / "good.wat", tmp_path / "fifo.wat"
+    good.write_text(programs.HELLO)
+    os.mkfifo(fifo)
+    env = {**os.environ, "WASM_SANDBOX_HOME": str(tmp_path / "home")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "wasm_sandbox.cli", "run", str(good), str(fifo), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,  # reading the FIFO would hang here and fail the test
+    )
+    rows = {row["status"]: row for row in json.loads(proc.stdout)}
+    assert set(rows) == {"ok", "error"} and "not a regular file" in rows["error"]["message"]
