@@ -53,8 +53,10 @@ PROGRESS_INTERVAL = 0.1
 MAX_FRAMES = 32
 RELEASE_WAIT = 2.0
 RECENT_MODULES = 128
-#: Seconds between two looks at how much the read-write grants have grown.
+#: Seconds between two looks at how much the read-write grants have grown, at least, and
+#: at least this many times what the last look took (so looking costs at most ~1/5 of a run).
 QUOTA_INTERVAL = 0.05
+QUOTA_COST_FACTOR = 4
 #: Bump when `_config` changes: cached compiled code from another configuration is ignored.
 CONFIG_VERSION = 2
 #: WASI functions through which a guest can observe time or randomness.
@@ -447,7 +449,8 @@ class _Guest:
 
 class _Quota:
     """How far the read-write grants have grown since the run started, looked at from the
-    epoch callback at most every `QUOTA_INTERVAL` and once at the end.
+    epoch callback at most every `QUOTA_INTERVAL` (or `QUOTA_COST_FACTOR` times what a look
+    took, for a tree of many files) and once at the end.
 
     A guest can overshoot by what it writes between two looks (its write rate times
     `QUOTA_INTERVAL`) plus what one host call writes (the run's deadline bounds that call)
@@ -464,9 +467,11 @@ class _Quota:
     def exceeded(self, at_end: bool = False) -> bool:
         if not self.hosts:
             return False
-        if at_end or time.monotonic() >= self.next_look:
+        now = time.monotonic()
+        if at_end or now >= self.next_look:
             self.grown = max(self.grown, bytes_used(self.hosts) - self.start)
-            self.next_look = time.monotonic() + QUOTA_INTERVAL
+            cost = time.monotonic() - now  # a big tree is looked at less often
+            self.next_look = now + max(QUOTA_INTERVAL, QUOTA_COST_FACTOR * cost)
         return self.grown > self.quota
 
     def facts(self) -> dict[str, Any]:
