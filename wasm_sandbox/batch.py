@@ -183,11 +183,14 @@ def _job_or_error(sandbox: Sandbox, source: Source | Compiled, job: Job) -> Job:
 
 
 def _raw(source: Any) -> bytes:
+    from .errors import CompileError
+    from .sources import read_regular_file
+
     if isinstance(source, str) and not os.path.exists(source):
         return source.encode()
-    try:
-        return Path(source).read_bytes()
-    except (OSError, TypeError):
+    try:  # never blocks: a FIFO or /dev/zero among the files is refused, not read
+        return read_regular_file(Path(source))
+    except (CompileError, TypeError):
         return str(source).encode()
 
 

@@ -156,7 +156,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .limits import Grants, Limits
 
     limits = Limits.parse(
-        fuel=args.fuel, memory=args.memory, timeout=args.timeout, output=args.output
+        fuel=args.fuel,
+        memory=args.memory,
+        timeout=args.timeout,
+        output=args.output,
+        dir_quota=args.dir_quota,
     )
     stdin = sys.stdin.buffer.read() if args.stdin == "-" else args.stdin
     grants = Grants.parse(

@@ -42,7 +42,7 @@ from . import binary, wasi
 from . import outcome as st
 from .cache import ModuleCache
 from .errors import CompileError, InvocationError
-from .limits import Grants, Limits
+from .limits import Grants, Limits, bytes_used, open_granted_dir
 from .outcome import Frame, Outcome
 
 MAX_WASM_STACK = 1 << 20
@@ -53,6 +53,10 @@ PROGRESS_INTERVAL = 0.1
 MAX_FRAMES = 32
 RELEASE_WAIT = 2.0
 RECENT_MODULES = 128
+#: Seconds between two looks at how much the read-write grants have grown, at least, and
+#: at least this many times what the last look took (so looking costs at most ~1/5 of a run).
+QUOTA_INTERVAL = 0.05
+QUOTA_COST_FACTOR = 4
 #: Bump when `_config` changes: cached compiled code from another configuration is ignored.
 CONFIG_VERSION = 2
 #: WASI functions through which a guest can observe time or randomness.
@@ -334,6 +338,7 @@ class _Guest:
             memories=limits.memories,
         )
         self.store.set_fuel(limits.fuel)
+        self.quota = _Quota(grants, limits.dir_quota)
         self.store.set_epoch_deadline(_ticks_to_next_check(run.watch))
         self.callback = _DeadlineCallback(self._on_deadline)
         ffi.wasmtime_store_epoch_deadline_callback(
@@ -356,6 +361,8 @@ class _Guest:
         finally:
             if stdin_path:
                 os.unlink(stdin_path)
+        if self.quota.exceeded(at_end=True) and self.run.watch.reason in (None, st.QUOTA):
+            facts = self.quota.facts()
         duration = (time.perf_counter() - start) * 1000
         memory = self._memory_bytes(instance) if instance else 0
         fuel_used = self.limits.fuel - self.store.get_fuel()
@@ -402,8 +409,12 @@ class _Guest:
         config = wasmtime.WasiConfig()
         config.argv = ["main.wasm", *self.grants.argv]
         config.env = [list(pair) for pair in self.grants.env]
-        for grant in self.grants.dirs:
-            config.preopen_dir(grant.host, grant.guest, fs_mutable=grant.writable)
+        for grant in self.grants.dirs:  # opened without following symlinks (see limits)
+            fd = open_granted_dir(grant.host)
+            try:
+                config.preopen_dir(f"/proc/self/fd/{fd}", grant.guest, fs_mutable=grant.writable)
+            finally:
+                os.close(fd)  # wasmtime opened its own descriptor of the same directory
         if stdin_path:
             config.stdin_file = stdin_path
         self.stdout.attach(config, ffi.wasi_config_set_stdout_custom)
@@ -421,6 +432,8 @@ class _Guest:
     def _on_deadline(self, context: Any, _data: Any, delta: Any, kind: Any) -> int:
         """Runs on the guest thread at every epoch tick: stop, or go on one more tick."""
         try:
+            if self.quota.exceeded() and self.run.watch.reason is None:
+                self.run.watch.reason = st.QUOTA
             if self.run.watch.should_stop():
                 error = ffi.wasmtime_error_new(self.run.watch.reason.encode())
                 return ctypes.cast(error, ctypes.c_void_p).value or 0
@@ -432,6 +445,41 @@ class _Guest:
         delta[0] = _ticks_to_next_check(self.run.watch)
         kind[0] = _CONTINUE
         return 0
+
+
+class _Quota:
+    """How far the read-write grants have grown since the run started, looked at from the
+    epoch callback at most every `QUOTA_INTERVAL` (or `QUOTA_COST_FACTOR` times what a look
+    took, for a tree of many files) and once at the end.
+
+    A guest can overshoot by what it writes between two looks (its write rate times
+    `QUOTA_INTERVAL`) plus what one host call writes (the run's deadline bounds that call)
+    before it is stopped; what it wrote stays on disk.
+    """
+
+    def __init__(self, grants: Grants, quota: int) -> None:
+        self.hosts = [d.host for d in grants.dirs if d.writable]
+        self.quota = quota
+        self.start = bytes_used(self.hosts) if self.hosts else 0
+        self.grown = 0
+        self.next_look = time.monotonic() + QUOTA_INTERVAL
+
+    def exceeded(self, at_end: bool = False) -> bool:
+        if not self.hosts:
+            return False
+        now = time.monotonic()
+        if at_end or now >= self.next_look:
+            self.grown = max(self.grown, bytes_used(self.hosts) - self.start)
+            cost = time.monotonic() - now  # a big tree is looked at less often
+            self.next_look = now + max(QUOTA_INTERVAL, QUOTA_COST_FACTOR * cost)
+        return self.grown > self.quota
+
+    def facts(self) -> dict[str, Any]:
+        return {
+            "status": st.QUOTA,
+            "message": f"the read-write grants grew by {self.grown} bytes, past the "
+            f"{self.quota} byte quota",
+        }
 
 
 def _ticks_to_next_check(watch: wasi.Watch) -> int:
@@ -506,6 +554,8 @@ def _classify(exc: Exception | None, watch: wasi.Watch, limits: Limits) -> dict[
         return {"status": st.TIMEOUT, "message": f"stopped after the {limits.timeout:g} s timeout"}
     if watch.reason == st.INTERRUPTED:
         return {"status": st.INTERRUPTED, "message": "interrupted"}
+    if watch.reason == st.QUOTA:
+        return {"status": st.QUOTA}  # the run's `_Quota` adds what it measured
     if isinstance(exc, wasmtime.ExitTrap):
         status = st.OK if exc.code == 0 else st.EXIT
         return {"status": status, "exit_code": exc.code}

@@ -7,6 +7,7 @@ never an exception. Exceptions are for input and state that the caller must fix:
     ├── LimitsError               a limit or grant value that cannot be parsed or is unsafe
     ├── GrantError                a grant that cannot be honoured (missing directory, ...)
     ├── CompileError              source that does not become a valid module (line, column)
+    │   └── ConfinementError      the C compiler cannot be confined (no bubblewrap, ...)
     ├── InvocationError           missing export, wrong argument count or type
     ├── KeyStoreError             a key file that is missing, corrupt, foreign or too open
     ├── EnvelopeError             a sealed part that cannot be opened or checked
@@ -50,6 +51,11 @@ class CompileError(SandboxError):
         self.line = line
         self.column = column
         self.source_line = source_line
+
+
+class ConfinementError(CompileError):
+    """A host tool (the C compiler) cannot be confined: bubblewrap is missing, or this
+    system does not allow the namespaces it needs. The tool is then never run."""
 
 
 class InvocationError(SandboxError):

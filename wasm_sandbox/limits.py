@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -125,7 +126,8 @@ class Limits:
     fuel: wasm instructions (about one unit each; `UNLIMITED_FUEL` for none);
     memory: bytes of linear memory; timeout: wall-clock seconds;
     table_elements, instances, tables, memories: counts;
-    output: bytes of stdout and of stderr each kept (the rest is cut).
+    output: bytes of stdout and of stderr each kept (the rest is cut);
+    dir_quota: bytes by which the read-write grants may grow during the run.
     """
 
     fuel: int = 10_000_000_000
@@ -136,6 +138,7 @@ class Limits:
     tables: int = 10
     memories: int = 4
     output: int = 1024 * 1024
+    dir_quota: int = 256 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for name in (
@@ -146,6 +149,7 @@ class Limits:
             "tables",
             "memories",
             "output",
+            "dir_quota",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -159,6 +163,7 @@ class Limits:
             "fuel": parse_fuel,
             "memory": parse_size,
             "output": parse_size,
+            "dir_quota": parse_size,
             "timeout": parse_duration,
         }
         unknown = set(values) - set(cls.__dataclass_fields__)
@@ -183,6 +188,7 @@ class Limits:
 
     @classmethod
     def from_record(cls, record: Mapping[str, int]) -> Limits:
+        """The limits of a record (one written before a limit existed gets its default)."""
         values = dict(record)
         values["timeout"] = values.pop("timeout_ms") / 1000
         return cls(**values)
@@ -243,16 +249,17 @@ class Grants:
         )
 
     def check(self) -> None:
-        """Raise `GrantError` for a granted directory that does not exist, or an argument
-        or variable that cannot be a C string."""
+        """Raise `GrantError` for a granted directory that is not a real directory (a
+        symlink anywhere on its path, or a FIFO, device or socket inside it), or an
+        argument or variable that cannot be a C string."""
         for text in (*self.argv, *(part for pair in self.env for part in pair)):
             if "\0" in text:
                 raise GrantError(f"{text!r}: arguments and variables cannot contain NUL")
         for grant in self.dirs:
-            if not os.path.isdir(grant.host):
-                raise GrantError(f"--dir: {grant.host!r} is not a directory")
             if not grant.guest.startswith("/"):
                 raise GrantError(f"--dir: guest path {grant.guest!r} must be absolute")
+            os.close(open_granted_dir(grant.host))
+            _refuse_special_files(grant.host)
 
     def to_payload(self) -> dict[str, Any]:
         """The grants as JSON-able data, for the sealed input."""
@@ -273,6 +280,90 @@ class Grants:
             stdin=bytes.fromhex(data["stdin"]),
             deterministic=bool(data["deterministic"]),
         )
+
+
+def open_granted_dir(host: str) -> int:
+    """An ``O_DIRECTORY`` descriptor of ``host``, reached one component at a time without
+    following any symlink, so the directory checked is the directory granted.
+    Raises `GrantError` naming the symlink and the real path to grant instead."""
+    path = os.path.abspath(host)
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    walked = ""
+    try:
+        for part in Path(path).parts[1:]:
+            walked += "/" + part
+            try:
+                child = os.open(part, _NOFOLLOW_DIR, dir_fd=fd)
+            except OSError as exc:
+                raise GrantError(_why_not_a_dir(host, walked, exc)) from None
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+_NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def _why_not_a_dir(host: str, walked: str, exc: OSError) -> str:
+    if os.path.islink(walked):
+        return (
+            f"--dir: {host!r} goes through the symlink {walked} -> {os.readlink(walked)}; "
+            f"grants never follow symlinks (grant the real path {os.path.realpath(host)!r})"
+        )
+    return f"--dir: {host!r} is not a directory ({walked}: {exc.strerror or exc})"
+
+
+def _refuse_special_files(host: str) -> None:
+    """Refuse a FIFO, device or socket in the granted tree (or a symlink to one): opening
+    one could block the guest inside a host call. Files made after this scan are the
+    deadline's to stop."""
+    top = os.path.realpath(host)
+    for root, dirs, files in os.walk(host):
+        for name in (*dirs, *files):
+            path = os.path.join(root, name)
+            if os.path.islink(path) and not _inside(os.path.realpath(path), top):
+                raise GrantError(
+                    f"--dir: {path} is a symlink to {os.readlink(path)!r}, outside the grant"
+                )
+            try:
+                mode = os.stat(path).st_mode  # follows a symlink: what an open would reach
+            except OSError:  # a dangling symlink: opening it fails, it cannot block
+                continue
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                kind = _KINDS.get(stat.S_IFMT(mode), "special file")
+                raise GrantError(
+                    f"--dir: {path} is a {kind}; grants hold only regular files and directories"
+                )
+
+
+def _inside(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+_KINDS = {
+    stat.S_IFIFO: "FIFO",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+    stat.S_IFSOCK: "socket",
+}
+
+
+def bytes_used(hosts: Iterable[str]) -> int:
+    """Bytes held by the files under ``hosts``, each counted as the larger of its size
+    and its allocated blocks (a sparse file counts at its full size)."""
+    total = 0
+    for host in hosts:
+        for root, _dirs, files in os.walk(host):
+            for name in files:
+                try:
+                    info = os.lstat(os.path.join(root, name))
+                except OSError:  # removed while we looked
+                    continue
+                total += max(info.st_size, info.st_blocks * 512)
+    return total
 
 
 def _env_pair(item: str) -> tuple[str, str]:

@@ -24,6 +24,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory", help="linear memory limit, e.g. 64MiB or 16pages")
     parser.add_argument("--timeout", help="wall-clock limit, e.g. 2s or 500ms")
     parser.add_argument("--output", help="bytes of stdout and of stderr kept, e.g. 64KiB")
+    parser.add_argument("--dir-quota", help="bytes the read-write grants may grow by, e.g. 100MiB")
     parser.add_argument(
         "--dir",
         dest="dirs",

@@ -15,9 +15,10 @@ TRAP = "trap"
 TIMEOUT = "timeout"
 OUT_OF_FUEL = "out_of_fuel"
 MEMORY_LIMIT = "memory_limit"
+QUOTA = "quota"
 INTERRUPTED = "interrupted"
 ERROR = "error"
-STATUSES = (OK, EXIT, TRAP, TIMEOUT, OUT_OF_FUEL, MEMORY_LIMIT, INTERRUPTED, ERROR)
+STATUSES = (OK, EXIT, TRAP, TIMEOUT, OUT_OF_FUEL, MEMORY_LIMIT, QUOTA, INTERRUPTED, ERROR)
 
 
 @dataclass(frozen=True)

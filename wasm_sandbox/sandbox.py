@@ -178,9 +178,13 @@ class Sandbox:
         lang: str | None = None,
         *,
         status: Callable[[str], None] | None = None,
+        timeout: float | None = None,
     ) -> sources.Program:
-        """Wasm bytes from WAT, C (compiled into this home's cache) or a file."""
-        return sources.load(source, lang, c_cache=self.home / "c-cache", status=status)
+        """Wasm bytes from WAT, C (compiled into this home's cache, within ``timeout``)
+        or a file."""
+        return sources.load(
+            source, lang, c_cache=self.home / "c-cache", status=status, timeout=timeout
+        )
 
     def compile(
         self,
@@ -231,7 +235,7 @@ class Sandbox:
             if isinstance(source, Compiled):
                 compiled, wasm = source, source.wasm
             else:
-                program = self.load(source, lang, status=status)
+                program = self.load(source, lang, status=status, timeout=limits.timeout)
                 lang_used, wasm, text = program.lang, program.wasm, program.text
                 compiled = self._compile(program)
             outcome = self.engine.run(

@@ -12,14 +12,15 @@ import hashlib
 import os
 import re
 import shutil
+import stat
+import struct
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import binary
+from . import binary, confine
 from .errors import CompileError
 
 WASM_MAGIC = b"\0asm"
@@ -36,6 +37,20 @@ _C_DIAGNOSTIC = re.compile(
 )
 #: Flags for C: small, optimised, a 64 KiB stack instead of the 16 MiB debug default.
 C_FLAGS = ("--target=wasm32-wasi", "-Os", "-s", "-Wl,-z,stack-size=65536")
+#: Address space of each compiler process. The first build of the C library
+#: succeeded under 512 MiB, not under 256 MiB; a preprocessor bomb reaches 1 GiB in ~4 s.
+C_MEMORY = 1 << 30
+#: Seconds for one compile when the caller gives no run timeout (the default timeout).
+C_TIMEOUT = 10.0
+#: Seconds for the one-time build of the C library (measured 24-53 s on 2 cores).
+C_LIBRARY_TIMEOUT = 300.0
+_LIBRARY_PROGRAM = '#include <stdio.h>\nint main(void) { puts("ready"); return 0; }\n'
+_C_PATH_DIRECTIVE = re.compile(
+    r'^\s*#\s*(?P<kind>include|include_next|embed|import)\s*[<"](?P<path>[^>"]*)[>"]'
+)
+#: zig's message when clang stopped without one of its own (seen for a missing #embed).
+_ZIG_NODE = 128  # bytes of one node in zig's progress protocol (std.Progress, zig 0.17)
+_ZIG_DEPFILE = re.compile(r"failed to read '[^']*\.d'")
 
 
 @dataclass(frozen=True)
@@ -54,11 +69,13 @@ def load(
     *,
     c_cache: Path | None = None,
     status: Callable[[str], None] | None = None,
+    timeout: float | None = None,
 ) -> Program:
     """A `Program` from WAT or C text, wasm bytes, or a path to a ``.wat``/``.wasm``/``.c``.
 
     ``lang`` is one of `LANGS`; when ``None`` it is inferred from the suffix or content.
-    ``status`` receives progress messages for slow steps (the first C compile).
+    ``status`` receives progress messages for slow steps (the first C compile);
+    ``timeout`` bounds a C compile (default `C_TIMEOUT`).
     """
     if lang is not None and lang not in LANGS:
         raise CompileError(f"unknown language {lang!r} (choose one of {', '.join(LANGS)})")
@@ -66,10 +83,7 @@ def load(
     if isinstance(source, os.PathLike) or _looks_like_path(source):
         path = Path(os.fsdecode(source))  # type: ignore[arg-type]
         name, lang = path.name, lang or _SUFFIXES.get(path.suffix.lower())
-        try:
-            source = path.read_bytes()
-        except OSError as exc:
-            raise CompileError(f"cannot read {path}: {exc.strerror}") from None
+        source = read_regular_file(path)
     if isinstance(source, (bytes, bytearray)):
         if bytes(source[:4]) == WASM_MAGIC and lang in (None, "wasm"):
             return Program(bytes(source), "wasm", name)
@@ -78,7 +92,8 @@ def load(
         source = _decode(bytes(source), name)
     lang = lang or _guess(source)
     if lang == "c":
-        return Program(compile_c(source, cache=c_cache, status=status), "c", name, source)
+        wasm = compile_c(source, cache=c_cache, status=status, timeout=timeout or C_TIMEOUT)
+        return Program(wasm, "c", name, source)
     if lang == "wasm":
         raise CompileError(f"{name}: text given where a WebAssembly binary was expected")
     return Program(compile_wat(source), "wat", name, source)
@@ -195,6 +210,23 @@ def _located(message: str, text: str) -> CompileError:
     )
 
 
+def read_regular_file(path: Path) -> bytes:
+    """The bytes of ``path``, refusing at once what is not a regular file (a FIFO,
+    ``/dev/zero``, a directory), which would block or never end."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise CompileError(f"cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CompileError(f"cannot read {path}: not a regular file")
+    with os.fdopen(fd, "rb") as file:
+        try:
+            return file.read()
+        except OSError as exc:
+            raise CompileError(f"cannot read {path}: {exc.strerror}") from None
+
+
 def _looks_like_path(source: object) -> bool:
     if not isinstance(source, str) or "\n" in source or len(source) > 4096:
         return False
@@ -218,12 +250,20 @@ def _guess(text: str) -> str:
 
 
 def compile_c(
-    text: str, *, cache: Path | None = None, status: Callable[[str], None] | None = None
+    text: str,
+    *,
+    cache: Path | None = None,
+    status: Callable[[str], None] | None = None,
+    timeout: float = C_TIMEOUT,
+    memory: int = C_MEMORY,
 ) -> bytes:
-    """C text to a WASI module with the ``ziglang`` package, cached per (source, flags).
+    """C text to a WASI module with the ``ziglang`` package, confined (`confine`).
 
-    The compiled modules live in ``cache``; zig's own cache (the C library it builds on
-    the first compile, about a minute, which ``status`` hears about) is shared per user.
+    The compiler sees only the cell's text and its own headers: an ``#include`` or
+    ``#embed`` of any other path finds nothing. Each compile gets ``timeout`` seconds
+    and each compiler process ``memory`` bytes of address space. The first compile
+    builds the C library (about a minute, which ``status`` hears about) from a built-in
+    program, under `C_LIBRARY_TIMEOUT`. Modules are cached per (source, flags).
     """
     cache = cache or Path(tempfile.gettempdir()) / "wasm-sandbox-c"
     cache.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -231,18 +271,37 @@ def compile_c(
     target = cache / f"{key}.wasm"
     if target.exists():
         return target.read_bytes()
-    zig_cache = _zig_cache()
-    if status and not (zig_cache / "o").exists():
-        status("compiling C: the first compile builds the C library, about a minute...")
-    with tempfile.TemporaryDirectory(dir=cache) as work:
-        src, out = Path(work) / "main.c", Path(work) / "main.wasm"
-        src.write_text(text)
-        _run_zig([*C_FLAGS, "-o", str(out), str(src)], zig_cache, text)
-        data = out.read_bytes()
+    _refuse_outside_paths(text)
+    zig = _Zig(_zig_dir(), _zig_cache(), cache, memory)
+    zig.ensure_library(status)
+    data = zig.compile(text, timeout)
     tmp = target.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, target)
     return data
+
+
+def _refuse_outside_paths(text: str) -> None:
+    """A clear error for an ``#include``/``#embed`` spelled with a path outside the cell
+    (the confinement stops every spelling; this names the common ones)."""
+    for number, line in enumerate(text.splitlines(), 1):
+        match = _C_PATH_DIRECTIVE.match(line)
+        if match and (match["path"].startswith("/") or ".." in Path(match["path"]).parts):
+            raise CompileError(
+                f"C line {number}: #{match['kind']} {match['path']!r}: the C compiler sees "
+                "only the cell and its own headers, not the host's files",
+                line=number,
+                column=match.start("path") + 1,
+                source_line=line,
+            )
+
+
+def _zig_dir() -> Path:
+    try:
+        import ziglang
+    except ImportError:
+        raise CompileError("C needs the ziglang package: pip install 'wasm-sandbox[c]'") from None
+    return Path(ziglang.__file__).resolve().parent
 
 
 def _zig_cache() -> Path:
@@ -254,33 +313,113 @@ def _zig_cache() -> Path:
     return Path(platformdirs.user_cache_dir("wasm-sandbox", appauthor=False)) / "zig"
 
 
-def _run_zig(args: list[str], zig_cache: Path, text: str) -> None:
-    env = {
-        **os.environ,
-        "ZIG_GLOBAL_CACHE_DIR": str(zig_cache),
-        "ZIG_LOCAL_CACHE_DIR": str(zig_cache),
-    }
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "ziglang", "cc", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-    except FileNotFoundError:  # pragma: no cover - sys.executable always exists
-        raise CompileError("C needs the ziglang package: pip install 'wasm-sandbox[c]'") from None
-    if proc.returncode == 0:
-        return
-    if "No module named ziglang" in proc.stderr:
-        raise CompileError("C needs the ziglang package: pip install 'wasm-sandbox[c]'")
-    match = _C_DIAGNOSTIC.search(proc.stderr)
-    if not match:
-        tail = proc.stderr.strip().splitlines()
-        raise CompileError(f"C: {tail[-1] if tail else 'the compiler failed'}")
+@dataclass(frozen=True)
+class _Zig:
+    """zig inside bubblewrap: its install read-only at its own path, its cache at
+    ``/zig-cache`` and a private work directory holding ``main.c`` at ``/src``."""
+
+    home: Path
+    zig_cache: Path
+    work_parent: Path
+    memory: int
+
+    @property
+    def library_marker(self) -> Path:
+        flags = hashlib.sha256("\0".join(C_FLAGS).encode()).hexdigest()[:16]
+        return self.zig_cache / f"wasm-sandbox-libc-{flags}.ok"
+
+    def ensure_library(self, status: Callable[[str], None] | None) -> None:
+        """Build the C library once, from a built-in program, telling ``status``."""
+        if self.library_marker.exists():
+            return
+
+        def say(note: str) -> None:
+            if status is not None:
+                status(f"compiling C: {note}")
+
+        say("the first C compile builds the C library, about a minute...")
+
+        def tick(elapsed: float, progress: bytes) -> None:
+            done = _zig_files_done(progress)
+            files = f", {done} source files compiled" if done else ""
+            say(f"building the C library, {elapsed:.0f} s{files}")
+
+        self.compile(_LIBRARY_PROGRAM, C_LIBRARY_TIMEOUT, tick, what="building the C library")
+        self.library_marker.touch()
+        say("the C library is built; later compiles take well under a second")
+
+    def compile(
+        self,
+        text: str,
+        timeout: float,
+        tick: Callable[[float, bytes], None] | None = None,
+        what: str = "the compile",
+    ) -> bytes:
+        self.zig_cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.work_parent) as work:
+            Path(work, "main.c").write_text(text)
+            finished = confine.run(
+                [
+                    str(self.home / "zig"),
+                    "cc",
+                    *C_FLAGS,
+                    "-fno-crash-diagnostics",
+                    "-o",
+                    "/src/main.wasm",
+                    "/src/main.c",
+                ],
+                read_only=[str(self.home)],
+                writable={"/zig-cache": str(self.zig_cache), "/src": work},
+                env={"ZIG_GLOBAL_CACHE_DIR": "/zig-cache", "ZIG_LOCAL_CACHE_DIR": "/zig-cache"},
+                cwd="/src",
+                timeout=timeout,
+                memory=self.memory,
+                tick=tick,
+                progress_env="ZIG_PROGRESS",
+            )
+            if finished.limit == "timeout":
+                raise CompileError(f"C: {what} took longer than the {timeout:g} s timeout")
+            if finished.limit == "memory":
+                raise CompileError(
+                    f"C: {what} needed more than the compiler's {self.memory >> 20} MiB memory cap"
+                )
+            if finished.returncode != 0:
+                raise _c_error(finished.stderr, text)
+            return Path(work, "main.wasm").read_bytes()
+
+
+def _zig_files_done(progress: bytes) -> int:
+    """Source files of the C library compiled so far, from zig's progress protocol: a
+    message is a node count n, n nodes of (completed u32, total u32, name [120]u8), then n
+    parent indices; the node ``wasi libc.a`` counts the files. 0 when unknown."""
+    done, at = 0, 0
+    while at < len(progress):
+        count = progress[at]
+        size = 1 + count * (_ZIG_NODE + 1)
+        if at + size > len(progress):
+            break
+        for i in range(count):
+            node = at + 1 + i * _ZIG_NODE
+            name = progress[node + 8 : node + _ZIG_NODE].split(b"\0", 1)[0]
+            if name == b"wasi libc.a":
+                done = struct.unpack_from("<I", progress, node)[0]
+        at += size
+    return done
+
+
+def _c_error(stderr: str, text: str) -> CompileError:
+    match = _C_DIAGNOSTIC.search(stderr)
+    if not match or _ZIG_DEPFILE.search(match["msg"]):
+        tail = [line for line in stderr.strip().splitlines() if "error" in line]
+        if not tail or _ZIG_DEPFILE.search(tail[-1]):
+            return CompileError(
+                "C: the compiler failed without a diagnostic (an #include or #embed of a "
+                "file it cannot see? it sees only the cell and its own headers)"
+            )
+        return CompileError(f"C: {tail[-1].strip()}")
     line, column = int(match["line"]), int(match["col"])
     lines = text.splitlines()
-    raise CompileError(
+    return CompileError(
         f"C line {line}, column {column}: {match['msg']}",
         line=line,
         column=column,

@@ -7,6 +7,11 @@
 * In deterministic mode ``clock_time_get``, ``clock_res_get`` and ``random_get`` return a
   virtual clock and a seeded stream, and ``poll_oneoff`` advances the virtual clock
   instead of sleeping, so a replay sees exactly what the original run saw.
+* ``path_symlink`` always fails with ``EPERM``: a guest makes no symlinks. wasmtime already
+  refuses to follow a symlink out of a grant, but a planted ``out -> ../../..`` would
+  redirect whatever the host later does with that path (a later grant of it, the user's
+  own tools). (A host function cannot hand a checked call on to wasmtime's own
+  ``path_symlink``: called from the host it has no guest memory, so it is all or none.)
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ _SUBSCRIPTION = 48
 _EVENT = 32
 _CLOCK, _FD_READ, _FD_WRITE = 0, 1, 2
 _ABSTIME = 1
-_EFAULT, _EINTR, _EINVAL = 21, 27, 28
+_EFAULT, _EINTR, _EINVAL, _EPERM = 21, 27, 28, 63
 _SLICE = 0.01
 _U32 = 0xFFFFFFFF
 #: Virtual time at the start of a deterministic run: 2024-01-01T00:00:00Z in nanoseconds.
@@ -36,7 +41,8 @@ VIRTUAL_EPOCH_NS = 1_704_067_200 * 10**9
 @dataclass
 class Watch:
     """Why and when a run must stop; shared by the waiting caller, the epoch callback
-    and the host functions. ``reason`` is set once, to ``"timeout"`` or ``"interrupted"``."""
+    and the host functions. ``reason`` is set once, to ``"timeout"``, ``"interrupted"`` or
+    ``"quota"`` (the read-write grants grew past their quota)."""
 
     deadline: float
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -75,6 +81,8 @@ def define(linker: wasmtime.Linker, watch: Watch, virtual: VirtualHost | None) -
     """Shadow the WASI functions above in ``linker`` (which already has ``define_wasi``)."""
     linker.allow_shadowing = True
     i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
+    symlink = wasmtime.FuncType([i32] * 5, [i32])
+    linker.define_func(WASI, "path_symlink", symlink, _path_symlink)
     poll = wasmtime.FuncType([i32, i32, i32, i32], [i32])
     linker.define_func(WASI, "poll_oneoff", poll, _poll_oneoff(watch, virtual), access_caller=True)
     if virtual is not None:
@@ -167,6 +175,10 @@ def _sleep(wait_ns: int, watch: Watch, virtual: VirtualHost | None) -> bool:
             return True
         time.sleep(min(left, _SLICE))
     return False
+
+
+def _path_symlink(*_args: object) -> int:
+    return _EPERM
 
 
 def _clock_time_get(virtual: VirtualHost) -> Callable[..., int]:

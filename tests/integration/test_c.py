@@ -1,5 +1,9 @@
 """C through the ziglang package: compile, run with a granted file, errors with lines."""
 
+import os
+import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -46,3 +50,27 @@ def test_c_syntax_error_reports_its_line(sandbox):
         sandbox.run("#include <stdio.h>\nint main(void) {\n  int x = ;\n  return x;\n}\n", lang="c")
     assert err.value.line == 3 and err.value.source_line == "  int x = ;"
     assert str(err.value).startswith("C line 3, column")
+
+
+@pytest.mark.slow
+def test_the_first_c_compile_says_it_builds_the_c_library(tmp_path):
+    """With an empty zig cache the CLI says what is slow, and how long it has taken."""
+    source = tmp_path / "hello.c"
+    source.write_text('#include <stdio.h>\nint main(void) { puts("hi"); return 0; }\n')
+    env = {
+        **os.environ,
+        "ZIG_GLOBAL_CACHE_DIR": str(tmp_path / "zig"),
+        "WASM_SANDBOX_HOME": str(tmp_path / "home"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "wasm_sandbox.cli", "run", str(source)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert proc.returncode == 0 and "hi" in proc.stdout, proc.stderr
+    notes = proc.stderr.splitlines()
+    assert notes[0].startswith("wasm-sandbox: compiling C: the first C compile builds")
+    ticks = [line for line in notes if re.search(r"building the C library, \d+ s", line)]
+    assert any(re.search(r", [1-9]\d* source files compiled$", line) for line in ticks), ticks

@@ -23,7 +23,13 @@ def test_run_options_are_parsed():
         CELL,
     )
     assert (cmd.cell, cmd.invoke, cmd.args) == (CELL, "add", ("1", "-2"))
-    assert cmd.limits == {"fuel": "1e6", "memory": "1MiB", "timeout": "2s", "output": "1KiB"}
+    assert cmd.limits == {
+        "fuel": "1e6",
+        "memory": "1MiB",
+        "timeout": "2s",
+        "output": "1KiB",
+        "dir_quota": None,
+    }
     assert cmd.dirs == ("data:/data:ro", "out:rw") and cmd.env == ("A=1",)
     assert cmd.argv == ("-v",) and cmd.stdin == "hi there" and cmd.deterministic
     assert cmd.out == "ex" and cmd.show == ("wat", "imports")
@@ -173,3 +179,11 @@ def test_compile_error_message_has_the_line_and_a_caret():
 def test_other_errors_are_one_line():
     assert message(UsageProblem("first\nsecond")) == "first"
     assert message(CompileError("no position")) == "no position"
+
+
+def test_dir_quota_is_an_option_and_a_setting():
+    cmd = parse_run("--dir-quota 1MiB", "(module)")
+    assert WasmSandbox(dir_quota="8MiB").limits(cmd).dir_quota == 1 << 20
+    assert WasmSandbox(dir_quota="8MiB").limits().dir_quota == 8 << 20
+    with pytest.raises(TraitError):
+        WasmSandbox(dir_quota="lots")

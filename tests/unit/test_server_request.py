@@ -126,6 +126,16 @@ def test_fuel_none_is_accepted_and_capped_at_the_server_maximum():
     assert req.limits_within(Limits(), Limits.parse(fuel="1e9")).fuel == 10**9
 
 
+def test_the_dir_quota_is_a_limit_in_cli_units_capped_by_the_default():
+    limits = read({"wat": WAT, "limits": {"dir_quota": "1GiB"}}).limits_within(Limits(), Limits())
+    assert limits.dir_quota == Limits().dir_quota == 256 << 20
+    small = read({"wat": WAT, "limits": {"dir_quota": "1MiB"}}).limits_within(Limits(), Limits())
+    assert small.dir_quota == 1 << 20 and small.to_record()["dir_quota"] == 1 << 20
+    with pytest.raises(BadField) as err:
+        read({"wat": WAT, "limits": {"dir_quota": "lots"}}).limits_within(Limits(), Limits())
+    assert err.value.field == "limits.dir_quota"
+
+
 def test_a_sealed_program_opens_with_the_server_key_only():
     wasm = b"\0asm\x01\0\0\0"
     sealed = seal_program(wasm, SERVER.public_key())

@@ -1,3 +1,5 @@
+import struct
+
 import pytest
 
 from tests import programs
@@ -86,3 +88,21 @@ def test_an_error_without_an_offset_or_of_a_binary_stays_as_it_is():
     binary = load(compile_wat(programs.ADD))
     offset_error = CompileError("invalid WebAssembly module: bad (at offset 0x20)")
     assert locate(offset_error, binary) is offset_error
+
+
+def _zig_message(*nodes: tuple[int, int, bytes]) -> bytes:
+    """One message of zig's progress protocol (node count, nodes, parent indices)."""
+    body = b"".join(
+        struct.pack("<II", done, total) + name.ljust(120, b"\0") for done, total, name in nodes
+    )
+    return bytes([len(nodes)]) + body + bytes([255] + [0] * (len(nodes) - 1))
+
+
+def test_zig_progress_gives_the_c_library_file_count_of_the_last_message():
+    from wasm_sandbox.sources import _zig_files_done
+
+    first = _zig_message((0, 0, b""), (4, 6, b"Linking"), (43, 0, b"wasi libc.a\0\0mand.o"))
+    last = _zig_message((3, 0, b""), (521, 0, b"wasi libc.a"))
+    assert _zig_files_done(first + last) == 521
+    assert _zig_files_done(first + last[:-3]) == 43  # a cut message is ignored
+    assert _zig_files_done(b"") == 0

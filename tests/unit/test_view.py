@@ -258,6 +258,18 @@ def test_card_gauge_moves_then_shows_the_run(shell, sandbox, run):
     assert "cell: spin()" in fallback.data["text/plain"]
 
 
+def test_card_shows_a_slow_step_until_the_guest_starts(shell, sandbox):
+    from IPython.utils.capture import capture_output
+
+    card = card_for(sandbox)
+    with capture_output():
+        card.show()
+        card.status("compiling C: building the C library, 15 s")
+        assert "building the C library, 15 s" in card.top.value
+        card.progress(1)
+    assert "building the C library" not in card.top.value
+
+
 def test_card_buttons_verify_and_decrypt(shell, sandbox, run):
     from IPython.utils.capture import capture_output
 

@@ -17,6 +17,9 @@ from typing import Any, NoReturn
 
 from ..options import add_run_options
 
+#: The run options that are limits, for ``Limits.parse``.
+LIMIT_OPTIONS = ("fuel", "memory", "timeout", "output", "dir_quota")
+
 SHOWS = ("wat", "hex", "imports")
 
 
@@ -63,6 +66,7 @@ class RunCommand:
     memory: str | None = None
     timeout: str | None = None
     output: str | None = None
+    dir_quota: str | None = None
     dirs: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
     argv: tuple[str, ...] = ()
@@ -76,7 +80,7 @@ class RunCommand:
     @property
     def limits(self) -> dict[str, str | None]:
         """The limit options, for ``Limits.parse``."""
-        return {k: getattr(self, k) for k in ("fuel", "memory", "timeout", "output")}
+        return {k: getattr(self, k) for k in LIMIT_OPTIONS}
 
 
 @dataclass(frozen=True)

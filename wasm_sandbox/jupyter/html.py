@@ -33,6 +33,7 @@ _COLORS = {
     "timeout": "#bc4c00",
     "out_of_fuel": "#8250df",
     "memory_limit": "#8250df",
+    "quota": "#8250df",
     "interrupted": "#57606a",
     "error": "#cf222e",
     RUNNING: "#0969da",

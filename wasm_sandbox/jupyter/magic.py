@@ -86,7 +86,7 @@ class WasmMagics(Magics):
                 grants=grants,
                 recipient=recipient,
                 progress=shown.progress,
-                status=_status,
+                status=shown.status,
             )
         except SandboxError as exc:  # a failed run that was logged carries its Execution
             shown.discard()  # the error says it all (and that the run was logged)

@@ -36,7 +36,7 @@ from wasm_sandbox.limits import Limits
 
 SEALED_PROGRAM_PURPOSE = "wasm-sandbox/v1/rest/sealed-program"
 WASM_MAGIC = b"\0asm"
-LIMIT_NAMES = ("fuel", "memory", "timeout", "output")
+LIMIT_NAMES = ("fuel", "memory", "timeout", "output", "dir_quota")
 FIELDS = (
     "wat",
     "wasm_b64",

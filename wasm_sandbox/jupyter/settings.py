@@ -44,6 +44,10 @@ class WasmSandbox(Configurable):
     output = _limit(
         f"{_DEFAULT.output >> 10}KiB", "Default bytes of stdout and of stderr kept per run."
     )
+    dir_quota = _limit(
+        f"{_DEFAULT.dir_quota >> 20}MiB",
+        "Default bytes by which the read-write grants may grow per run.",
+    )
     deterministic = Bool(
         False, help="Run with a virtual clock and seeded randomness so runs can be replayed."
     ).tag(config=True)
@@ -71,7 +75,7 @@ class WasmSandbox(Configurable):
 
         return str(default_home())
 
-    @validate("fuel", "memory", "timeout", "output")
+    @validate("fuel", "memory", "timeout", "output", "dir_quota")
     def _check_limit(self, proposal: Any) -> Any:
         name, value = proposal["trait"].name, proposal["value"]
         try:
@@ -96,7 +100,11 @@ class WasmSandbox(Configurable):
     def limits(self, cmd: RunCommand | None = None) -> Limits:
         """These defaults, overridden by the run's own limit options."""
         base = Limits.parse(
-            fuel=self.fuel, memory=self.memory, timeout=self.timeout, output=self.output
+            fuel=self.fuel,
+            memory=self.memory,
+            timeout=self.timeout,
+            output=self.output,
+            dir_quota=self.dir_quota,
         )
         return Limits.parse(base, **cmd.limits) if cmd else base
 

@@ -47,6 +47,10 @@ class Quiet:
     def progress(self, fuel_used: int) -> None:
         pass
 
+    def status(self, note: str) -> None:
+        """A slow step before the guest starts (the first C compile), as a line."""
+        print(f"wasm-sandbox: {note}", flush=True)
+
     def finish(self, execution: Execution) -> None:
         pass
 
@@ -103,6 +107,13 @@ class Card(Quiet):
     def show(self) -> None:
         bundle = self._bundle({"text/plain": "wasm-sandbox: running…"})
         self.handle = display(bundle, raw=True, display_id=True)
+
+    def status(self, note: str) -> None:
+        """A slow step before the guest starts, shown in the card's badge."""
+        try:
+            self.top.value = html.header(None, self.title, note)
+        except Exception:  # the note is a courtesy: never fail the run over it
+            _log.debug("status update failed", exc_info=True)
 
     def progress(self, fuel_used: int) -> None:
         """Move the gauge; never raises (an exception here would abandon a running guest)."""
