@@ -377,6 +377,9 @@ class _Guest:
         duration = (time.perf_counter() - start) * 1000
         memory = self._memory_bytes(instance) if instance else 0
         fuel_used = max(self.limits.fuel - self.store.get_fuel(), self.run.fuel_used)
+        exact = self.compiled.rewrite.fuel_exact
+        if instance and not exact:  # a guest that ran never logs 0, even as a lower bound
+            fuel_used = max(fuel_used, 1)
         self.store.close()
         self.stdout.wait_released()
         self.stderr.wait_released()
@@ -387,7 +390,7 @@ class _Guest:
             output_truncated=self.stdout.truncated or self.stderr.truncated,
             fuel_used=fuel_used,
             fuel_limit=self.limits.fuel,
-            fuel_lower_bound=not self.compiled.rewrite.fuel_exact,
+            fuel_lower_bound=not exact,
             memory_bytes=memory,
             memory_limit=self.limits.memory,
             duration_ms=duration,

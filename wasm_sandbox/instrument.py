@@ -26,6 +26,7 @@ from dataclasses import dataclass
 #: Prefix of the exports the sandbox adds; a NUL no toolchain puts in a name.
 RESERVED = "\0wasm-sandbox/"
 _PAGE = 65536
+_HUGE = 1 << 62  # a memory64 maximum may not fit the metadata: this is more than any budget
 _ORDER = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
 _TYPE, _IMPORT, _FUNCTION, _MEMORY, _EXPORT, _CODE = 1, 2, 3, 5, 7, 10
 
@@ -365,7 +366,7 @@ def _memory_cap(d: bytes, pos: int) -> tuple[int | None, int]:
     if flags & 0x08:
         log2, pos = _uleb(d, pos)
         page = 1 << log2
-    return (None if cap is None else cap * page), pos
+    return (None if cap is None else min(cap * page, _HUGE)), pos
 
 
 # Immediates of each one-byte opcode (WebAssembly 3.0 core spec, 5.4).
