@@ -155,12 +155,15 @@ class _Module:
     def _read(self, sid: int, pos: int, end: int) -> None:
         d = self.data
         if sid == _TYPE:
-            self.types, pos = _uleb(d, pos)
-            for _ in range(self.types):
-                if d[pos] != 0x60:
-                    raise Unsupported("a type that is not a plain function type")
-                pos = _skip_valtypes(d, pos + 1)
-                pos = _skip_valtypes(d, pos)
+            count, pos = _uleb(d, pos)
+            for _ in range(count):  # a recursion group (GC) or one type
+                if d[pos] == 0x4E:
+                    n, pos = _uleb(d, pos + 1)
+                else:
+                    n = 1
+                for _ in range(n):
+                    pos = _skip_subtype(d, pos)
+                self.types += n
         elif sid == _IMPORT:
             count, pos = _uleb(d, pos)
             for _ in range(count):
@@ -347,6 +350,23 @@ def _skip_valtypes(d: bytes, pos: int) -> int:
     for _ in range(n):
         pos = _skip_valtype(d, pos)
     return pos
+
+
+def _skip_subtype(d: bytes, pos: int) -> int:
+    """A type definition: optional ``sub`` (GC) and its supertypes, then the type."""
+    if d[pos] in (0x50, 0x4F):
+        n, pos = _uleb(d, pos + 1)
+        for _ in range(n):
+            pos = _skip_leb(d, pos)
+    form, pos = d[pos], pos + 1
+    if form == 0x60:  # func: parameters, results
+        return _skip_valtypes(d, _skip_valtypes(d, pos))
+    if form in (0x5E, 0x5F):  # array: one field; struct: a vector of fields
+        n, pos = (1, pos) if form == 0x5E else _uleb(d, pos)
+        for _ in range(n):
+            pos = _skip_valtype(d, pos) + 1  # storage type (i8 and i16 are one byte), mutability
+        return pos
+    raise Unsupported(f"type form 0x{form:02x}")
 
 
 def _skip_limits(d: bytes, pos: int) -> int:
