@@ -64,8 +64,10 @@ def compile_cost(wasm: bytes) -> None:
         wasmtime.Module(engine, instrument.rewrite(wasm).wasm)
 
     mine = best_of(2, ours)
-    print(f"| compile, original vs validate + rewrite + compile | {plain * 1000:.0f} ms"
-          f" | {mine * 1000:.0f} ms | {mine / plain:.2f}x | |")
+    print(
+        f"| compile, original vs validate + rewrite + compile | {plain * 1000:.0f} ms"
+        f" | {mine * 1000:.0f} ms | {mine / plain:.2f}x | |"
+    )
 
 
 def loop_cost(iterations: int) -> None:
@@ -86,8 +88,10 @@ def loop_cost(iterations: int) -> None:
             fuel = 10**15 - store.get_fuel()
         results[label] = (statistics.median(samples), fuel)
     (t0, f0), (t1, f1) = results["original"], results["rewritten"]
-    print(f"| tight counting loop, {iterations:.0e} iterations | {t0 * 1000:.0f} ms"
-          f" | {t1 * 1000:.0f} ms | {t1 / t0:.2f}x | fuel {f0:,} -> {f1:,} |")
+    print(
+        f"| tight counting loop, {iterations:.0e} iterations | {t0 * 1000:.0f} ms"
+        f" | {t1 * 1000:.0f} ms | {t1 / t0:.2f}x | fuel {f0:,} -> {f1:,} |"
+    )
 
 
 def main() -> None:

@@ -43,7 +43,8 @@ FEATURES = """(module
       (atomic.fence)
       (br_if $a (i32.eqz (local.get 0)))
       (i32.const 3))
-    (if (i32.eqz (local.get 0)) (then (return_call_indirect (type $t) (i32.const 1) (i32.const 0)))))
+    (if (i32.eqz (local.get 0))
+      (then (return_call_indirect (type $t) (i32.const 1) (i32.const 0)))))
   (func (export "run") (result i32) (loop $b (br_if $b (i32.const 0))) (call $f (i32.const 1))))"""
 
 
@@ -105,9 +106,7 @@ def test_an_opcode_the_decoder_does_not_know_leaves_the_code_and_says_so(monkeyp
     kinds = list(instrument._KIND)
     kinds[0x41] = instrument._BAD  # pretend i32.const were unknown
     monkeypatch.setattr(instrument, "_KIND", kinds)
-    wasm = compile_wat(
-        '(module (memory 1) (func (export "f") (loop (br_if 0 (i32.const 0)))))'
-    )
+    wasm = compile_wat('(module (memory 1) (func (export "f") (loop (br_if 0 (i32.const 0)))))')
     out = rewrite(wasm)
     wasm_tools_validate(out.wasm, tmp_path)
     assert not out.fuel_exact and out.sync_index is None and out.memories_exported
