@@ -2,12 +2,20 @@
 
 Fuel: wasmtime keeps a function's fuel in a register and stores it only around calls
 (FIELD-NOTES.md), so a loop without calls that the clock or an interrupt stops reports 0
-fuel used, live and at the end. `rewrite` inserts ``call $sync`` right after every
-``loop`` header, ``$sync`` being an empty ``() -> ()`` function appended at the end of
-the function index space (so every existing index stays valid). Each loop iteration then
-costs 2 more units of fuel (the call and the callee's entry), which is what makes the
-figure true. A body holding an instruction the decoder does not know is not guessed at:
-no loop is rewritten, and the fuel figure is only a lower bound (`Rewrite.fuel_exact`).
+fuel used, live and at the end. `rewrite` makes every loop call ``$sync``, an empty
+``() -> ()`` function appended at the end of the function index space (so every existing
+index stays valid), once every `SYNC_EVERY` iterations: each function with loops gets one
+more local, a countdown set at its entry; right after each ``loop`` header::
+
+    local.get $n  i32.const 1  i32.sub  local.tee $n
+    if  else  call $sync  i32.const SYNC_EVERY  local.set $n  end
+
+Calling ``$sync`` at every iteration instead doubled the run time of loop-heavy C
+programs (the call makes the loop spill its registers); the countdown costs a few per
+cent. Fuel then also counts these instructions: 5 units per loop iteration, 2 per call of
+a function with loops, 7 per sync. A body holding an instruction the decoder does not
+know is not guessed at: no loop is rewritten, and the fuel figure is only a lower bound
+(`Rewrite.fuel_exact`).
 
 Memory: every memory, exported or not, is also exported under a reserved name
 (`memory_export`) so the host can count all of them; `memory_share` splits one byte
@@ -23,6 +31,8 @@ import bisect
 import struct
 from dataclasses import dataclass
 
+#: Loop iterations between two fuel syncs (at most this many go unseen per active loop).
+SYNC_EVERY = 1000
 #: Prefix of the exports the sandbox adds; a NUL no toolchain puts in a name.
 RESERVED = "\0wasm-sandbox/"
 _PAGE = 65536
@@ -116,7 +126,7 @@ def memory_share(budget: int, caps: tuple[int | None, ...]) -> int:
 
 
 def rewrite(wasm: bytes) -> Rewrite:
-    """``wasm`` with fuel synced at every loop header and every memory exported.
+    """``wasm`` with fuel synced from every loop and every memory exported.
 
     Expects a module wasmtime has validated. Raises `Unsupported` (or ``IndexError``) for
     bytes it cannot read; when only the code is unknown, the memories are still exported
@@ -124,10 +134,10 @@ def rewrite(wasm: bytes) -> Rewrite:
     """
     module = _Module(wasm)
     try:
-        loops = module.loops()
+        bodies = module.loops()
     except (Unsupported, IndexError):
-        loops = None
-    return module.emit(loops)
+        bodies = None
+    return module.emit(bodies)
 
 
 class _Module:
@@ -138,7 +148,9 @@ class _Module:
             raise Unsupported("not a core module")
         self.data = wasm
         self.sections: list[tuple[int, int, int, int]] = []  # id, header start, body, end
-        self.types = self.funcs = 0
+        self.types = self.funcs = self.imported_funcs = 0
+        self.params: list[int | None] = []  # parameters of each type (None: not a function)
+        self.func_types: list[int] = []  # type of each defined function
         self.names: set[str] = set()
         self.caps: list[int | None] = []
         pos = 8
@@ -162,7 +174,8 @@ class _Module:
                 else:
                     n = 1
                 for _ in range(n):
-                    pos = _skip_subtype(d, pos)
+                    params, pos = _subtype(d, pos)
+                    self.params.append(params)
                 self.types += n
         elif sid == _IMPORT:
             count, pos = _uleb(d, pos)
@@ -171,7 +184,10 @@ class _Module:
                 kind, pos = d[pos], pos + 1
                 pos = self._import(kind, pos)
         elif sid == _FUNCTION:
-            count, _ = _uleb(d, pos)
+            count, pos = _uleb(d, pos)
+            for _ in range(count):
+                index, pos = _uleb(d, pos)
+                self.func_types.append(index)
             self.funcs += count
         elif sid == _MEMORY:
             count, pos = _uleb(d, pos)
@@ -188,7 +204,7 @@ class _Module:
     def _import(self, kind: int, pos: int) -> int:
         d = self.data
         if kind == 0:
-            self.funcs += 1
+            self.imported_funcs += 1
             return _skip_leb(d, pos)
         if kind == 1:  # table: reftype, limits
             return _skip_limits(d, _skip_valtype(d, pos))
@@ -205,28 +221,34 @@ class _Module:
     def section(self, sid: int) -> tuple[int, int, int, int] | None:
         return next((s for s in self.sections if s[0] == sid), None)
 
-    def loops(self) -> list[int]:
-        """Offsets right after each loop's block type, over all function bodies."""
+    def loops(self) -> list[_Body]:
+        """Every function body, with the offsets right after each loop's block type."""
         code = self.section(_CODE)
         if code is None:
             return []
-        d, found = self.data, []
+        d, bodies = self.data, []
         count, pos = _uleb(d, code[2])
-        for _ in range(count):
-            size, body = _uleb(d, pos)
-            pos = body + size
-            _scan_body(d, body, pos, found)
+        if count != len(self.func_types):
+            raise Unsupported("the code and function sections disagree")
+        for index in range(count):
+            size, start = _uleb(d, pos)
+            pos = start + size
+            params = self.params[self.func_types[index]]
+            if params is None:
+                raise Unsupported("a function whose type is not a function type")
+            bodies.append(_scan_body(d, start, pos, params))
         if pos != code[3]:
             raise Unsupported("the code section has bytes past its bodies")
-        return found
+        return bodies
 
-    def emit(self, loops: list[int] | None) -> Rewrite:
+    def emit(self, bodies: list[_Body] | None) -> Rewrite:
         """Pass two: the rewritten bytes."""
         caps = tuple(self.caps)
         export = bool(caps) and not any(n.startswith(RESERVED) for n in self.names)
-        sync = self.funcs if loops else None
+        looping = bodies is not None and any(b.loops for b in bodies)
+        sync = self.funcs + self.imported_funcs if looping else None
         if sync is None and not export:
-            return Rewrite(self.data, loops is not None, caps)
+            return Rewrite(self.data, bodies is not None, caps)
         out = _Out(self.data)
         out.copy(0, 8)
         one = (1, b"\x60\x00\x00"), (1, _leb(self.types)), (1, b"\x02\x00\x0b")
@@ -239,14 +261,14 @@ class _Module:
                 if _ORDER.get(sid, 0) > _ORDER[missing]:
                     out.section(missing, *extra.pop(missing))
             if sid == _CODE and sync is not None:
-                out.code(body, end, loops or [], b"\x10" + _leb(sync), extra.pop(_CODE)[1])
+                out.code(bodies or [], sync, extra.pop(_CODE)[1])
             elif sid in extra:
                 out.vector(sid, body, end, *extra.pop(sid))
             else:
                 out.copy(head, end)
         for missing in sorted(extra, key=_ORDER.__getitem__):
             out.section(missing, *extra[missing])
-        return Rewrite(bytes(out.buf), loops is not None, caps, export, sync, tuple(out.segments))
+        return Rewrite(bytes(out.buf), bodies is not None, caps, export, sync, tuple(out.segments))
 
     def _exports(self) -> bytes:
         items = []
@@ -281,30 +303,66 @@ class _Out:
         self.copy(first, end)
         self.buf += entries
 
-    def code(self, body: int, end: int, loops: list[int], call: bytes, appended: bytes) -> None:
-        """The code section with ``call`` inserted at each offset of ``loops``."""
-        d = self.data
-        count, pos = _uleb(d, body)
-        bodies, at = [], 0
-        for _ in range(count):
-            size, start = _uleb(d, pos)
-            pos = start + size
-            cuts = []
-            while at < len(loops) and loops[at] < pos:
-                cuts.append(loops[at])
-                at += 1
-            bodies.append((start, pos, cuts))
-        sizes = [e - s + len(call) * len(c) for s, e, c in bodies]
-        payload = len(_leb(count + 1)) + sum(len(_leb(n)) + n for n in sizes) + len(appended)
-        self.buf += bytes([_CODE]) + _leb(payload) + _leb(count + 1)
-        for (start, stop, cuts), size in zip(bodies, sizes, strict=True):
+    def code(self, bodies: list[_Body], sync: int, appended: bytes) -> None:
+        """The code section, each body with loops given its countdown and fuel syncs."""
+        parts = [_rewritten(body, sync) for body in bodies]
+        sizes = [sum(len(p) if isinstance(p, bytes) else p[1] - p[0] for p in ps) for ps in parts]
+        count = len(bodies) + 1
+        payload = len(_leb(count)) + sum(len(_leb(n)) + n for n in sizes) + len(appended)
+        self.buf += bytes([_CODE]) + _leb(payload) + _leb(count)
+        for pieces, size in zip(parts, sizes, strict=True):
             self.buf += _leb(size)
-            for cut in cuts:
-                self.copy(start, cut)
-                self.buf += call
-                start = cut
-            self.copy(start, stop)
+            for piece in pieces:
+                if isinstance(piece, bytes):
+                    self.buf += piece
+                else:
+                    self.copy(*piece)
         self.buf += appended
+
+
+@dataclass
+class _Body:
+    """One function body: ``[start, end)`` holds its locals vector and its code."""
+
+    start: int
+    end: int
+    locals_at: int  # first byte after the locals count
+    code_at: int  # first instruction
+    locals: int  # declared locals
+    counter: int  # index the added countdown local gets
+    loops: list[int]  # offsets right after each loop's block type
+
+
+def _rewritten(body: _Body, sync: int) -> list[bytes | tuple[int, int]]:
+    """A body as new bytes and ``(start, end)`` runs of the original."""
+    if not body.loops:
+        return [(body.start, body.end)]
+    n = _leb(body.counter)
+    reset = b"\x41" + _sleb(SYNC_EVERY) + b"\x21" + n
+    check = (
+        b"\x20" + n + b"\x41\x01\x6b\x22" + n + b"\x04\x40\x05\x10" + _leb(sync) + reset + b"\x0b"
+    )
+    pieces: list[bytes | tuple[int, int]] = [
+        _leb(body.locals + 1),
+        (body.locals_at, body.code_at),
+        b"\x01\x7f" + reset,  # the countdown: one i32, set at entry
+    ]
+    at = body.code_at
+    for cut in body.loops:
+        pieces += [(at, cut), check]
+        at = cut
+    pieces.append((at, body.end))
+    return pieces
+
+
+def _sleb(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        if (n == 0 and not b & 0x40) or (n == -1 and b & 0x40):
+            out.append(b)
+            return bytes(out)
+        out.append(b | 0x80)
 
 
 def _leb(n: int) -> bytes:
@@ -352,20 +410,22 @@ def _skip_valtypes(d: bytes, pos: int) -> int:
     return pos
 
 
-def _skip_subtype(d: bytes, pos: int) -> int:
-    """A type definition: optional ``sub`` (GC) and its supertypes, then the type."""
+def _subtype(d: bytes, pos: int) -> tuple[int | None, int]:
+    """A type definition (optional ``sub`` and supertypes, then the type): its number of
+    parameters (None: not a function type) and its end."""
     if d[pos] in (0x50, 0x4F):
         n, pos = _uleb(d, pos + 1)
         for _ in range(n):
             pos = _skip_leb(d, pos)
     form, pos = d[pos], pos + 1
     if form == 0x60:  # func: parameters, results
-        return _skip_valtypes(d, _skip_valtypes(d, pos))
+        params, _ = _uleb(d, pos)
+        return params, _skip_valtypes(d, _skip_valtypes(d, pos))
     if form in (0x5E, 0x5F):  # array: one field; struct: a vector of fields
         n, pos = (1, pos) if form == 0x5E else _uleb(d, pos)
         for _ in range(n):
             pos = _skip_valtype(d, pos) + 1  # storage type (i8 and i16 are one byte), mutability
-        return pos
+        return None, pos
     raise Unsupported(f"type form 0x{form:02x}")
 
 
@@ -421,12 +481,16 @@ _FD_MEMARG = frozenset((*range(12), 92, 93))
 _FD_LAST = 0x113  # relaxed SIMD ends at 0x113
 
 
-def _scan_body(d: bytes, pos: int, end: int, loops: list[int]) -> None:
-    """Decode one function body, appending the offset after each loop's block type."""
-    n, pos = _uleb(d, pos)
+def _scan_body(d: bytes, start: int, end: int, params: int) -> _Body:
+    """Decode one function body, finding its loops."""
+    n, pos = _uleb(d, start)
+    locals_at, declared = pos, params
     for _ in range(n):
-        pos = _skip_valtype(d, _skip_leb(d, pos))
-    kinds = _KIND
+        count, pos = _uleb(d, pos)
+        declared += count
+        pos = _skip_valtype(d, pos)
+    body = _Body(start, end, locals_at, pos, n, declared, [])
+    loops, kinds = body.loops, _KIND
     while pos < end:
         kind = kinds[d[pos]]
         pos += 1
@@ -447,6 +511,7 @@ def _scan_body(d: bytes, pos: int, end: int, loops: list[int]) -> None:
             pos = _rare(kind, d, pos)
     if pos != end or d[end - 1] != 0x0B:
         raise Unsupported("a function body does not end where its size says")
+    return body
 
 
 def _memarg(d: bytes, pos: int) -> int:

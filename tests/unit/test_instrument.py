@@ -65,14 +65,19 @@ def printed(wasm: bytes, tmp_path) -> str:
     ).stdout
 
 
-def test_every_loop_header_calls_the_appended_sync_function(tmp_path):
+def test_every_loop_header_counts_down_to_a_call_of_the_appended_sync_function(tmp_path):
     wasm = bytes(wasmtime.wat2wasm(FEATURES))
     wasm_tools_validate(wasm, tmp_path)
     out = rewrite(wasm)
     wasm_tools_validate(out.wasm, tmp_path)
     text = printed(out.wasm, tmp_path)
     assert out.fuel_exact and out.sync_index == 2  # after the two functions
-    assert len(re.findall(r"loop \$\w+.*\n\s+call 2\n", text)) == text.count("loop ") == 2
+    countdown = (
+        r"loop \$\w+[^\n]*\n\s+local.get (\d+)\n\s+i32.const 1\n\s+i32.sub\n\s+local.tee \1\n"
+        r"\s+if[^\n]*\n\s+else\n\s+call 2\n\s+i32.const 1000\n\s+local.set \1\n\s+end\n"
+    )
+    # the countdown is a new local after each function's own: $f has 1 parameter + 4 locals
+    assert re.findall(countdown, text) == ["5", "0"] and text.count("loop ") == 2
     assert text.rstrip().endswith("(func (;2;) (type 3))\n)")  # () -> (), the last type
 
 
