@@ -1,12 +1,14 @@
 """What the fuel-sync rewrite (`wasm_sandbox.instrument`) costs.
 
-    python benchmarks/instrument_bench.py [--functions N] [--iterations N]
+    python benchmarks/instrument_bench.py [--functions N] [--iterations N] [--repeat N]
 
 Prints: the rewrite's speed (MB/s) on a generated module of N functions, each with two
 loops, and on the C probe of the course; the compile time of that module with and without
 the rewrite (the engine also validates the original first); and the run time of a counting
-loop of N iterations, rewritten against original (a tight loop: the worst case; a loop
-that already calls a function pays nothing new but the call).
+loop of N iterations, rewritten against original (a tight loop: the worst case); and the
+C programs of `metering_bench.py` (``benchmarks/c/``) as WASI ``_start`` under our
+``_config()``, original and rewritten taking turns (medians of the per-round ratios, so
+load from other work hits both alike), with the fuel each used.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import wasmtime
 
 from wasm_sandbox import instrument
 from wasm_sandbox.engine import _config
+from wasm_sandbox.sources import compile_c
 
 PROBE = Path(__file__).parents[1] / "notebooks" / "programs" / "probe.wasm"
+PROGRAMS = Path(__file__).parent / "c"
 COUNT = """(module (func (export "count") (param i64) (result i64) (local i64)
   (loop $l (local.set 1 (i64.add (local.get 1) (i64.const 1)))
     (br_if $l (i64.lt_u (local.get 1) (local.get 0)))) (local.get 1)))"""
@@ -94,10 +98,46 @@ def loop_cost(iterations: int) -> None:
     )
 
 
+def wasi_run(engine: wasmtime.Engine, module: wasmtime.Module) -> tuple[float, int]:
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    store = wasmtime.Store(engine)
+    store.set_wasi(wasmtime.WasiConfig())
+    store.set_fuel(10**15)
+    store.set_epoch_deadline(1 << 40)
+    start = linker.instantiate(store, module).exports(store)["_start"]
+    began = time.perf_counter()
+    start(store)
+    return time.perf_counter() - began, 10**15 - store.get_fuel()
+
+
+def program_cost(repeat: int) -> None:
+    engine = wasmtime.Engine(_config())
+    for path in sorted(PROGRAMS.glob("*.c")):
+        wasm = compile_c(path.read_text())
+        pair = [wasmtime.Module(engine, w) for w in (wasm, instrument.rewrite(wasm).wasm)]
+        ratios, times, fuels = [], ([], []), [0, 0]
+        for i in range(repeat):
+            order = (0, 1) if i % 2 == 0 else (1, 0)
+            got = {k: wasi_run(engine, pair[k]) for k in order}
+            for k in (0, 1):
+                times[k].append(got[k][0])
+                fuels[k] = got[k][1]
+            ratios.append(got[1][0] / got[0][0])
+        print(
+            f"| {path.stem}: time, fuel | {statistics.median(times[0]) * 1000:.0f} ms,"
+            f" {fuels[0] / 1e6:.0f} M | {statistics.median(times[1]) * 1000:.0f} ms,"
+            f" {fuels[1] / 1e6:.0f} M | {statistics.median(ratios):.3f}x"
+            f" | fuel {fuels[1] / fuels[0]:.3f}x |",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--functions", type=int, default=10_000)
     parser.add_argument("--iterations", type=int, default=10**8)
+    parser.add_argument("--repeat", type=int, default=7, help="rounds per C program")
     args = parser.parse_args()
     big = many_functions(args.functions)
     print("| measure | original | rewritten | ratio | note |")
@@ -107,6 +147,7 @@ def main() -> None:
         rewrite_speed("probe.wasm (C)", PROBE.read_bytes())
     compile_cost(big)
     loop_cost(args.iterations)
+    program_cost(args.repeat)
 
 
 if __name__ == "__main__":

@@ -338,7 +338,7 @@ def _rewritten(body: _Body, sync: int) -> list[bytes | tuple[int, int]]:
     if not body.loops:
         return [(body.start, body.end)]
     n = _leb(body.counter)
-    reset = b"\x41" + _sleb(SYNC_EVERY) + b"\x21" + n
+    reset = b"\x41" + _SYNC_EVERY + b"\x21" + n
     check = (
         b"\x20" + n + b"\x41\x01\x6b\x22" + n + b"\x04\x40\x05\x10" + _leb(sync) + reset + b"\x0b"
     )
@@ -366,12 +366,18 @@ def _sleb(n: int) -> bytes:
 
 
 def _leb(n: int) -> bytes:
+    if n < 0x80:
+        return _SMALL[n]
     out = bytearray()
     while True:
         b, n = n & 0x7F, n >> 7
         out.append(b | (0x80 if n else 0))
         if not n:
             return bytes(out)
+
+
+_SMALL = [bytes((i,)) for i in range(0x80)]
+_SYNC_EVERY = _sleb(SYNC_EVERY)
 
 
 def _uleb(d: bytes, pos: int) -> tuple[int, int]:

@@ -109,7 +109,7 @@ class Card(Quiet):
         self.top.value = html.header(o, self.title) + html.io_html(o)
         self.gauge.max, self.gauge.value = max(o.fuel_limit, 1), o.fuel_used
         self.gauge.bar_style = _BAR_STYLES.get(o.status, "warning")
-        fuel = self._fuel_row(o.fuel_used)  # text only: the gauge above is the bar
+        fuel = self._fuel_row(o.fuel_used, o.fuel_lower_bound)  # text only: the gauge is the bar
         self.facts.value = html.facts_table([fuel, *html.run_facts(execution, blobs)])
         self.verify.disabled = False
         if _can_decrypt(self.sandbox, execution):
@@ -133,8 +133,8 @@ class Card(Quiet):
         self.top.value = f"{html.badge(status, status)} {escape(note)}"
         self.handle.update(self._bundle({"text/plain": f"wasm-sandbox: {note}"}), raw=True)
 
-    def _fuel_row(self, used: int) -> html.Fact:
-        return html.Fact("fuel", html.fuel_text(used, self.limits.fuel), "")
+    def _fuel_row(self, used: int, lower_bound: bool = False) -> html.Fact:
+        return html.Fact("fuel", html.fuel_text(used, self.limits.fuel, lower_bound), "")
 
     def _fuel_table(self, used: int) -> str:
         return html.facts_table([self._fuel_row(used)])
