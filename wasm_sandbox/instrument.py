@@ -134,7 +134,7 @@ def rewrite(wasm: bytes) -> Rewrite:
     """
     module = _Module(wasm)
     try:
-        bodies = module.loops()
+        bodies = module.bodies()
     except (Unsupported, IndexError):
         bodies = None
     return module.emit(bodies)
@@ -221,7 +221,7 @@ class _Module:
     def section(self, sid: int) -> tuple[int, int, int, int] | None:
         return next((s for s in self.sections if s[0] == sid), None)
 
-    def loops(self) -> list[_Body]:
+    def bodies(self) -> list[_Body]:
         """Every function body, with the offsets right after each loop's block type."""
         code = self.section(_CODE)
         if code is None:
@@ -251,10 +251,11 @@ class _Module:
             return Rewrite(self.data, bodies is not None, caps)
         out = _Out(self.data)
         out.copy(0, 8)
-        one = (1, b"\x60\x00\x00"), (1, _leb(self.types)), (1, b"\x02\x00\x0b")
+        # entries appended to each section: (how many, their bytes)
         extra = {_EXPORT: (len(caps), self._exports())} if export else {}
-        if sync is not None:
-            extra |= {_TYPE: one[0], _FUNCTION: one[1], _CODE: one[2]}
+        if sync is not None:  # $sync: type () -> (), its function entry, an empty body
+            extra |= {_TYPE: (1, b"\x60\x00\x00"), _FUNCTION: (1, _leb(self.types))}
+            extra[_CODE] = (1, b"\x02\x00\x0b")
         present = {s[0] for s in self.sections}
         for sid, head, body, end in self.sections:
             for missing in sorted(extra.keys() - present, key=_ORDER.__getitem__):
