@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,10 +19,12 @@ from pathlib import Path
 import wasmtime
 
 _TAG = 32
+_META_LEN = struct.Struct("<Q")
 
 
 class ModuleCache:
-    """Compiled `wasmtime.Module`s on disk by SHA-256 of their wasm bytes.
+    """Compiled `wasmtime.Module`s on disk by SHA-256 of their wasm bytes, each with the
+    metadata bytes its compiler returned (under the same tag).
 
     ``fingerprint`` names the engine configuration and wasmtime version: code compiled
     under another configuration lives under another name and is never loaded.
@@ -33,20 +36,24 @@ class ModuleCache:
         self._key = _cache_key(directory) if directory is not None else b""
 
     def get(
-        self, digest: str, engine: wasmtime.Engine, compile: Callable[[], wasmtime.Module]
-    ) -> tuple[wasmtime.Module, str]:
-        """The module for ``digest`` and where it came from: ``disk`` or ``miss``."""
-        module = self._load(digest, engine)
-        if module is not None:
-            return module, "disk"
-        module = compile()
-        self._store(digest, module)
-        return module, "miss"
+        self,
+        digest: str,
+        engine: wasmtime.Engine,
+        compile: Callable[[], tuple[wasmtime.Module, bytes]],
+    ) -> tuple[wasmtime.Module, bytes, str]:
+        """The module for ``digest``, its metadata and where it came from: ``disk`` or
+        ``miss`` (then ``compile`` made both)."""
+        found = self._load(digest, engine)
+        if found is not None:
+            return *found, "disk"
+        module, meta = compile()
+        self._store(digest, module, meta)
+        return module, meta, "miss"
 
     def _path(self, digest: str) -> Path | None:
         return None if self._dir is None else self._dir / f"{digest}.{self._fingerprint}.cwasm"
 
-    def _load(self, digest: str, engine: wasmtime.Engine) -> wasmtime.Module | None:
+    def _load(self, digest: str, engine: wasmtime.Engine) -> tuple[wasmtime.Module, bytes] | None:
         path = self._path(digest)
         try:
             blob = path.read_bytes() if path else b""
@@ -55,13 +62,15 @@ class ModuleCache:
         body, tag = blob[:-_TAG], blob[-_TAG:]
         if len(blob) <= _TAG or not hmac.compare_digest(tag, self._mac(digest, body)):
             return None
-        return wasmtime.Module.deserialize(engine, body)
+        (size,) = _META_LEN.unpack_from(body)
+        start = _META_LEN.size + size
+        return wasmtime.Module.deserialize(engine, body[start:]), body[_META_LEN.size : start]
 
-    def _store(self, digest: str, module: wasmtime.Module) -> None:
+    def _store(self, digest: str, module: wasmtime.Module, meta: bytes) -> None:
         path = self._path(digest)
         if path is None:
             return
-        body = bytes(module.serialize())
+        body = _META_LEN.pack(len(meta)) + meta + bytes(module.serialize())
         tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:

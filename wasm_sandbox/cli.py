@@ -364,8 +364,9 @@ def _print_run(ex: Any) -> None:
         if text:
             print(f"--- {name}" + (" (cut at the output limit)" if o.output_truncated else ""))
             print(text, end="" if text.endswith("\n") else "\n")
+    at_least = ">=" if o.fuel_lower_bound else ""
     print(
-        f"fuel {o.fuel_used}/{o.fuel_limit}  memory {o.memory_bytes}/{o.memory_limit} B  "
+        f"fuel {at_least}{o.fuel_used}/{o.fuel_limit}  memory {o.memory_bytes}/{o.memory_limit} B  "
         f"{o.duration_ms:.2f} ms"
     )
     print(f"record {ex.id}  leaf #{ex.leaf_index} of {ex.tree_size}  commitment {ex.commitment}")

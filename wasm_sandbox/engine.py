@@ -38,7 +38,7 @@ from wasmtime import _bindings as ffi
 from wasmtime._extern import wrap_extern
 from wasmtime._wasi import CUSTOM_OUTPUTS, custom_call
 
-from . import binary, wasi
+from . import binary, instrument, wasi
 from . import outcome as st
 from .cache import ModuleCache
 from .errors import CompileError, InvocationError
@@ -57,8 +57,9 @@ RECENT_MODULES = 128
 #: at least this many times what the last look took (so looking costs at most ~1/5 of a run).
 QUOTA_INTERVAL = 0.05
 QUOTA_COST_FACTOR = 4
-#: Bump when `_config` changes: cached compiled code from another configuration is ignored.
-CONFIG_VERSION = 2
+#: Bump when `_config` or the rewrite (`instrument`) changes: cached compiled code from
+#: another configuration is ignored.
+CONFIG_VERSION = 3
 #: WASI functions through which a guest can observe time or randomness.
 NONDETERMINISTIC_IMPORTS = frozenset(
     {"clock_time_get", "clock_res_get", "random_get", "poll_oneoff"}
@@ -88,10 +89,11 @@ class Compiled:
     imports: tuple[tuple[str, str], ...]
     functions: dict[str, binary.Signature] = field(repr=False)
     memories: tuple[str, ...] = ()
+    rewrite: instrument.Rewrite = field(default=instrument.unchanged(b""), repr=False)
 
     @classmethod
     def inspect(cls, module: wasmtime.Module, wasm: bytes, digest: str) -> Compiled:
-        """Read imports and exported function signatures once, from the bytes
+        """Read imports and exported function signatures once, from the original bytes
         (never through wasmtime's type API: see `wasm_sandbox.binary`)."""
         try:
             face = binary.interface(wasm)
@@ -176,17 +178,33 @@ class Engine:
                 self._recent.move_to_end(digest)
         if known is None:
             try:
-                module, where = self.cache.get(
-                    digest, self._engine, lambda: wasmtime.Module(self._engine, wasm)
+                module, meta, where = self.cache.get(
+                    digest, self._engine, lambda: self._compile_rewritten(wasm)
                 )
             except wasmtime.WasmtimeError as exc:
                 raise CompileError(_binary_error(exc)) from None
-            known = replace(Compiled.inspect(module, wasm, digest), cache=where)
+            rewrite = instrument.Rewrite.from_bytes(meta)
+            known = replace(Compiled.inspect(module, wasm, digest), cache=where, rewrite=rewrite)
             with self._lock:
                 self._recent[digest] = replace(known, cache="memory")
                 while len(self._recent) > RECENT_MODULES:
                     self._recent.popitem(last=False)
         return replace(known, compile_ms=(time.perf_counter() - start) * 1000)
+
+    def _compile_rewritten(self, wasm: bytes) -> tuple[wasmtime.Module, bytes]:
+        """Validate the original (its errors are the user's), then compile it rewritten
+        by `instrument`, or unchanged if the rewrite cannot be made or compiled."""
+        wasmtime.Module.validate(self._engine, wasm)
+        try:
+            rewrite = instrument.rewrite(wasm)
+        except (ValueError, IndexError):
+            rewrite = instrument.unchanged(wasm)
+        try:
+            module = wasmtime.Module(self._engine, rewrite.wasm)
+        except wasmtime.WasmtimeError:
+            rewrite = instrument.unchanged(wasm, rewrite.memory_caps)
+            module = wasmtime.Module(self._engine, wasm)
+        return module, rewrite.to_bytes()
 
     def run(
         self,
@@ -330,8 +348,8 @@ class _Guest:
         self.stdout, self.stderr = _Capture(limits.output), _Capture(limits.output)
         self.virtual = wasi.VirtualHost() if grants.deterministic else None
         self.store = wasmtime.Store(engine)
-        self.store.set_limits(
-            memory_size=limits.memory,
+        self.store.set_limits(  # one budget for all memories (see `instrument.memory_share`)
+            memory_size=instrument.memory_share(limits.memory, compiled.rewrite.memory_caps),
             table_elements=limits.table_elements,
             instances=limits.instances,
             tables=limits.tables,
@@ -355,9 +373,9 @@ class _Guest:
             values = _export(instance, self.store, call.name)(self.store, *call.args)
             facts = _finished(values, call)
             if self.run.watch.reason:  # a host call was cut short by the deadline
-                facts = _classify(None, self.run.watch, self.limits)
+                facts = _classify(None, self.run.watch, self.limits, self.compiled.rewrite)
         except Exception as exc:  # every guest failure becomes an Outcome
-            facts = _classify(exc, self.run.watch, self.limits)
+            facts = _classify(exc, self.run.watch, self.limits, self.compiled.rewrite)
         finally:
             if stdin_path:
                 os.unlink(stdin_path)
@@ -365,7 +383,10 @@ class _Guest:
             facts = self.quota.facts()
         duration = (time.perf_counter() - start) * 1000
         memory = self._memory_bytes(instance) if instance else 0
-        fuel_used = self.limits.fuel - self.store.get_fuel()
+        fuel_used = max(self.limits.fuel - self.store.get_fuel(), self.run.fuel_used)
+        exact = self.compiled.rewrite.fuel_exact
+        if instance and not exact:  # a guest that ran never logs 0, even as a lower bound
+            fuel_used = max(fuel_used, 1)
         self.store.close()
         self.stdout.wait_released()
         self.stderr.wait_released()
@@ -376,6 +397,7 @@ class _Guest:
             output_truncated=self.stdout.truncated or self.stderr.truncated,
             fuel_used=fuel_used,
             fuel_limit=self.limits.fuel,
+            fuel_lower_bound=not exact,
             memory_bytes=memory,
             memory_limit=self.limits.memory,
             duration_ms=duration,
@@ -385,8 +407,15 @@ class _Guest:
         )
 
     def _memory_bytes(self, instance: wasmtime.Instance) -> int:
-        """Bytes of the exported memories (linear memory never shrinks: this is the peak)."""
-        found = (_export(instance, self.store, name) for name in self.compiled.memories)
+        """Bytes of all memories, through the exports the rewrite added (else only the
+        module's own exported ones). Linear memory never shrinks: this is the peak."""
+        rewrite = self.compiled.rewrite
+        names = (
+            [instrument.memory_export(i) for i in range(len(rewrite.memory_caps))]
+            if rewrite.memories_exported
+            else self.compiled.memories
+        )
+        found = (_export(instance, self.store, name) for name in names)
         return sum(m.data_len(self.store) for m in found if isinstance(m, wasmtime.Memory))
 
     def _deterministic(self) -> bool:
@@ -548,7 +577,9 @@ def _finished(values: Any, call: _Call) -> dict[str, Any]:
     return {"status": st.OK, "returns": returns, "exit_code": exit_code}
 
 
-def _classify(exc: Exception | None, watch: wasi.Watch, limits: Limits) -> dict[str, Any]:
+def _classify(
+    exc: Exception | None, watch: wasi.Watch, limits: Limits, rewrite: instrument.Rewrite
+) -> dict[str, Any]:
     """Turn whatever wasmtime raised into the Outcome's status fields."""
     if watch.reason == st.TIMEOUT:
         return {"status": st.TIMEOUT, "message": f"stopped after the {limits.timeout:g} s timeout"}
@@ -560,7 +591,7 @@ def _classify(exc: Exception | None, watch: wasi.Watch, limits: Limits) -> dict[
         status = st.OK if exc.code == 0 else st.EXIT
         return {"status": status, "exit_code": exc.code}
     if isinstance(exc, wasmtime.Trap):
-        return _trap(exc, limits)
+        return _trap(exc, limits, rewrite)
     text = str(exc)
     if "exceeds memory limits" in text or "memory minimum size" in text:
         return {
@@ -576,10 +607,11 @@ def trap_kind(code: wasmtime.TrapCode) -> str:
     return code.name.lower()
 
 
-def _trap(trap: wasmtime.Trap, limits: Limits) -> dict[str, Any]:
-    frames = tuple(  # wasmtime reports an unknown offset as 2**64 - 1; records need -1
-        Frame(f.func_index, f.func_name, f.module_name, _offset(f.module_offset))
+def _trap(trap: wasmtime.Trap, limits: Limits, rewrite: instrument.Rewrite) -> dict[str, Any]:
+    frames = tuple(  # offsets in the original bytes; the added fuel sync is not shown
+        Frame(f.func_index, f.func_name, f.module_name, _offset(f.module_offset, rewrite))
         for f in trap.frames or ()
+        if f.func_index != rewrite.sync_index
     )
     code = trap.trap_code
     if code == wasmtime.TrapCode.OUT_OF_FUEL:
@@ -598,8 +630,9 @@ def _trap(trap: wasmtime.Trap, limits: Limits) -> dict[str, Any]:
     }
 
 
-def _offset(value: int) -> int:
-    return value if 0 <= value < 1 << 32 else -1
+def _offset(value: int, rewrite: instrument.Rewrite) -> int:
+    """wasmtime reports an unknown offset as 2**64 - 1; records need -1."""
+    return rewrite.original_offset(value) if 0 <= value < 1 << 32 else -1
 
 
 def _trap_message(text: str) -> str:

@@ -44,6 +44,8 @@ class Outcome:
     exit status (0 for a command that returned normally, ``None`` for an export call).
     ``trap`` is the trap kind (``"stack_overflow"``, ``"unreachable"``, ...) when
     ``status`` is ``"trap"``; ``message`` explains any status other than ``"ok"``.
+    ``fuel_lower_bound``: the module could not be instrumented (`wasm_sandbox.instrument`),
+    so ``fuel_used`` may miss the work of loops stopped by the clock or an interrupt.
     """
 
     status: str
@@ -57,6 +59,7 @@ class Outcome:
     output_truncated: bool = False
     fuel_used: int = 0
     fuel_limit: int = 0
+    fuel_lower_bound: bool = False
     memory_bytes: int = 0
     memory_limit: int = 0
     duration_ms: float = 0.0
@@ -70,12 +73,14 @@ class Outcome:
         return self.status == OK or (self.status == EXIT and self.exit_code == 0)
 
     def summary(self) -> dict[str, Any]:
-        """Integers and strings only: the record's ``outcome`` field."""
+        """The record's ``outcome`` field: integers and strings, plus
+        ``"fuel_lower_bound": true`` only when the fuel figure is a lower bound."""
         return {
             "status": self.status,
             "trap": self.trap,
             "exit_code": self.exit_code,
             "fuel_used": self.fuel_used,
+            **({"fuel_lower_bound": True} if self.fuel_lower_bound else {}),
             "memory_bytes": self.memory_bytes,
             "duration_us": round(self.duration_ms * 1000),
         }
@@ -116,6 +121,7 @@ class Outcome:
             "output_truncated": self.output_truncated,
             "fuel_used": self.fuel_used,
             "fuel_limit": self.fuel_limit,
+            "fuel_lower_bound": self.fuel_lower_bound,
             "memory_bytes": self.memory_bytes,
             "memory_limit": self.memory_limit,
             "duration_ms": round(self.duration_ms, 3),

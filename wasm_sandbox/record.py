@@ -7,7 +7,8 @@ Shape (integers only; hashes and ``enc`` as lowercase hex)::
      "input": {...same four...}, "result": {...same four...},
      "source": {...same four...},          # optional: when the program was compiled from text
      "limits": {str: int},
-     "outcome": {"status", "trap", "exit_code", "fuel_used", "memory_bytes", "duration_us"},
+     "outcome": {"status", "trap", "exit_code", "fuel_used", "memory_bytes", "duration_us",
+                 ["fuel_lower_bound": true]},
      "deterministic": bool}
 
 The ciphertexts ("blobs") are stored beside the record; the record holds their digests. The
@@ -234,13 +235,15 @@ def _check(
     present = {k: v for k, v in (optional or {}).items() if k in obj}
     for name, rule in {**schema, **present}.items():
         if name not in obj:
+            if isinstance(rule, _AbsentOr):
+                continue
             raise EnvelopeError(f"record field {prefix + name!r}: missing")
         if isinstance(rule, dict):
             _check(obj[name], rule, f"{prefix}{name}.")
         elif problem := rule(obj[name]):
             raise EnvelopeError(f"record field {prefix + name!r}: {problem}")
-    if len(obj) != len(schema) + len(present):
-        unknown = next(k for k in obj if k not in schema and k not in present)
+    unknown = next((k for k in obj if k not in schema and k not in present), None)
+    if unknown is not None:
         raise EnvelopeError(f"record field {f'{prefix}{unknown}'!r}: unknown field")
 
 
@@ -259,6 +262,20 @@ def _int(v: Any) -> str | None:
 
 def _uint(v: Any) -> str | None:
     return _int(v) or (None if v >= 0 else "expected a non-negative integer")
+
+
+class _AbsentOr:
+    """A field that may be left out; when present, ``check`` applies."""
+
+    def __init__(self, check: _Check) -> None:
+        self.check = check
+
+    def __call__(self, v: Any) -> str | None:
+        return self.check(v)
+
+
+def _true(v: Any) -> str | None:
+    return None if v is True else "expected true (or the field left out)"
 
 
 def _optional(check: _Check) -> _Check:
@@ -304,6 +321,7 @@ _SCHEMA: dict[str, Any] = {
         "trap": _optional(_str),
         "exit_code": _optional(_int),
         "fuel_used": _uint,
+        "fuel_lower_bound": _AbsentOr(_true),
         "memory_bytes": _uint,
         "duration_us": _uint,
     },

@@ -142,17 +142,107 @@ def test_cancel_event_interrupts_a_running_guest(engine):
     assert time.monotonic() - start < 0.5
 
 
-def test_progress_reports_fuel_while_running(engine):
+def test_progress_reports_fuel_while_a_tight_loop_runs(engine):
     seen = []
     run(
         engine,
-        programs.CALLING_LOOP,
+        programs.LOOP,  # no calls: wasmtime stores its fuel only at the added loop-header call
         invoke="spin",
         limits=Limits.parse(timeout="600ms"),
         progress=seen.append,
     )
     assert len(seen) >= 3
     assert seen == sorted(seen) and seen[-1] > seen[0] > 0
+
+
+def test_a_tight_loop_stopped_by_the_clock_logs_its_real_fuel(engine):
+    out = run(engine, programs.LOOP, invoke="spin", limits=Limits.parse(timeout="500ms"))
+    assert out.status == "timeout" and not out.fuel_lower_bound
+    assert out.fuel_used >= 10**8  # about 5e8 on an idle core; 0 without the rewrite
+
+
+def test_a_tight_loop_stopped_by_an_interrupt_logs_its_real_fuel(engine):
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    out = run(engine, programs.LOOP, invoke="spin", cancel=cancel)
+    assert out.status == "interrupted" and out.fuel_used >= 10**7
+
+
+def test_an_undecodable_module_runs_unchanged_and_says_its_fuel_is_a_lower_bound(
+    tmp_path, monkeypatch
+):
+    from wasm_sandbox import instrument
+
+    kinds = list(instrument._KIND)
+    kinds[0x0C] = instrument._BAD  # a decoder that does not know br
+    monkeypatch.setattr(instrument, "_KIND", kinds)
+    eng = Engine(tmp_path)
+    try:
+        out = eng.run(
+            eng.compile(compile_wat(programs.LOOP)),
+            invoke="spin",
+            limits=Limits.parse(timeout="200ms"),
+        )
+    finally:
+        eng.close()
+    assert out.status == "timeout" and out.fuel_lower_bound
+    assert out.fuel_used >= 1 and out.to_json()["fuel_lower_bound"] is True
+    assert out.summary()["fuel_lower_bound"] is True
+
+
+def test_trap_frames_point_into_the_original_bytes(engine):
+    wat = """(module (func $f (param i32)
+      (loop (br_if 0 (local.get 0))) (loop (br_if 0 (i32.const 0))) unreachable)
+      (func (export "go") (loop (br_if 0 (i32.const 0))) (call $f (i32.const 0))))"""
+    wasm = compile_wat(wat)
+    plain = wasmtime.Engine()
+    store = wasmtime.Store(plain)
+    with pytest.raises(wasmtime.Trap) as trap:
+        wasmtime.Instance(store, wasmtime.Module(plain, wasm), []).exports(store)["go"](store)
+    expected = [(f.func_index, f.module_offset) for f in trap.value.frames]
+    out = engine.run(engine.compile(wasm), invoke="go")
+    assert out.trap == "unreachable" and len(expected) == 2
+    assert [(f.func_index, f.module_offset) for f in out.frames] == expected
+
+
+#: Four unexported memories; "fill" grows each by 1 MiB steps until memory.grow says -1
+#: and returns the pages of all four.
+FOUR_MEMORIES = (
+    '(module (memory 1) (memory 1) (memory 1) (memory 1) (func (export "fill") (result i32)'
+    " (local $pages i32)"
+    + "".join(
+        f"(loop $m{m} (if (i32.ne (memory.grow {m} (i32.const 16)) (i32.const -1)) (then"
+        f" (local.set $pages (i32.add (local.get $pages) (i32.const 16))) (br $m{m}))))"
+        for m in range(4)
+    )
+    + " (i32.add (local.get $pages) (i32.const 4))))"
+)
+
+
+def test_four_unexported_memories_share_one_memory_limit_and_are_all_counted(engine):
+    out = run(engine, FOUR_MEMORIES, invoke="fill", limits=Limits.parse(memory="64MiB"))
+    (pages,) = out.returns  # pages of all four memories once every memory.grow said -1
+    assert out.status == "ok" and 60 * 16 <= pages <= 64 * 16
+    assert out.memory_bytes == pages * 65536 <= 64 << 20
+
+
+def test_a_disk_cache_hit_keeps_the_fuel_sync_and_the_memory_count(tmp_path):
+    wasm = compile_wat(FOUR_MEMORIES)
+    for expected in ("miss", "disk"):
+        eng = Engine(tmp_path)
+        try:
+            compiled = eng.compile(wasm)
+            out = eng.run(compiled, invoke="fill", limits=Limits.parse(memory="8MiB"))
+            spin = eng.run(
+                eng.compile(compile_wat(programs.LOOP)),
+                invoke="spin",
+                limits=Limits.parse(timeout="100ms"),
+            )
+        finally:
+            eng.close()
+        assert compiled.cache == expected
+        assert out.memory_bytes == out.returns[0] * 65536 > 4 * 65536
+        assert spin.status == "timeout" and spin.fuel_used > 0 and not spin.fuel_lower_bound
 
 
 def test_fifty_threads_get_their_own_results(engine):

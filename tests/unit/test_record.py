@@ -274,6 +274,19 @@ def test_decode_names_every_missing_field(run):
             rec.decode(canonical(out))
 
 
+def test_a_lower_bound_fuel_figure_is_a_field_present_only_as_true(key):
+    rid = rec.new_id()
+    parts = rec.seal_run(rid, WASM, INPUT, RESULT, key.public_key())
+    outcome = {**OUTCOME, "fuel_lower_bound": True}
+    record = rec.build(rid, 1, key_id(key.public_key()), parts, len(WASM), LIMITS, outcome, True)
+    assert rec.decode(rec.encode(record))["outcome"]["fuel_lower_bound"] is True
+    problem = re.escape("'outcome.fuel_lower_bound': expected true")
+    for value in (False, 1, "true"):
+        data = canonical(with_field(record, "outcome.fuel_lower_bound", value))
+        with pytest.raises(EnvelopeError, match=problem):
+            rec.decode(data)
+
+
 def test_decode_rejects_unknown_fields(run):
     record, _ = run
     for path in ("extra", "program.plaintext", "outcome.stdout"):

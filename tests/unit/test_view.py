@@ -6,6 +6,8 @@ card in a real kernel, read back from its comm messages, is in tests/integration
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import wasmtime
 
@@ -46,6 +48,12 @@ def test_static_bundle_carries_the_facts(run):
         assert ex.record["program"]["enc"][:16] in text
         assert blobs["program"][:12].hex() in text  # a preview of the ciphertext
     assert 'data-status="ok"' in bundle["text/html"]
+
+
+def test_a_lower_bound_fuel_figure_says_at_least():
+    outcome = Outcome(status="timeout", fuel_used=12, fuel_limit=100, fuel_lower_bound=True)
+    assert html.fuel_fact(outcome).text == "at least 12 / 100 (12.00%)"
+    assert html.fuel_fact(replace(outcome, fuel_lower_bound=False)).text.startswith("12 / 100")
 
 
 def test_execution_repr_is_the_static_bundle(run):

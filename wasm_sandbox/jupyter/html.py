@@ -140,8 +140,9 @@ def duration_text(ms: float) -> str:
     return f"{minutes} min {seconds:02d} s"
 
 
-def fuel_text(used: int, limit: int) -> str:
-    return f"{used:,} / {limit:,} ({_percent(used, limit)})"
+def fuel_text(used: int, limit: int, lower_bound: bool = False) -> str:
+    """``1,234 / 10,000 (12.3 %)``; "at least ..." when the figure is only a lower bound."""
+    return f"{'at least ' if lower_bound else ''}{used:,} / {limit:,} ({_percent(used, limit)})"
 
 
 def memory_text(used: int, limit: int) -> str:
@@ -164,7 +165,8 @@ def bar(used: int, limit: int, color: str = "#0969da") -> str:
 
 def fuel_fact(outcome: Outcome) -> Fact:
     used, limit = outcome.fuel_used, outcome.fuel_limit
-    return Fact("fuel", fuel_text(used, limit), bar(used, limit) + escape(fuel_text(used, limit)))
+    text = fuel_text(used, limit, outcome.fuel_lower_bound)
+    return Fact("fuel", text, bar(used, limit) + escape(text))
 
 
 def run_facts(execution: Execution, blobs: Mapping[str, bytes] | None = None) -> list[Fact]:

@@ -131,7 +131,7 @@ class Card(Quiet):
         self.top.value = html.header(o, self.title) + html.io_html(o)
         self.gauge.max, self.gauge.value = max(o.fuel_limit, 1), o.fuel_used
         self.gauge.bar_style = _BAR_STYLES.get(o.status, "warning")
-        self.fuel.value = escape(html.fuel_text(o.fuel_used, o.fuel_limit))
+        self.fuel.value = escape(html.fuel_text(o.fuel_used, o.fuel_limit, o.fuel_lower_bound))
         self.facts.value = html.facts_table(html.run_facts(execution, blobs))
         self.verify.disabled = False
         if _can_decrypt(self.sandbox, execution):
