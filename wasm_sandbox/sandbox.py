@@ -26,6 +26,7 @@ from . import merkle, record, sources
 from .engine import Compiled, Engine
 from .envelope import key_id
 from .errors import CompileError, InvocationError, RecordNotFound, SandboxError
+from .isolation import isolation as make_isolation
 from .keys import KeyStore
 from .ledger import Ledger
 from .limits import Grants, Limits
@@ -129,15 +130,23 @@ class Sandbox:
     """
 
     def __init__(
-        self, home: str | os.PathLike[str] | None = None, *, durable: bool = False
+        self,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        durable: bool = False,
+        isolation: str = "thread",
+        nice: int = 0,
     ) -> None:
         """``durable=True`` syncs the log to the storage device at every append, so even
-        a power cut loses nothing acknowledged; by default a killed process loses nothing."""
+        a power cut loses nothing acknowledged; by default a killed process loses nothing.
+        ``isolation`` is where guests run: ``"thread"`` (this process) or ``"process"`` (a
+        pool of warm worker processes, run at priority ``nice``); see `wasm_sandbox.isolation`."""
         self._durable = durable
         self.home = Path(home).expanduser() if home is not None else default_home()
         self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.keys = KeyStore(self.home)
         self.engine = Engine(cache_dir=self.home / "cache")
+        self.runner = make_isolation(isolation, self.engine, self.home / "cache", nice)
         self.metrics = Metrics()
         self._ledger: Ledger | None = None
         self._lock = threading.Lock()
@@ -179,9 +188,13 @@ class Sandbox:
         *,
         status: Callable[[str], None] | None = None,
     ) -> tuple[sources.Program, Compiled]:
-        """The program and its compiled module; raises `CompileError`."""
+        """The program and its compiled module; raises `CompileError` (also for a compile
+        that breaks the default limits)."""
         program = self.load(source, lang, status=status)
-        return program, self.engine.compile(program.wasm)
+        compiled = self.runner.compile(program.wasm)
+        if isinstance(compiled, Outcome):
+            raise CompileError(compiled.message or compiled.status)
+        return program, compiled
 
     def run(
         self,
@@ -211,13 +224,14 @@ class Sandbox:
         grants.check()
         lang_used, wasm = "wasm", b""
         try:
-            if isinstance(source, Compiled):
-                compiled, wasm = source, source.wasm
+            compiled = source if isinstance(source, Compiled) else None
+            if compiled is not None:
+                wasm = compiled.wasm
             else:
                 program = self.load(source, lang, status=status)
                 lang_used, wasm = program.lang, program.wasm
-                compiled = self.engine.compile(wasm)
-            outcome = self.engine.run(
+            outcome = self.runner.run(
+                wasm,
                 compiled,
                 invoke=invoke,
                 args=args,
@@ -421,11 +435,12 @@ class Sandbox:
         return run_programs(self, sources, args, **kwargs)
 
     def close(self) -> None:
-        """Close the ledger and stop the engine's ticker; idempotent."""
+        """Close the ledger, stop the worker processes and the engine's ticker; idempotent."""
         with self._lock:
             if self._ledger is not None:
                 self._ledger.close()
                 self._ledger = None
+        self.runner.close()
         self.engine.close()
 
     def __enter__(self) -> Sandbox:

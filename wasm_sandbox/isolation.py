@@ -1,0 +1,478 @@
+"""Where a guest and its compilation run: on a thread of this process, or in a worker process.
+
+Two runners behind one interface (`Isolation.compile`, `Isolation.run`); the pipeline does
+not care which one ran the guest:
+
+* ``"thread"`` (`Isolation`): the guest runs on a thread of this process (`Engine.run`).
+  A cache-miss compile of a module larger than `IN_PROCESS_COMPILE` bytes still happens in
+  a worker process, because wasmtime cannot interrupt a compile: the worker writes the
+  compiled code to the HMAC-checked disk cache, and this process loads it from there.
+* ``"process"`` (`ProcessIsolation`): compile and run both happen in a warm worker process
+  (`wasm_sandbox.worker`) from a `WorkerPool`.
+
+Deadlines are enforced from outside: compilation gets the run's timeout as its own budget,
+then the guest gets its timeout; a worker still busy `GRACE` seconds past either is killed
+(SIGKILL) and replaced. Its run ends as ``compile_limit`` (compiling) or ``timeout``
+(running). A worker that dies on its own (a signal, the OOM killer, a wasmtime bug) ends its
+run as ``crashed``, with the signal or exit code and how long it ran; no other run notices.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from . import outcome as st
+from .engine import Compiled, Engine, _sigint_cancels
+from .errors import CompileError, SandboxError
+from .limits import Grants, Limits
+from .outcome import Outcome
+from .worker import Job
+
+ISOLATIONS = ("thread", "process")
+#: Seconds a worker may overstay a deadline before it is killed.
+GRACE = 1.0
+#: Bytes a compile may add to a worker's data segment (``RLIMIT_DATA``).
+COMPILE_MEMORY = 2 << 30
+#: Modules up to this size compile in this process: the worst known module of this size
+#: (deeply nested blocks, compile time about quadratic in the depth) takes about 0.1 s.
+IN_PROCESS_COMPILE = 8 << 10
+#: Idle workers kept warm by a pool, beyond which finished workers exit.
+KEEP_IDLE = 4
+_POLL = 0.1
+_START_TIMEOUT = 60.0
+_WORKER_MAIN = "from wasm_sandbox.worker import main; import sys; main(*map(int, sys.argv[1:4]), sys.argv[4], int(sys.argv[5]))"  # noqa: E501
+
+
+class Isolation:
+    """The in-process runner (``"thread"``): guests run on a thread of this process."""
+
+    name = "thread"
+
+    def __init__(self, engine: Engine, pool: WorkerPool) -> None:
+        self.engine, self.pool = engine, pool
+
+    def compile(self, wasm: bytes, limits: Limits | None = None) -> Compiled | Outcome:
+        """The compiled module, or an `Outcome` (``compile_limit``, ``crashed``) when
+        compiling broke the limits; raises `CompileError` for an invalid module."""
+        limits = limits or Limits()
+        if len(wasm) <= IN_PROCESS_COMPILE or self.engine.knows(wasm):
+            return self.engine.compile(wasm)
+        start = time.perf_counter()
+        failed = self.pool.execute(Job(wasm, limits, COMPILE_MEMORY, compile_only=True))
+        if failed is not None:
+            return failed
+        if not self.engine.knows(wasm):
+            raise CompileError("the compiled module could not be stored in the cache")
+        compiled = self.engine.compile(wasm)
+        return replace(compiled, cache="miss", compile_ms=(time.perf_counter() - start) * 1000)
+
+    def run(
+        self,
+        wasm: bytes,
+        compiled: Compiled | None = None,
+        *,
+        invoke: str | None = None,
+        args: Sequence[Any] = (),
+        limits: Limits | None = None,
+        grants: Grants | None = None,
+        cancel: threading.Event | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Outcome:
+        """Compile ``wasm`` (unless ``compiled`` is given) and run it; see `Engine.run`."""
+        limits = limits or Limits()
+        built = compiled or self.compile(wasm, limits)
+        if isinstance(built, Outcome):
+            return built
+        return self.engine.run(
+            built,
+            invoke=invoke,
+            args=args,
+            limits=limits,
+            grants=grants,
+            cancel=cancel,
+            progress=progress,
+        )
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class ProcessIsolation(Isolation):
+    """The process runner (``"process"``): compile and run in a warm worker process."""
+
+    name = "process"
+
+    def run(
+        self,
+        wasm: bytes,
+        compiled: Compiled | None = None,
+        *,
+        invoke: str | None = None,
+        args: Sequence[Any] = (),
+        limits: Limits | None = None,
+        grants: Grants | None = None,
+        cancel: threading.Event | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Outcome:
+        job = Job(
+            wasm,
+            limits or Limits(),
+            COMPILE_MEMORY,
+            invoke,
+            tuple(args),
+            grants or Grants(),
+            progress is not None,
+        )
+        outcome = self.pool.execute(job, cancel=cancel, progress=progress)
+        assert outcome is not None
+        return outcome
+
+
+def isolation(kind: str, engine: Engine, cache_dir: Path | None, nice: int = 0) -> Isolation:
+    """The runner named ``kind`` (one of `ISOLATIONS`) over ``engine`` and its cache."""
+    runners = {"thread": Isolation, "process": ProcessIsolation}
+    if kind not in runners:
+        raise SandboxError(f"isolation must be one of {', '.join(ISOLATIONS)}, not {kind!r}")
+    return runners[kind](engine, WorkerPool(cache_dir, nice=nice))
+
+
+@dataclass
+class _Watch:
+    """The parent's view of one job in flight."""
+
+    job: Job
+    phase: str = "compile"
+    started: float = field(default_factory=time.monotonic)
+    fuel_used: int = 0
+    failure: Exception | None = None
+    lost: bool = False  # the worker was killed or died
+
+    def deadline(self, since: float) -> float:
+        return since + self.job.limits.timeout + GRACE
+
+
+class WorkerPool:
+    """Warm worker processes, started on demand and kept (up to `KEEP_IDLE` idle).
+
+    Thread-safe: each `execute` takes a worker of its own. Workers are started from one
+    long-lived thread, because ``PR_SET_PDEATHSIG`` fires when the *thread* that started a
+    child ends, and the callers' threads (a batch's pool) come and go.
+    """
+
+    def __init__(self, cache_dir: Path | None, *, nice: int = 0) -> None:
+        self._cache_dir, self._nice = cache_dir, nice
+        self._idle: list[_Worker] = []
+        self._busy: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._spawner: _Spawner | None = None
+
+    def warm(self, count: int) -> None:
+        """Start workers until ``count`` are idle."""
+        while len(self._idle) < count:
+            self._release(self._spawn())
+
+    def pids(self) -> list[int]:
+        """Process ids of the workers, idle and busy."""
+        with self._lock:
+            return [w.pid for w in (*self._idle, *self._busy)]
+
+    def interrupt(self) -> None:
+        """SIGINT to every busy worker: each running guest ends as ``interrupted``."""
+        with self._lock:
+            busy = list(self._busy)
+        for worker in busy:
+            worker.signal(signal.SIGINT)
+
+    def execute(
+        self,
+        job: Job,
+        *,
+        cancel: threading.Event | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Outcome | None:
+        """Carry out ``job`` in a worker: its `Outcome` (None for a compile that succeeded),
+        or the `SandboxError` it raised. Never raises for a worker that died or overstayed."""
+        worker = self._acquire()
+        watch = _Watch(job)  # the deadlines start once a worker has the job
+        stop = threading.Event()
+        with _sigint_cancels(stop.set):
+            try:
+                result = self._follow(worker, watch, _either(stop, cancel), progress)
+            except BaseException:
+                worker.kill()
+                self._drop(worker)
+                raise
+        if watch.lost:
+            self._drop(worker)
+        else:
+            self._release(worker)
+        if watch.failure is not None:
+            raise watch.failure
+        if isinstance(result, SandboxError):
+            raise result
+        return result
+
+    def _follow(
+        self,
+        worker: _Worker,
+        watch: _Watch,
+        stopped: Callable[[], bool],
+        progress: Callable[[int], None] | None,
+    ) -> Any:
+        """Send the job, relay progress, enforce the deadlines; the worker's answer."""
+        deadline = watch.deadline(watch.started)
+        interrupted_at = 0.0
+        try:
+            worker.conn.send(watch.job)
+            while True:
+                now = time.monotonic()
+                if now >= deadline:
+                    return _overstayed(worker, watch)
+                if (stopped() or watch.failure) and watch.phase == "compile":
+                    return _interrupted(worker, watch)
+                if (stopped() or watch.failure) and now - interrupted_at >= _POLL:
+                    worker.signal(signal.SIGINT)  # again until it lands: idle ignores it
+                    interrupted_at = now
+                if not worker.conn.poll(min(deadline - now, _POLL)):
+                    continue
+                kind, value = worker.conn.recv()
+                if kind == "progress":
+                    watch.fuel_used = value
+                    _report(progress, value, watch)
+                elif kind == "compiled":
+                    watch.phase = "run"
+                    deadline = watch.deadline(time.monotonic())
+                else:
+                    return value
+        except (EOFError, OSError):
+            return _died(worker, watch)
+
+    def _acquire(self) -> _Worker:
+        with self._lock:
+            if self._closed:
+                raise SandboxError("cannot run: the sandbox's worker processes are closed")
+            while self._idle:
+                worker = self._idle.pop()
+                if worker.alive():
+                    self._busy.add(worker)
+                    return worker
+                worker.kill()
+        worker = self._spawn()
+        with self._lock:
+            self._busy.add(worker)
+        return worker
+
+    def _spawn(self) -> _Worker:
+        with self._lock:
+            if self._spawner is None:
+                self._spawner = _Spawner()
+            spawner = self._spawner
+        return spawner.start(self._cache_dir, self._nice)
+
+    def _release(self, worker: _Worker) -> None:
+        with self._lock:
+            self._busy.discard(worker)
+            keep = not self._closed and len(self._idle) < KEEP_IDLE
+            if keep:
+                self._idle.append(worker)
+        if not keep:
+            worker.kill()
+
+    def _drop(self, worker: _Worker) -> None:
+        with self._lock:
+            self._busy.discard(worker)
+        worker.kill()
+
+    def close(self) -> None:
+        """Stop the idle workers now and each busy one when its run ends; idempotent."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            spawner, self._spawner = self._spawner, None
+        for worker in idle:
+            worker.kill()
+        if spawner is not None:
+            spawner.close()
+
+
+def _either(stop: threading.Event, cancel: threading.Event | None) -> Callable[[], bool]:
+    return lambda: stop.is_set() or (cancel is not None and cancel.is_set())
+
+
+def _report(progress: Callable[[int], None] | None, fuel: int, watch: _Watch) -> None:
+    """A failing ``progress`` callback stops the guest; its error is raised at the end."""
+    if progress is None or watch.failure is not None:
+        return
+    try:
+        progress(fuel)
+    except Exception as exc:
+        watch.failure = exc
+
+
+def _overstayed(worker: _Worker, watch: _Watch) -> Outcome:
+    """Kill a worker past its deadline plus `GRACE`: ``compile_limit`` or ``timeout``."""
+    worker.kill()
+    watch.lost = True
+    limits = watch.job.limits
+    if watch.phase == "compile":
+        return _failed(
+            watch,
+            st.COMPILE_LIMIT,
+            f"compilation did not finish within the {limits.timeout:g} s timeout "
+            f"(+{GRACE:g} s grace); its worker process was killed",
+        )
+    return _failed(
+        watch,
+        st.TIMEOUT,
+        f"stopped after the {limits.timeout:g} s timeout: the guest did not stop within "
+        f"{GRACE:g} s more (blocked in a host call), so its worker process was killed",
+    )
+
+
+def _died(worker: _Worker, watch: _Watch) -> Outcome:
+    """A worker that died on its own: ``crashed`` (or ``compile_limit`` for a compile
+    that aborted, as one that reaches its memory cap does)."""
+    how = worker.exit_description()
+    watch.lost = True
+    ran = time.monotonic() - watch.started
+    if watch.phase == "compile" and how.endswith("signal SIGABRT"):
+        return _failed(
+            watch,
+            st.COMPILE_LIMIT,
+            f"compilation aborted after {ran:.2f} s, most likely at its "
+            f"{COMPILE_MEMORY >> 20} MiB memory cap (worker {how})",
+        )
+    return _failed(
+        watch, st.CRASHED, f"the worker process {how} after {ran:.2f} s while {_doing(watch)}"
+    )
+
+
+def _interrupted(worker: _Worker, watch: _Watch) -> Outcome:
+    """An interrupt while compiling: a compile cannot be cancelled, so its worker is killed."""
+    worker.kill()
+    watch.lost = True
+    return _failed(watch, st.INTERRUPTED, "interrupted while compiling the module")
+
+
+def _doing(watch: _Watch) -> str:
+    return "compiling the module" if watch.phase == "compile" else "running the guest"
+
+
+def _failed(watch: _Watch, status: str, message: str) -> Outcome:
+    limits = watch.job.limits
+    return Outcome(
+        status=status,
+        message=message,
+        fuel_used=watch.fuel_used,
+        fuel_limit=limits.fuel,
+        memory_limit=limits.memory,
+        duration_ms=(time.monotonic() - watch.started) * 1000,
+    )
+
+
+class _Worker:
+    """The parent's handle on one worker process."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], conn: Connection, lifeline: int) -> None:
+        self.proc, self.conn, self._lifeline = proc, conn, lifeline
+        self.pid = proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            with contextlib.suppress(OSError):
+                os.kill(self.pid, signum)
+
+    def exit_description(self) -> str:
+        try:
+            code = self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return "stopped answering"
+        if code < 0:
+            return f"was killed by signal {signal.Signals(-code).name}"
+        return f"exited with code {code}"
+
+    def kill(self) -> None:
+        """SIGKILL, reap, and close the descriptors; idempotent."""
+        self.signal(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+        self.conn.close()
+        with contextlib.suppress(OSError):
+            os.close(self._lifeline)
+
+
+class _Spawner:
+    """One daemon thread that starts every worker of a pool (see `WorkerPool`)."""
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="wasm-sandbox-spawner", daemon=True)
+        self._thread.start()
+
+    def start(self, cache_dir: Path | None, nice: int) -> _Worker:
+        answer: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._requests.put((cache_dir, nice, answer))
+        result = answer.get()
+        if isinstance(result, BaseException):
+            raise result
+        return result  # type: ignore[no-any-return]
+
+    def _loop(self) -> None:
+        while (request := self._requests.get()) is not None:
+            cache_dir, nice, answer = request
+            try:
+                answer.put(_start_worker(cache_dir, nice))
+            except Exception as exc:
+                answer.put(SandboxError(f"cannot start a worker process: {exc}"))
+
+    def close(self) -> None:
+        self._requests.put(None)
+
+
+def _start_worker(cache_dir: Path | None, nice: int) -> _Worker:
+    """Spawn ``python -c`` running `wasm_sandbox.worker.main`; wait for its hello."""
+    ours, theirs = socket.socketpair()
+    life_r, life_w = os.pipe()
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    argv = [str(theirs.fileno()), str(life_r), str(os.getpid()), str(cache_dir or ""), str(nice)]
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _WORKER_MAIN, *argv],
+            pass_fds=(theirs.fileno(), life_r),
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+    finally:
+        theirs.close()
+        os.close(life_r)
+    worker = _Worker(proc, Connection(ours.detach()), life_w)
+    if not worker.conn.poll(_START_TIMEOUT):
+        worker.kill()
+        raise SandboxError("a worker process did not start in time")
+    try:
+        worker.conn.recv()
+    except (EOFError, OSError):
+        how = worker.exit_description()
+        worker.kill()
+        raise SandboxError(f"a worker process {how} while starting") from None
+    return worker
