@@ -146,6 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 grants=grants,
                 recipient=recipient,
                 progress=not args.json,
+                isolation=args.isolation,
             )
         else:
             runs = [
@@ -158,6 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     grants=grants,
                     recipient=recipient,
                     status=status,
+                    isolation=args.isolation,
                 )
             ]
     if args.json:

@@ -39,9 +39,8 @@ from .engine import Compiled, Engine, _sigint_cancels
 from .errors import CompileError, SandboxError
 from .limits import Grants, Limits
 from .outcome import Outcome
-from .worker import Job
+from .worker import ISOLATIONS, Job
 
-ISOLATIONS = ("thread", "process")
 #: Seconds a worker may overstay a deadline before it is killed.
 GRACE = 1.0
 #: Bytes a compile may add to a worker's data segment (``RLIMIT_DATA``).
@@ -68,7 +67,8 @@ class Isolation:
         """The compiled module, or an `Outcome` (``compile_limit``, ``crashed``) when
         compiling broke the limits; raises `CompileError` for an invalid module."""
         limits = limits or Limits()
-        if len(wasm) <= IN_PROCESS_COMPILE or self.engine.knows(wasm):
+        small = len(wasm) <= IN_PROCESS_COMPILE
+        if small or self.pool.cache_dir is None or self.engine.knows(wasm):
             return self.engine.compile(wasm)
         start = time.perf_counter()
         failed = self.pool.execute(Job(wasm, limits, COMPILE_MEMORY, compile_only=True))
@@ -106,9 +106,6 @@ class Isolation:
             progress=progress,
         )
 
-    def close(self) -> None:
-        self.pool.close()
-
 
 class ProcessIsolation(Isolation):
     """The process runner (``"process"``): compile and run in a warm worker process."""
@@ -141,12 +138,17 @@ class ProcessIsolation(Isolation):
         return outcome
 
 
-def isolation(kind: str, engine: Engine, cache_dir: Path | None, nice: int = 0) -> Isolation:
-    """The runner named ``kind`` (one of `ISOLATIONS`) over ``engine`` and its cache."""
-    runners = {"thread": Isolation, "process": ProcessIsolation}
-    if kind not in runners:
+def runner(kind: str, engine: Engine, pool: WorkerPool) -> Isolation:
+    """The runner named ``kind`` (one of `ISOLATIONS`) over ``engine`` and ``pool``."""
+    check(kind)
+    return (ProcessIsolation if kind == "process" else Isolation)(engine, pool)
+
+
+def check(kind: str) -> str:
+    """``kind`` if it names an isolation, else `SandboxError`."""
+    if kind not in ISOLATIONS:
         raise SandboxError(f"isolation must be one of {', '.join(ISOLATIONS)}, not {kind!r}")
-    return runners[kind](engine, WorkerPool(cache_dir, nice=nice))
+    return kind
 
 
 @dataclass
@@ -165,15 +167,15 @@ class _Watch:
 
 
 class WorkerPool:
-    """Warm worker processes, started on demand and kept (up to `KEEP_IDLE` idle).
+    """Warm worker processes, started on demand and kept (up to ``keep`` idle).
 
     Thread-safe: each `execute` takes a worker of its own. Workers are started from one
     long-lived thread, because ``PR_SET_PDEATHSIG`` fires when the *thread* that started a
     child ends, and the callers' threads (a batch's pool) come and go.
     """
 
-    def __init__(self, cache_dir: Path | None, *, nice: int = 0) -> None:
-        self._cache_dir, self._nice = cache_dir, nice
+    def __init__(self, cache_dir: Path | None, *, keep: int = KEEP_IDLE, nice: int = 0) -> None:
+        self.cache_dir, self._keep, self._nice = cache_dir, keep, nice
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._lock = threading.Lock()
@@ -281,12 +283,12 @@ class WorkerPool:
             if self._spawner is None:
                 self._spawner = _Spawner()
             spawner = self._spawner
-        return spawner.start(self._cache_dir, self._nice)
+        return spawner.start(self.cache_dir, self._nice)
 
     def _release(self, worker: _Worker) -> None:
         with self._lock:
             self._busy.discard(worker)
-            keep = not self._closed and len(self._idle) < KEEP_IDLE
+            keep = not self._closed and len(self._idle) < self._keep
             if keep:
                 self._idle.append(worker)
         if not keep:

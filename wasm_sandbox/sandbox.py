@@ -26,7 +26,9 @@ from . import merkle, record, sources
 from .engine import Compiled, Engine
 from .envelope import key_id
 from .errors import CompileError, InvocationError, RecordNotFound, SandboxError
-from .isolation import isolation as make_isolation
+from .isolation import KEEP_IDLE, Isolation, WorkerPool
+from .isolation import check as isolation_kind
+from .isolation import runner as make_runner
 from .keys import KeyStore
 from .ledger import Ledger
 from .limits import Grants, Limits
@@ -135,21 +137,28 @@ class Sandbox:
         *,
         durable: bool = False,
         isolation: str = "thread",
+        workers: int = KEEP_IDLE,
         nice: int = 0,
     ) -> None:
         """``durable=True`` syncs the log to the storage device at every append, so even
         a power cut loses nothing acknowledged; by default a killed process loses nothing.
         ``isolation`` is where guests run: ``"thread"`` (this process) or ``"process"`` (a
-        pool of warm worker processes, run at priority ``nice``); see `wasm_sandbox.isolation`."""
+        pool of warm worker processes, up to ``workers`` kept idle, run at priority ``nice``);
+        see `wasm_sandbox.isolation`."""
         self._durable = durable
         self.home = Path(home).expanduser() if home is not None else default_home()
         self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.keys = KeyStore(self.home)
         self.engine = Engine(cache_dir=self.home / "cache")
-        self.runner = make_isolation(isolation, self.engine, self.home / "cache", nice)
+        self.isolation = isolation_kind(isolation)
+        self.pool = WorkerPool(self.home / "cache", keep=workers, nice=nice)
         self.metrics = Metrics()
         self._ledger: Ledger | None = None
         self._lock = threading.Lock()
+
+    def runner(self, isolation: str | None = None) -> Isolation:
+        """The runner of ``isolation`` (default: this sandbox's own), over one worker pool."""
+        return make_runner(isolation or self.isolation, self.engine, self.pool)
 
     @property
     def ledger(self) -> Ledger:
@@ -191,7 +200,7 @@ class Sandbox:
         """The program and its compiled module; raises `CompileError` (also for a compile
         that breaks the default limits)."""
         program = self.load(source, lang, status=status)
-        compiled = self.runner.compile(program.wasm)
+        compiled = self.runner().compile(program.wasm)
         if isinstance(compiled, Outcome):
             raise CompileError(compiled.message or compiled.status)
         return program, compiled
@@ -210,8 +219,11 @@ class Sandbox:
         progress: Callable[[int], None] | None = None,
         cancel: threading.Event | None = None,
         status: Callable[[str], None] | None = None,
+        isolation: str | None = None,
     ) -> Execution:
         """Compile ``source``, run it under ``limits`` with ``grants``, seal it, log it.
+
+        ``isolation`` (``"thread"`` or ``"process"``) overrides the sandbox's own for this run.
 
         ``source`` is WAT or C text, wasm bytes, a path, or a module from `compile`.
         Raises `CompileError` for source that never became wasm bytes (nothing is logged);
@@ -230,7 +242,7 @@ class Sandbox:
             else:
                 program = self.load(source, lang, status=status)
                 lang_used, wasm = program.lang, program.wasm
-            outcome = self.runner.run(
+            outcome = self.runner(isolation).run(
                 wasm,
                 compiled,
                 invoke=invoke,
@@ -440,7 +452,7 @@ class Sandbox:
             if self._ledger is not None:
                 self._ledger.close()
                 self._ledger = None
-        self.runner.close()
+        self.pool.close()
         self.engine.close()
 
     def __enter__(self) -> Sandbox:

@@ -28,6 +28,8 @@ from typing import Any
 from .errors import SandboxError
 from .limits import Grants, Limits
 
+#: Where guests can run (`wasm_sandbox.isolation`); here so faces can list them cheaply.
+ISOLATIONS = ("thread", "process")
 _PR_SET_PDEATHSIG = 1
 
 

@@ -78,6 +78,7 @@ class WasmMagics(Magics):
                 recipient=recipient,
                 progress=shown.progress,
                 status=_status,
+                isolation=cmd.isolation or settings.isolation,
             )
         except SandboxError as exc:  # a failed run that was logged carries its Execution
             failed = getattr(exc, "execution", None)
