@@ -26,13 +26,14 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from . import outcome as st
 from .engine import Compiled, Engine, _sigint_cancels
@@ -239,7 +240,7 @@ class WorkerPool:
         deadline = watch.deadline(watch.started)
         interrupted_at = 0.0
         try:
-            worker.conn.send(watch.job)
+            worker.send(watch.job)
             while True:
                 now = time.monotonic()
                 if now >= deadline:
@@ -351,15 +352,19 @@ def _died(worker: _Worker, watch: _Watch) -> Outcome:
     how = worker.exit_description()
     watch.lost = True
     ran = time.monotonic() - watch.started
-    if watch.phase == "compile" and how.endswith("signal SIGABRT"):
+    said = worker.last_words()
+    if watch.phase == "compile" and how.endswith("SIGABRT"):  # Rust aborts when out of memory
         return _failed(
             watch,
             st.COMPILE_LIMIT,
             f"compilation aborted after {ran:.2f} s, most likely at its "
-            f"{COMPILE_MEMORY >> 20} MiB memory cap (worker {how})",
+            f"{watch.job.compile_memory >> 20} MiB memory cap ({said or how})",
         )
+    detail = f" ({said})" if said else ""
     return _failed(
-        watch, st.CRASHED, f"the worker process {how} after {ran:.2f} s while {_doing(watch)}"
+        watch,
+        st.CRASHED,
+        f"the worker process {how} after {ran:.2f} s while {_doing(watch)}{detail}",
     )
 
 
@@ -389,9 +394,24 @@ def _failed(watch: _Watch, status: str, message: str) -> Outcome:
 class _Worker:
     """The parent's handle on one worker process."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], conn: Connection, lifeline: int) -> None:
-        self.proc, self.conn, self._lifeline = proc, conn, lifeline
+    def __init__(
+        self, proc: subprocess.Popen[bytes], conn: Connection, lifeline: int, errors: IO[bytes]
+    ) -> None:
+        self.proc, self.conn, self._lifeline, self._errors = proc, conn, lifeline, errors
         self.pid = proc.pid
+        self._said = 0
+
+    def send(self, job: Job) -> None:
+        """Hand over a job; what the worker writes to stderr from now on is its own."""
+        self._said = os.fstat(self._errors.fileno()).st_size
+        self.conn.send(job)
+
+    def last_words(self) -> str:
+        """The first line the worker wrote to stderr during this job (a Rust panic, an
+        allocation failure), cut to 200 characters."""
+        self._errors.seek(self._said)
+        lines = self._errors.read(4096).decode("utf-8", "replace").strip().splitlines()
+        return lines[0][:200] if lines else ""
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -417,6 +437,7 @@ class _Worker:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(5)
         self.conn.close()
+        self._errors.close()
         with contextlib.suppress(OSError):
             os.close(self._lifeline)
 
@@ -456,18 +477,22 @@ def _start_worker(cache_dir: Path | None, nice: int) -> _Worker:
     package_root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    env["RUST_BACKTRACE"] = "0"
+    errors = tempfile.TemporaryFile()  # noqa: SIM115  (the worker owns it: closed in kill)
     argv = [str(theirs.fileno()), str(life_r), str(os.getpid()), str(cache_dir or ""), str(nice)]
     try:
         proc = subprocess.Popen(
             [sys.executable, "-c", _WORKER_MAIN, *argv],
             pass_fds=(theirs.fileno(), life_r),
             stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
             env=env,
         )
     finally:
         theirs.close()
         os.close(life_r)
-    worker = _Worker(proc, Connection(ours.detach()), life_w)
+    worker = _Worker(proc, Connection(ours.detach()), life_w, errors)
     if not worker.conn.poll(_START_TIMEOUT):
         worker.kill()
         raise SandboxError("a worker process did not start in time")
