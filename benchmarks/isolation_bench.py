@@ -24,9 +24,9 @@ from pathlib import Path
 from timing import interleaved_ms, median_ms
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from tests.hardening.bombs import many_functions, nested_loops  # noqa: E402
-from wasm_sandbox import Limits, Sandbox  # noqa: E402
-from wasm_sandbox.isolation import GRACE, WorkerPool  # noqa: E402
+from tests.hardening.bombs import many_functions, nested_loops
+from wasm_sandbox import Limits, Sandbox
+from wasm_sandbox.isolation import GRACE, WorkerPool
 
 TRIVIAL = """(module (func (export "f") (result i32) i32.const 42))"""
 WORK = """(module

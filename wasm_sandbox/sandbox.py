@@ -379,10 +379,9 @@ class Sandbox:
         grants = Grants.from_payload(opened.input["grants"])
         if not rec["deterministic"]:
             grants = replace(grants, deterministic=True)
-        compiled = self.engine.compile(opened.program)
         try:
-            outcome = self.engine.run(
-                compiled,
+            outcome = self.runner().run(
+                opened.program,
                 invoke=opened.input["invoke"],
                 args=opened.input["args"],
                 limits=Limits.from_record(rec["limits"]),

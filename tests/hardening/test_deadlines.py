@@ -88,3 +88,10 @@ def test_a_module_that_compiles_in_time_is_handed_back_through_the_cache(sb):
     _, compiled = sb.compile(wasm)
     assert compiled.cache == "miss" and sb.engine.knows(wasm)
     assert sb.compile(wasm)[1].cache == "memory"
+
+
+def test_replaying_a_compile_bomb_is_bounded_too(sb):
+    ex = sb.run(nested_loops(74_000), limits=Limits.parse(timeout="1s"))
+    report = sb.verify(ex.id, replay=True)
+    assert report.replay is not None and report.replay["status"] == "compile_limit"
+    assert report.verified
