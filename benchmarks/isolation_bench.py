@@ -13,6 +13,7 @@ wall time and the parent's peak RSS for generated compile bombs under ``--timeou
 from __future__ import annotations
 
 import argparse
+import functools
 import resource
 import statistics
 import subprocess
@@ -47,14 +48,16 @@ def per_run(sb: Sandbox, repeat: int) -> None:
     limits = Limits(fuel=10**12, timeout=60)
     for name, wat, args in (("trivial", TRIVIAL, []), ("100 ms work", WORK, [14_000_000])):
         runs = {
-            iso: lambda iso=iso: sb.run(wat, invoke="f", args=args, limits=limits, isolation=iso)
+            iso: functools.partial(sb.run, wat, invoke="f", args=args, limits=limits, isolation=iso)
             for iso in ("thread", "process")
         }
         for fn in runs.values():
             fn()  # compiled, cached, worker warm
         samples = interleaved_ms(runs, repeat)
         thread, process = (statistics.median(samples[k]) for k in ("thread", "process"))
-        added = statistics.median(p - t for t, p in zip(samples["thread"], samples["process"]))
+        added = statistics.median(
+            p - t for t, p in zip(samples["thread"], samples["process"], strict=True)
+        )
         print(
             f"{name:12} thread {thread:8.3f} ms  process {process:8.3f} ms  "
             f"x{process / thread:5.2f}  (+{added:.3f} ms per run)"
