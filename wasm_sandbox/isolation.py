@@ -131,12 +131,19 @@ class ProcessIsolation(Isolation):
             COMPILE_MEMORY,
             invoke,
             tuple(args),
-            grants or Grants(),
+            _absolute(grants or Grants()),
             progress is not None,
         )
         outcome = self.pool.execute(job, cancel=cancel, progress=progress)
         assert outcome is not None
         return outcome
+
+
+def _absolute(grants: Grants) -> Grants:
+    """Grants with absolute host paths: the worker's working directory is the one this
+    process had when the worker started, not necessarily the one it has now."""
+    dirs = tuple(replace(d, host=os.path.abspath(d.host)) for d in grants.dirs)
+    return replace(grants, dirs=dirs)
 
 
 def runner(kind: str, engine: Engine, pool: WorkerPool) -> Isolation:

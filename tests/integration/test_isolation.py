@@ -175,3 +175,13 @@ def test_no_worker_survives_a_sigkilled_parent(home):
         assert wait_gone(pids) == []
     finally:
         proc.kill()
+
+
+def test_a_relative_grant_means_the_same_directory_after_a_chdir(isolated, tmp_path, monkeypatch):
+    from wasm_sandbox import Grants
+
+    isolated.run(programs.ADD, invoke="add", args=[1, 2])  # the worker starts in this cwd
+    (tmp_path / "here" / "data").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "here")
+    hello = isolated.run(programs.HELLO, grants=Grants.parse(dirs=["data"]))
+    assert hello.outcome.ok, hello.outcome.message
