@@ -201,10 +201,12 @@ class WorkerPool:
             return [w.pid for w in (*self._idle, *self._busy)]
 
     def interrupt(self) -> None:
-        """SIGINT to every busy worker: each running guest ends as ``interrupted``."""
+        """Interrupt every run in flight: each ends as ``interrupted`` (a compile, which
+        cannot be cancelled, by killing its worker)."""
         with self._lock:
             busy = list(self._busy)
         for worker in busy:
+            worker.interrupted = True
             worker.signal(signal.SIGINT)
 
     def execute(
@@ -252,9 +254,10 @@ class WorkerPool:
                 now = time.monotonic()
                 if now >= deadline:
                     return _overstayed(worker, watch)
-                if (stopped() or watch.failure) and watch.phase == "compile":
+                stopping = stopped() or watch.failure is not None or worker.interrupted
+                if stopping and watch.phase == "compile":
                     return _interrupted(worker, watch)
-                if (stopped() or watch.failure) and now - interrupted_at >= _POLL:
+                if stopping and now - interrupted_at >= _POLL:
                     worker.signal(signal.SIGINT)  # again until it lands: idle ignores it
                     interrupted_at = now
                 if not worker.conn.poll(min(deadline - now, _POLL)):
@@ -407,10 +410,12 @@ class _Worker:
         self.proc, self.conn, self._lifeline, self._errors = proc, conn, lifeline, errors
         self.pid = proc.pid
         self._said = 0
+        self.interrupted = False  # by `WorkerPool.interrupt`, for the run in flight
 
     def send(self, job: Job) -> None:
         """Hand over a job; what the worker writes to stderr from now on is its own."""
         self._said = os.fstat(self._errors.fileno()).st_size
+        self.interrupted = False
         self.conn.send(job)
 
     def last_words(self) -> str:

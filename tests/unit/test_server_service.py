@@ -141,3 +141,22 @@ def test_a_worker_that_dies_fails_only_its_own_run_which_is_logged_as_crashed(ho
         assert service.health()["runs_in_flight"] == 0
     finally:
         service.close()
+
+
+def test_closing_during_a_compile_bomb_interrupts_it_and_logs_it(home):
+    import base64
+    import time
+
+    from tests.hardening.bombs import nested_loops
+
+    service = Service(Settings(home=str(home), maximum=Limits.parse(timeout="10min")))
+    wasm_b64 = base64.b64encode(nested_loops(74_000)).decode()
+    future = service.submit_run(body(wasm_b64=wasm_b64, limits={"timeout": "10min"}))
+    while not service.workers.pids():
+        time.sleep(0.01)
+    time.sleep(0.5)  # compiling
+    service.close()
+    ex = future.result(10)
+    assert ex.outcome.status == "interrupted"
+    assert ex.outcome.message == "interrupted while compiling the module"
+    assert service.sandbox.ledger.size == 1
