@@ -53,7 +53,10 @@ IN_PROCESS_COMPILE = 8 << 10
 KEEP_IDLE = 4
 _POLL = 0.1
 _START_TIMEOUT = 60.0
-_WORKER_MAIN = "from wasm_sandbox.worker import main; import sys; main(*map(int, sys.argv[1:4]), sys.argv[4], int(sys.argv[5]))"  # noqa: E501
+_WORKER_MAIN = (
+    "import sys; from wasm_sandbox.worker import main; "
+    "main(*map(int, sys.argv[1:4]), sys.argv[4], int(sys.argv[5]))"
+)
 
 
 class Isolation:
@@ -304,22 +307,31 @@ class WorkerPool:
                 self._idle.append(worker)
         if not keep:
             worker.kill()
+        self._stop_spawner_when_done()
 
     def _drop(self, worker: _Worker) -> None:
         with self._lock:
             self._busy.discard(worker)
         worker.kill()
+        self._stop_spawner_when_done()
 
     def close(self) -> None:
         """Stop the idle workers now and each busy one when its run ends; idempotent."""
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
-            spawner, self._spawner = self._spawner, None
         for worker in idle:
             worker.kill()
-        if spawner is not None:
-            spawner.close()
+        self._stop_spawner_when_done()
+
+    def _stop_spawner_when_done(self) -> None:
+        """Once closed with no run in flight: its end would SIGKILL busy workers (their
+        parent-death signal follows the thread that started them)."""
+        with self._lock:
+            if not self._closed or self._busy or self._spawner is None:
+                return
+            spawner, self._spawner = self._spawner, None
+        spawner.close()
 
 
 def _either(stop: threading.Event, cancel: threading.Event | None) -> Callable[[], bool]:

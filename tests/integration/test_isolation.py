@@ -185,3 +185,20 @@ def test_a_relative_grant_means_the_same_directory_after_a_chdir(isolated, tmp_p
     monkeypatch.chdir(tmp_path / "here")
     hello = isolated.run(programs.HELLO, grants=Grants.parse(dirs=["data"]))
     assert hello.outcome.ok, hello.outcome.message
+
+
+def test_closing_the_sandbox_lets_a_run_in_flight_finish(home):
+    sb = Sandbox(home=home, isolation="process")
+    sb.run(programs.ADD, invoke="add", args=[1, 2])
+    results = []
+    spin = threading.Thread(
+        target=lambda: results.append(
+            sb.run(programs.LOOP, invoke="spin", limits=Limits.parse(timeout="1s"))
+        )
+    )
+    spin.start()
+    time.sleep(0.3)
+    sb.close()  # the idle worker goes at once, the busy one when its run ends
+    spin.join(30)
+    assert [ex.outcome.status for ex in results] == ["timeout"]
+    assert sb.pool.pids() == []
