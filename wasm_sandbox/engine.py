@@ -161,6 +161,8 @@ class Engine:
         self._recent: OrderedDict[str, Compiled] = OrderedDict()
         self._lock = threading.Lock()
         self._ticker = _Ticker(self._engine)
+        #: Guests given up on while stuck in a host call (their threads stay blocked).
+        self.abandoned = 0
 
     def compile(self, wasm: bytes) -> Compiled:
         """Validate and compile ``wasm``, or take it from the memory or disk cache.
@@ -242,6 +244,7 @@ class Engine:
                     give_up = min(give_up, time.monotonic() + ABANDON_GRACE)
                 if time.monotonic() >= give_up:
                     run.outcome = _abandoned(run, limits)
+                    self.abandoned += 1
                     self._cancel(run)  # it stops at its next epoch check, if it ever returns
                     break
                 if progress and not failure:

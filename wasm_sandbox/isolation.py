@@ -269,6 +269,8 @@ class WorkerPool:
                 if kind == "progress":
                     watch.fuel_used = value
                     _report(progress, value, watch)
+                elif kind == "retire":
+                    watch.lost = True
                 elif kind == "compiled":
                     watch.phase = "run"
                     deadline = watch.deadline(time.monotonic())

@@ -76,6 +76,7 @@ def _serve(conn: Connection, engine: Any, job: Job) -> tuple[str, Any]:
         if job.compile_only:
             return ("done", None)
         progress = (lambda fuel: conn.send(("progress", fuel))) if job.progress else None
+        abandoned = engine.abandoned
         outcome = engine.run(
             compiled,
             invoke=job.invoke,
@@ -84,6 +85,8 @@ def _serve(conn: Connection, engine: Any, job: Job) -> tuple[str, Any]:
             grants=job.grants,
             progress=progress,
         )
+        if engine.abandoned != abandoned:  # a guest thread stays blocked here: replace us
+            conn.send(("retire", None))
         return ("done", outcome)
     except SandboxError as exc:
         return ("raise", exc)
