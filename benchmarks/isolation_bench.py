@@ -27,7 +27,7 @@ from timing import interleaved_ms, median_ms
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from tests.hardening.bombs import many_functions, nested_loops
 from wasm_sandbox import Limits, Sandbox
-from wasm_sandbox.isolation import GRACE, WorkerPool
+from wasm_sandbox.pool import GRACE, WorkerPool
 
 TRIVIAL = """(module (func (export "f") (result i32) i32.const 42))"""
 WORK = """(module

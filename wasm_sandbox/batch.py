@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .engine import Compiled, Engine
-from .isolation import Isolation, WorkerPool
+from .isolation import Isolation
 from .limits import Grants, Limits
 from .outcome import ERROR, Outcome
+from .pool import WorkerPool
 
 if TYPE_CHECKING:
     from .sandbox import Execution, Sandbox, Source

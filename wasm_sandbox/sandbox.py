@@ -26,7 +26,7 @@ from . import merkle, record, sources
 from .engine import Compiled, Engine
 from .envelope import key_id
 from .errors import CompileError, InvocationError, RecordNotFound, SandboxError
-from .isolation import KEEP_IDLE, Isolation, WorkerPool
+from .isolation import Isolation
 from .isolation import check as isolation_kind
 from .isolation import runner as make_runner
 from .keys import KeyStore
@@ -34,6 +34,7 @@ from .ledger import Ledger
 from .limits import Grants, Limits
 from .metrics import Metrics
 from .outcome import ERROR, Outcome
+from .pool import KEEP_IDLE, WorkerPool
 
 Source = str | bytes | os.PathLike[str]
 

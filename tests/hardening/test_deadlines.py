@@ -15,7 +15,8 @@ import pytest
 from tests import programs
 from tests.hardening.bombs import many_functions, nested_loops
 from wasm_sandbox import Grants, Limits, Sandbox
-from wasm_sandbox.isolation import GRACE, IN_PROCESS_COMPILE
+from wasm_sandbox.isolation import IN_PROCESS_COMPILE
+from wasm_sandbox.pool import GRACE
 from wasm_sandbox.worker import Job
 
 ISOLATIONS = ("thread", "process")
