@@ -26,7 +26,14 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-_BAR_STYLES = {"ok": "success", "out_of_fuel": "danger", "error": "danger", "trap": "danger"}
+_BAR_STYLES = {
+    "ok": "success",
+    "out_of_fuel": "danger",
+    "error": "danger",
+    "trap": "danger",
+    "crashed": "danger",
+    "compile_limit": "danger",
+}
 
 
 class Quiet:
