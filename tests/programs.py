@@ -65,3 +65,14 @@ ECHO = r"""(module
     (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
     (i32.store (i32.const 4) (i32.load (i32.const 8)))
     (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"""
+
+#: Opens ``fifo`` in the first preopened directory for reading: open(2) on a FIFO blocks
+#: in the host until a writer comes, where no epoch check can reach it.
+OPEN_FIFO = r"""(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "fifo")
+  (func (export "_start")
+    (drop (call $open (i32.const 3) (i32.const 0) (i32.const 16) (i32.const 4)
+      (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 64)))))"""

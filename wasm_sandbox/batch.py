@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .engine import Compiled, Engine
+from .isolation import Isolation
 from .limits import Grants, Limits
 from .outcome import ERROR, Outcome
+from .pool import WorkerPool
 
 if TYPE_CHECKING:
     from .sandbox import Execution, Sandbox, Source
@@ -44,15 +46,15 @@ class Job:
     error: str | None = None  # the source did not compile: nothing to run
 
 
-def execute(job: Job, engine: Engine | None = None) -> Outcome:
-    """Run one job with ``engine`` or this process's engine (created on first use).
-    Never raises for guest or input problems: they come back as an ``error`` Outcome."""
+def execute(job: Job, runner: Isolation | None = None) -> Outcome:
+    """Run one job with ``runner`` (a sandbox's) or this process's engine (created on first
+    use). Never raises for guest or input problems: they come back as an ``error`` Outcome."""
     if job.error is not None:
         return _failed(job, job.error)
-    engine = engine or _process_engine()
+    runner = runner or Isolation(_process_engine(), WorkerPool(None))
     try:
-        return engine.run(
-            engine.compile(job.wasm),
+        return runner.run(
+            job.wasm,
             invoke=job.invoke,
             args=job.args,
             limits=job.limits,
@@ -133,12 +135,13 @@ def run_many(
     executor: Executor | None = None,
     progress: bool | Callable[[int, int], None] = True,
     recipient: Any = None,
+    isolation: str | None = None,
 ) -> Batch:
     """Run one program once per argument tuple in ``inputs``; see `Sandbox.map`."""
     wasm = _wasm(sandbox, source, lang)
     limits, grants = limits or Limits(), grants or Grants()
     jobs = [Job(wasm, invoke, tuple(args), limits, grants) for args in inputs]
-    return _run_jobs(sandbox, jobs, executor, progress, recipient)
+    return _run_jobs(sandbox, jobs, executor, progress, recipient, isolation)
 
 
 def run_programs(
@@ -152,6 +155,7 @@ def run_programs(
     executor: Executor | None = None,
     progress: bool | Callable[[int, int], None] = True,
     recipient: Any = None,
+    isolation: str | None = None,
 ) -> Batch:
     """Run many programs with the same arguments (a class's submissions, say).
 
@@ -161,7 +165,7 @@ def run_programs(
     jobs = [
         _job_or_error(sandbox, s, Job(b"", invoke, tuple(args), limits, grants)) for s in sources
     ]
-    return _run_jobs(sandbox, jobs, executor, progress)
+    return _run_jobs(sandbox, jobs, executor, progress, recipient, isolation)
 
 
 def _wasm(sandbox: Sandbox, source: Source | Compiled, lang: str | None = None) -> bytes:
@@ -200,6 +204,7 @@ def _run_jobs(
     executor: Executor | None,
     progress: bool | Callable[[int, int], None],
     recipient: Any = None,
+    isolation: str | None = None,
 ) -> Batch:
     owned = executor is None
     pool = executor or ThreadPoolExecutor(
@@ -207,7 +212,7 @@ def _run_jobs(
     )
     # Our own threads share the sandbox's engine (and its module cache); another
     # executor's workers may be other processes or machines, with engines of their own.
-    run = functools.partial(execute, engine=sandbox.engine) if owned else execute
+    run = functools.partial(execute, runner=sandbox.runner(isolation)) if owned else execute
     report = _progress(len(jobs)) if progress is True else (progress or None)
     results: list[Execution | None] = [None] * len(jobs)
     try:

@@ -50,6 +50,11 @@ class ModuleCache:
         self._store(digest, module, meta)
         return module, meta, "miss"
 
+    def has(self, digest: str) -> bool:
+        """Whether an entry for ``digest`` is on disk (it is still checked when loaded)."""
+        path = self._path(digest)
+        return path is not None and path.is_file()
+
     def _path(self, digest: str) -> Path | None:
         return None if self._dir is None else self._dir / f"{digest}.{self._fingerprint}.cwasm"
 

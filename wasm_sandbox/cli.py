@@ -182,6 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 grants=grants,
                 recipient=recipient,
                 progress=not args.json,
+                isolation=args.isolation,
             )
         else:
             runs = [
@@ -194,6 +195,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     grants=grants,
                     recipient=recipient,
                     status=status,
+                    isolation=args.isolation,
                 )
             ]
     if args.json:

@@ -52,6 +52,9 @@ MAX_TICKS_BETWEEN_CHECKS = 5
 PROGRESS_INTERVAL = 0.1
 MAX_FRAMES = 32
 RELEASE_WAIT = 2.0
+#: Seconds past its deadline (or a cancel) after which a guest stuck in a host call is
+#: abandoned: its caller gets ``timeout`` and the guest's thread is left blocked.
+ABANDON_GRACE = 1.0
 RECENT_MODULES = 128
 #: Seconds between two looks at how much the read-write grants have grown, at least, and
 #: at least this many times what the last look took (so looking costs at most ~1/5 of a run).
@@ -164,6 +167,8 @@ class Engine:
         self._recent: OrderedDict[str, Compiled] = OrderedDict()
         self._lock = threading.Lock()
         self._ticker = _Ticker(self._engine)
+        #: Guests given up on while stuck in a host call (their threads stay blocked).
+        self.abandoned = 0
 
     def compile(self, wasm: bytes) -> Compiled:
         """Validate and compile ``wasm``, or take it from the memory or disk cache.
@@ -206,6 +211,14 @@ class Engine:
             module = wasmtime.Module(self._engine, wasm)
         return module, rewrite.to_bytes()
 
+    def knows(self, wasm: bytes) -> bool:
+        """Whether ``wasm`` is compiled already, in memory or in the disk cache."""
+        digest = hashlib.sha256(wasm).hexdigest()
+        with self._lock:
+            if digest in self._recent:
+                return True
+        return self.cache.has(digest)
+
     def run(
         self,
         compiled: Compiled,
@@ -233,18 +246,28 @@ class Engine:
         run = _Run(watch, limits.fuel)
         with self._ticker, _sigint_cancels(lambda: self._cancel(run)):
             _WORKERS.submit(lambda: self._guest(run, compiled, call, limits, grants))
-            self._wait(run, progress)
-        if run.error is not None:
+            self._wait(run, limits, progress)
+        if run.error is not None and run.outcome is None:
             raise run.error
         assert run.outcome is not None
         return run.outcome
 
-    def _wait(self, run: _Run, progress: Callable[[int], None] | None) -> None:
-        """Wait for the guest; a failing ``progress`` callback stops it, then raises."""
+    def _wait(self, run: _Run, limits: Limits, progress: Callable[[int], None] | None) -> None:
+        """Wait for the guest until its deadline (or a cancel) plus `ABANDON_GRACE`; a guest
+        still stuck then (in a blocking host call) is abandoned as ``timeout``. A failing
+        ``progress`` callback stops the guest, then raises."""
         failure: Exception | None = None
+        give_up = run.watch.deadline + ABANDON_GRACE
         while True:
             try:
-                if run.done.wait(PROGRESS_INTERVAL if progress and not failure else None):
+                if run.done.wait(PROGRESS_INTERVAL):
+                    break
+                if run.watch.cancel.is_set() or failure:
+                    give_up = min(give_up, time.monotonic() + ABANDON_GRACE)
+                if time.monotonic() >= give_up:
+                    run.outcome = _abandoned(run, limits)
+                    self.abandoned += 1
+                    self._cancel(run)  # it stops at its next epoch check, if it ever returns
                     break
                 if progress and not failure:
                     progress(run.fuel_used)
@@ -267,7 +290,10 @@ class Engine:
         self, run: _Run, compiled: Compiled, call: _Call, limits: Limits, grants: Grants
     ) -> None:
         try:
-            run.outcome = _Guest(self._engine, run, compiled, limits, grants).execute(call)
+            with self._ticker:  # ticks go on for a guest that outlives its caller's wait
+                outcome = _Guest(self._engine, run, compiled, limits, grants).execute(call)
+            if run.outcome is None:  # not abandoned meanwhile
+                run.outcome = outcome
         except BaseException as exc:
             run.error = exc
         finally:
@@ -509,6 +535,24 @@ class _Quota:
             "message": f"the read-write grants grew by {self.grown} bytes, past the "
             f"{self.quota} byte quota",
         }
+
+
+def _abandoned(run: _Run, limits: Limits) -> Outcome:
+    """The outcome of a guest that did not stop: it is blocked in a host call."""
+    why = (
+        "interrupted"
+        if run.watch.cancel.is_set() and time.monotonic() < run.watch.deadline
+        else f"stopped after the {limits.timeout:g} s timeout"
+    )
+    return Outcome(
+        status=st.INTERRUPTED if why == "interrupted" else st.TIMEOUT,
+        message=f"{why}; the guest did not stop within {ABANDON_GRACE:g} s more (blocked in "
+        "a host call) and was abandoned: its thread stays blocked until that call returns",
+        fuel_used=run.fuel_used,
+        fuel_limit=limits.fuel,
+        memory_limit=limits.memory,
+        duration_ms=(time.monotonic() - run.watch.deadline + limits.timeout) * 1000,
+    )
 
 
 def _ticks_to_next_check(watch: wasi.Watch) -> int:

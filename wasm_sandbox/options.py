@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .sources import LANGS
+from .worker import ISOLATIONS
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -48,4 +49,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         "--deterministic",
         action="store_true",
         help="virtual clock and seeded randomness, so the run can be replayed",
+    )
+    parser.add_argument(
+        "--isolation",
+        choices=ISOLATIONS,
+        help="run the guest and its compilation on a thread of this process, or in a "
+        "worker process killed at the deadline (default: thread for the CLI, process in "
+        "Jupyter)",
     )

@@ -18,7 +18,23 @@ MEMORY_LIMIT = "memory_limit"
 QUOTA = "quota"
 INTERRUPTED = "interrupted"
 ERROR = "error"
-STATUSES = (OK, EXIT, TRAP, TIMEOUT, OUT_OF_FUEL, MEMORY_LIMIT, QUOTA, INTERRUPTED, ERROR)
+#: The worker process carrying the run died (a signal, the OOM killer, a wasmtime bug).
+CRASHED = "crashed"
+#: Compiling the module broke its compile deadline or memory cap.
+COMPILE_LIMIT = "compile_limit"
+STATUSES = (
+    OK,
+    EXIT,
+    TRAP,
+    TIMEOUT,
+    OUT_OF_FUEL,
+    MEMORY_LIMIT,
+    QUOTA,
+    INTERRUPTED,
+    ERROR,
+    CRASHED,
+    COMPILE_LIMIT,
+)
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,15 @@ from . import merkle, record, sources
 from .engine import Compiled, Engine
 from .envelope import key_id
 from .errors import CompileError, InvocationError, RecordNotFound, SandboxError
+from .isolation import Isolation
+from .isolation import check as isolation_kind
+from .isolation import runner as make_runner
 from .keys import KeyStore
 from .ledger import Ledger
 from .limits import Grants, Limits
 from .metrics import Metrics
 from .outcome import ERROR, Outcome
+from .pool import KEEP_IDLE, WorkerPool
 
 Source = str | bytes | os.PathLike[str]
 
@@ -139,18 +143,33 @@ class Sandbox:
     """
 
     def __init__(
-        self, home: str | os.PathLike[str] | None = None, *, durable: bool = False
+        self,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        durable: bool = False,
+        isolation: str = "thread",
+        workers: int = KEEP_IDLE,
+        nice: int = 0,
     ) -> None:
         """``durable=True`` syncs the log to the storage device at every append, so even
-        a power cut loses nothing acknowledged; by default a killed process loses nothing."""
+        a power cut loses nothing acknowledged; by default a killed process loses nothing.
+        ``isolation`` is where guests run: ``"thread"`` (this process) or ``"process"`` (a
+        pool of warm worker processes, up to ``workers`` kept idle, run at priority ``nice``);
+        see `wasm_sandbox.isolation`."""
         self._durable = durable
         self.home = Path(home).expanduser() if home is not None else default_home()
         self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.keys = KeyStore(self.home)
         self.engine = Engine(cache_dir=self.home / "cache")
+        self.isolation = isolation_kind(isolation)
+        self.pool = WorkerPool(self.home / "cache", keep=workers, nice=nice)
         self.metrics = Metrics()
         self._ledger: Ledger | None = None
         self._lock = threading.Lock()
+
+    def runner(self, isolation: str | None = None) -> Isolation:
+        """The runner of ``isolation`` (default: this sandbox's own), over one worker pool."""
+        return make_runner(isolation or self.isolation, self.engine, self.pool)
 
     @property
     def ledger(self) -> Ledger:
@@ -193,16 +212,16 @@ class Sandbox:
         *,
         status: Callable[[str], None] | None = None,
     ) -> tuple[sources.Program, Compiled]:
-        """The program and its compiled module; raises `CompileError`."""
+        """The program and its compiled module; raises `CompileError` (also for a compile
+        that breaks the default limits)."""
         program = self.load(source, lang, status=status)
-        return program, self._compile(program)
-
-    def _compile(self, program: sources.Program) -> Compiled:
-        """A module that does not validate is a `CompileError` at its WAT line and column."""
         try:
-            return self.engine.compile(program.wasm)
-        except CompileError as exc:
+            compiled = self.runner().compile(program.wasm)
+        except CompileError as exc:  # a module that does not validate: at its WAT position
             raise sources.locate(exc, program) from None
+        if isinstance(compiled, Outcome):
+            raise CompileError(compiled.message or compiled.status)
+        return program, compiled
 
     def run(
         self,
@@ -218,8 +237,11 @@ class Sandbox:
         progress: Callable[[int], None] | None = None,
         cancel: threading.Event | None = None,
         status: Callable[[str], None] | None = None,
+        isolation: str | None = None,
     ) -> Execution:
         """Compile ``source``, run it under ``limits`` with ``grants``, seal it, log it.
+
+        ``isolation`` (``"thread"`` or ``"process"``) overrides the sandbox's own for this run.
 
         ``source`` is WAT or C text, wasm bytes, a path, or a module from `compile`.
         Raises `CompileError` for source that never became wasm bytes (nothing is logged);
@@ -231,14 +253,16 @@ class Sandbox:
             grants = replace(grants, stdin=stdin.encode() if isinstance(stdin, str) else stdin)
         grants.check()
         lang_used, wasm, text = "wasm", b"", None
+        program: sources.Program | None = None
         try:
-            if isinstance(source, Compiled):
-                compiled, wasm = source, source.wasm
+            compiled = source if isinstance(source, Compiled) else None
+            if compiled is not None:
+                wasm = compiled.wasm
             else:
                 program = self.load(source, lang, status=status, timeout=limits.timeout)
                 lang_used, wasm, text = program.lang, program.wasm, program.text
-                compiled = self._compile(program)
-            outcome = self.engine.run(
+            outcome = self.runner(isolation).run(
+                wasm,
                 compiled,
                 invoke=invoke,
                 args=args,
@@ -250,6 +274,8 @@ class Sandbox:
         except (CompileError, InvocationError) as exc:
             if not wasm:
                 raise
+            if isinstance(exc, CompileError) and program is not None:
+                exc = sources.locate(exc, program)  # at the WAT line and column of the error
             failed = Outcome(
                 status=ERROR, message=str(exc), fuel_limit=limits.fuel, memory_limit=limits.memory
             )
@@ -257,7 +283,7 @@ class Sandbox:
                 wasm, invoke, args, limits, grants, failed, recipient, lang_used, source=text
             )
             exc.execution = execution  # type: ignore[attr-defined]
-            raise
+            raise exc from None
         return self.seal(
             wasm, invoke, args, limits, grants, outcome, recipient, lang_used, source=text
         )
@@ -382,10 +408,9 @@ class Sandbox:
         grants = Grants.from_payload(opened.input["grants"])
         if not rec["deterministic"]:
             grants = replace(grants, deterministic=True)
-        compiled = self.engine.compile(opened.program)
         try:
-            outcome = self.engine.run(
-                compiled,
+            outcome = self.runner().run(
+                opened.program,
                 invoke=opened.input["invoke"],
                 args=opened.input["args"],
                 limits=Limits.from_record(rec["limits"]),
@@ -458,11 +483,12 @@ class Sandbox:
         return run_programs(self, sources, args, **kwargs)
 
     def close(self) -> None:
-        """Close the ledger and stop the engine's ticker; idempotent."""
+        """Close the ledger, stop the worker processes and the engine's ticker; idempotent."""
         with self._lock:
             if self._ledger is not None:
                 self._ledger.close()
                 self._ledger = None
+        self.pool.close()
         self.engine.close()
 
     def __enter__(self) -> Sandbox:

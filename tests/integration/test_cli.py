@@ -239,3 +239,22 @@ def test_decrypt_shows_the_c_text(tmp_path, wat):
     cli_json("run", wat("hi.c", source), home=tmp_path)
     opened = cli_json("decrypt", "last", home=tmp_path)
     assert (opened["source_kind"], opened["source"]) == ("c", source)
+
+
+def test_isolation_process_runs_the_guest_in_a_worker_and_a_compile_bomb_is_compile_limit(
+    tmp_path, wat
+):
+    from tests.hardening.bombs import nested_loops
+
+    fact = EXAMPLES / "fact.wat"
+    out = cli_json("run", fact, "--invoke", "fact", "5", "--isolation", "process", home=tmp_path)
+    assert out["status"] == "ok" and out["returns"] == [120]
+    bomb = tmp_path / "bomb.wasm"
+    bomb.write_bytes(nested_loops(74_000))
+    for isolation in ("thread", "process"):
+        out = cli_json("run", bomb, "--timeout", "1s", "--isolation", isolation, home=tmp_path)
+        assert out["status"] == "compile_limit", out
+    human = cli("run", bomb, "--timeout", "1s", home=tmp_path, check=0)
+    assert "compile_limit" in human.stdout or "compile limit" in human.stdout
+    wrong = cli("run", fact, "--isolation", "vm", home=tmp_path, check=2)
+    assert "invalid choice: 'vm'" in wrong.stderr

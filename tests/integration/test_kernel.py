@@ -502,3 +502,26 @@ def test_saved_notebook_shows_the_run_without_a_kernel(tmp_path, monkeypatch):
         assert f"leaf #{r['leaf_index']} of a tree of size" in text
     for label in ("ok", "trap: unreachable", "out of fuel"):
         assert re.search(rf"\b{label}\b", text), label
+
+
+def test_a_cell_runs_in_a_worker_process_that_dies_with_a_sigkilled_kernel(tmp_path):
+    """In Jupyter guests run in worker processes (the default `process` isolation); a killed
+    kernel leaves none of them behind."""
+    import signal
+
+    from tests.integration.test_isolation import alive, wait_gone
+
+    env = {**os.environ, "WASM_SANDBOX_HOME": str(tmp_path / "home")}
+    k = Kernel(env, cwd=str(tmp_path))
+    try:
+        k.run("%load_ext wasm_sandbox")
+        _, facts = run_wasm(k, "--invoke fact 5 --quiet", programs.FACT)
+        assert facts["returns"] == [120]
+        magic = "get_ipython().find_magic('wasm').__self__"
+        pids = k.value(f"{magic}.settings.sandbox().pool.pids()")
+        kernel_pid = k.value("__import__('os').getpid()")
+        assert pids and kernel_pid not in pids and all(alive(p) for p in pids)
+        os.kill(kernel_pid, signal.SIGKILL)
+        assert wait_gone(pids) == []
+    finally:
+        k.close()

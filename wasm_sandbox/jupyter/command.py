@@ -72,6 +72,7 @@ class RunCommand:
     argv: tuple[str, ...] = ()
     stdin: str | None = None
     deterministic: bool = False
+    isolation: str | None = None
     name: str | None = None
     out: str | None = None
     quiet: bool = False

@@ -36,6 +36,8 @@ _COLORS = {
     "quota": "#8250df",
     "interrupted": "#57606a",
     "error": "#cf222e",
+    "crashed": "#cf222e",
+    "compile_limit": "#bf8700",
     RUNNING: "#0969da",
     "verified": "#1a7f37",
     "not verified": "#cf222e",

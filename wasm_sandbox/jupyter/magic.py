@@ -87,6 +87,7 @@ class WasmMagics(Magics):
                 recipient=recipient,
                 progress=shown.progress,
                 status=shown.status,
+                isolation=cmd.isolation or settings.isolation,
             )
         except SandboxError as exc:  # a failed run that was logged carries its Execution
             shown.discard()  # the error says it all (and that the run was logged)

@@ -2,8 +2,9 @@
 
 No tornado here. Runs go to a pool of ``workers`` threads with room for ``queue`` more
 waiting; beyond that `Pool.submit` raises `Busy` at once, so the server answers 503 with
-``Retry-After`` instead of piling up work. Each run thread hands its request to a worker
-process (`server_workers`) and waits without holding the GIL. Reads of the log (records,
+``Retry-After`` instead of piling up work. Each run thread reads its request and hands the
+guest to a worker process of the sandbox (`server_workers`, `wasm_sandbox.isolation`),
+waiting without holding the GIL. Reads of the log (records,
 proofs, verification) go to a second, smaller pool so that nothing that may wait on the
 ledger runs on the event loop.
 
@@ -42,7 +43,7 @@ from wasm_sandbox.outcome import STATUSES
 from wasm_sandbox.sandbox import Execution, Sandbox
 
 from .server_request import BadField, sealed_program_info
-from .server_workers import Workers
+from .server_workers import run_request
 
 T = TypeVar("T")
 
@@ -129,8 +130,13 @@ class Service:
         self.settings = settings
         self.maximum = settings.maximum
         self.default = settings.default.capped(settings.maximum)
-        self.sandbox = Sandbox(home=settings.home or None)
-        self.workers = Workers(settings.home, settings.workers, nice=settings.nice)
+        self.sandbox = Sandbox(
+            home=settings.home or None,
+            isolation="process",
+            workers=settings.workers,
+            nice=settings.nice,
+        )
+        self.workers = self.sandbox.pool
         self.runs = Pool(settings.workers, settings.queue, "wasm-sandbox-run")
         self.reads = Pool(settings.read_workers, settings.read_queue, "wasm-sandbox-read")
         self.registry = CollectorRegistry()
@@ -149,9 +155,7 @@ class Service:
         return self.runs.submit(self._run, body)
 
     def _run(self, body: bytes) -> Execution:
-        execution = self.workers.run(body, self.default, self.maximum)
-        self.sandbox.metrics.observe(execution.outcome)
-        return execution
+        return run_request(self.sandbox, body, self.default, self.maximum)
 
     # -- reads --------------------------------------------------------------------------
 
@@ -269,7 +273,6 @@ class Service:
         while closing.is_alive():  # a worker may pick up a queued run meanwhile: repeat
             self.workers.interrupt()
             closing.join(0.1)
-        self.workers.close()
         self.reads.close()
         self.sandbox.close()
 

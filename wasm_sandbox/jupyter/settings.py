@@ -16,6 +16,7 @@ from traitlets.config import Configurable
 
 from ..errors import KeyStoreError, LimitsError
 from ..limits import Grants, Limits
+from ..worker import ISOLATIONS
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -50,6 +51,13 @@ class WasmSandbox(Configurable):
     )
     deterministic = Bool(
         False, help="Run with a virtual clock and seeded randomness so runs can be replayed."
+    ).tag(config=True)
+    isolation = Enum(
+        ISOLATIONS,
+        default_value="process",
+        help="Where guests and their compilation run: 'process' (a warm worker process, "
+        "killed if it overstays its deadline; a crash there cannot take the kernel down) "
+        "or 'thread' (a thread of the kernel; cheaper per run).",
     ).tag(config=True)
     home = Unicode(
         help="Directory with the keys and the ledger; defaults to $WASM_SANDBOX_HOME, "

@@ -30,7 +30,14 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-_BAR_STYLES = {"ok": "success", "out_of_fuel": "danger", "error": "danger", "trap": "danger"}
+_BAR_STYLES = {
+    "ok": "success",
+    "out_of_fuel": "danger",
+    "error": "danger",
+    "trap": "danger",
+    "crashed": "danger",
+    "compile_limit": "danger",
+}
 CARD_CLASS, FUEL_CLASS = "wasm-sandbox-card", "wasm-sandbox-fuel"
 FALLBACK_CLASS = "wasm-sandbox-fallback"
 

@@ -1,0 +1,138 @@
+"""Where a guest and its compilation run: on a thread of this process, or in a worker process.
+
+Two runners behind one interface (`Isolation.compile`, `Isolation.run`); the pipeline does
+not care which one ran the guest:
+
+* ``"thread"`` (`Isolation`): the guest runs on a thread of this process (`Engine.run`).
+  A cache-miss compile of a module larger than `IN_PROCESS_COMPILE` bytes still happens in
+  a worker process, because wasmtime cannot interrupt a compile: the worker writes the
+  compiled code to the HMAC-checked disk cache, and this process loads it from there.
+* ``"process"`` (`ProcessIsolation`): compile and run both happen in a warm worker process
+  (`wasm_sandbox.worker`) from a `wasm_sandbox.pool.WorkerPool`, which enforces the
+  deadlines from outside (``compile_limit``, ``timeout``, ``crashed``: see `wasm_sandbox.pool`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from .engine import Compiled, Engine
+from .errors import CompileError, SandboxError
+from .limits import Grants, Limits
+from .outcome import Outcome
+from .pool import WorkerPool
+from .worker import ISOLATIONS, Job
+
+#: Bytes a compile may add to a worker's data segment (``RLIMIT_DATA``).
+COMPILE_MEMORY = 2 << 30
+#: Modules up to this size compile in this process: the worst known module of this size
+#: (deeply nested blocks, compile time about quadratic in the depth) takes about 0.1 s.
+IN_PROCESS_COMPILE = 8 << 10
+
+
+class Isolation:
+    """The in-process runner (``"thread"``): guests run on a thread of this process."""
+
+    name = "thread"
+
+    def __init__(self, engine: Engine, pool: WorkerPool) -> None:
+        self.engine, self.pool = engine, pool
+
+    def compile(self, wasm: bytes, limits: Limits | None = None) -> Compiled | Outcome:
+        """The compiled module, or an `Outcome` (``compile_limit``, ``crashed``) when
+        compiling broke the limits; raises `CompileError` for an invalid module."""
+        limits = limits or Limits()
+        small = len(wasm) <= IN_PROCESS_COMPILE
+        if small or self.pool.cache_dir is None or self.engine.knows(wasm):
+            return self.engine.compile(wasm)
+        start = time.perf_counter()
+        failed = self.pool.execute(Job(wasm, limits, COMPILE_MEMORY, compile_only=True))
+        if failed is not None:
+            return failed
+        if not self.engine.knows(wasm):
+            raise CompileError("the compiled module could not be stored in the cache")
+        compiled = self.engine.compile(wasm)
+        return replace(compiled, cache="miss", compile_ms=(time.perf_counter() - start) * 1000)
+
+    def run(
+        self,
+        wasm: bytes,
+        compiled: Compiled | None = None,
+        *,
+        invoke: str | None = None,
+        args: Sequence[Any] = (),
+        limits: Limits | None = None,
+        grants: Grants | None = None,
+        cancel: threading.Event | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Outcome:
+        """Compile ``wasm`` (unless ``compiled`` is given) and run it; see `Engine.run`."""
+        limits = limits or Limits()
+        built = compiled or self.compile(wasm, limits)
+        if isinstance(built, Outcome):
+            return built
+        return self.engine.run(
+            built,
+            invoke=invoke,
+            args=args,
+            limits=limits,
+            grants=grants,
+            cancel=cancel,
+            progress=progress,
+        )
+
+
+class ProcessIsolation(Isolation):
+    """The process runner (``"process"``): compile and run in a warm worker process."""
+
+    name = "process"
+
+    def run(
+        self,
+        wasm: bytes,
+        compiled: Compiled | None = None,
+        *,
+        invoke: str | None = None,
+        args: Sequence[Any] = (),
+        limits: Limits | None = None,
+        grants: Grants | None = None,
+        cancel: threading.Event | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Outcome:
+        job = Job(
+            wasm,
+            limits or Limits(),
+            COMPILE_MEMORY,
+            invoke,
+            tuple(args),
+            _absolute(grants or Grants()),
+            progress is not None,
+        )
+        outcome = self.pool.execute(job, cancel=cancel, progress=progress)
+        assert outcome is not None
+        return outcome
+
+
+def _absolute(grants: Grants) -> Grants:
+    """Grants with absolute host paths: the worker's working directory is the one this
+    process had when the worker started, not necessarily the one it has now."""
+    dirs = tuple(replace(d, host=os.path.abspath(d.host)) for d in grants.dirs)
+    return replace(grants, dirs=dirs)
+
+
+def runner(kind: str, engine: Engine, pool: WorkerPool) -> Isolation:
+    """The runner named ``kind`` (one of `ISOLATIONS`) over ``engine`` and ``pool``."""
+    check(kind)
+    return (ProcessIsolation if kind == "process" else Isolation)(engine, pool)
+
+
+def check(kind: str) -> str:
+    """``kind`` if it names an isolation, else `SandboxError`."""
+    if kind not in ISOLATIONS:
+        raise SandboxError(f"isolation must be one of {', '.join(ISOLATIONS)}, not {kind!r}")
+    return kind
