@@ -68,11 +68,17 @@ ECHO = r"""(module
 
 #: Opens ``fifo`` in the first preopened directory for reading: open(2) on a FIFO blocks
 #: in the host until a writer comes, where no epoch check can reach it.
+#: Creates ``ready`` in its granted directory (fd 3), then opens ``fifo`` there for reading
+#: until it exists: a FIFO planted after the grant's scan blocks the open with no writer.
 OPEN_FIFO = r"""(module
   (import "wasi_snapshot_preview1" "path_open"
     (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
   (memory (export "memory") 1)
   (data (i32.const 16) "fifo")
+  (data (i32.const 32) "ready")
   (func (export "_start")
-    (drop (call $open (i32.const 3) (i32.const 0) (i32.const 16) (i32.const 4)
-      (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 64)))))"""
+    (drop (call $open (i32.const 3) (i32.const 0) (i32.const 32) (i32.const 5)
+      (i32.const 1) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 64)))
+    (loop $again
+      (br_if $again (call $open (i32.const 3) (i32.const 0) (i32.const 16) (i32.const 4)
+        (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 64))))))"""

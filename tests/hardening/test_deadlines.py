@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+import time
 
 import pytest
 
@@ -30,25 +32,37 @@ def sb(home):
 
 @pytest.fixture
 def fifo_dir(tmp_path):
-    """A granted directory holding a FIFO ``fifo``; a guest left blocked on it is released."""
+    """A read-write granted directory where a FIFO ``fifo`` appears once the guest has
+    started: after the grant's scan, which refuses FIFOs, the race only the deadline covers.
+    Yields the directory and an event set when the FIFO is there; a guest left blocked on
+    it is released at the end."""
     root = tmp_path / "grant"
     root.mkdir()
-    fifo = root / "fifo"
-    os.mkfifo(fifo)
-    yield root
+    planted = threading.Event()
+
+    def plant() -> None:
+        deadline = time.monotonic() + 120
+        while not (root / "ready").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.mkfifo(root / "fifo")
+        planted.set()
+
+    threading.Thread(target=plant, daemon=True).start()
+    yield f"{root}:rw", planted
     with contextlib.suppress(OSError):  # a reader still waiting: a writer lets it go
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        os.close(os.open(root / "fifo", os.O_WRONLY | os.O_NONBLOCK))
 
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)
 def test_a_guest_blocked_opening_a_fifo_ends_as_timeout_and_is_logged(sb, fifo_dir, isolation):
+    grant, planted = fifo_dir
     ex = sb.run(
         programs.OPEN_FIFO,
-        limits=Limits.parse(timeout="300ms"),
-        grants=Grants.parse(dirs=[str(fifo_dir)]),
+        limits=Limits.parse(timeout="1s"),
+        grants=Grants.parse(dirs=[grant]),
         isolation=isolation,
     )
-    assert ex.outcome.status == "timeout"
+    assert planted.is_set() and ex.outcome.status == "timeout"
     said = {"thread": ("was abandoned",), "process": ("worker process was killed", "abandoned")}
     assert any(words in ex.outcome.message for words in said[isolation])
     assert f"{GRACE:g} s" in ex.outcome.message
@@ -100,14 +114,13 @@ def test_replaying_a_compile_bomb_is_bounded_too(sb):
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)
 def test_an_interrupt_ends_a_guest_blocked_on_a_fifo(sb, fifo_dir, isolation):
-    import threading
-
+    grant, planted = fifo_dir
     cancel = threading.Event()
-    threading.Timer(0.3, cancel.set).start()
+    threading.Thread(target=lambda: planted.wait(120) and (time.sleep(0.3), cancel.set())).start()
     ex = sb.run(
         programs.OPEN_FIFO,
         limits=Limits.parse(timeout="10min"),
-        grants=Grants.parse(dirs=[str(fifo_dir)]),
+        grants=Grants.parse(dirs=[grant]),
         cancel=cancel,
         isolation=isolation,
     )

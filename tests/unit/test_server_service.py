@@ -116,10 +116,11 @@ def test_a_worker_that_dies_fails_only_its_own_run_which_is_logged_as_crashed(ho
     import signal
     import time
 
-    service = Service(Settings(home=str(home), workers=2, maximum=Limits.parse(timeout="1min")))
+    maximum = Limits.parse(timeout="1min", fuel="none")  # the clock, not fuel, ends the loop
+    service = Service(Settings(home=str(home), workers=2, maximum=maximum))
     try:
         assert service.workers.pids() == []  # the processes start with the first run
-        spin = body(wat=programs.LOOP, invoke="spin", limits={"timeout": "3s"})
+        spin = body(wat=programs.LOOP, invoke="spin", limits={"timeout": "3s", "fuel": "none"})
         doomed = service.submit_run(spin)
         while not (pids := service.workers.pids()):
             time.sleep(0.01)
