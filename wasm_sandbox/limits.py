@@ -21,6 +21,8 @@ from typing import Any
 from .errors import GrantError, LimitsError
 
 WASM_PAGE = 65536
+#: The largest limit a record can hold: its canonical JSON keeps integers exact up to here.
+MAX_LIMIT = 2**53 - 1
 
 _SIZE_UNITS = {
     "": 1,
@@ -81,6 +83,8 @@ def parse_duration(value: int | float | str, what: str = "timeout") -> float:
     seconds = float(value)
     if not math.isfinite(seconds) or seconds <= 0:
         raise LimitsError(f"{what}: must be a positive duration, got {value!r}")
+    if seconds * 1000 > MAX_LIMIT:
+        raise LimitsError(f"{what}: {value!r} is longer than a record can hold (2**53 - 1 ms)")
     return seconds
 
 
@@ -89,6 +93,8 @@ def _whole(value: int | float, what: str) -> int:
         raise LimitsError(f"{what}: expected a number, got {value!r}")
     if not math.isfinite(value) or value < 0:
         raise LimitsError(f"{what}: must be a finite number >= 0, got {value!r}")
+    if value > MAX_LIMIT:
+        raise LimitsError(f"{what}: {value!r} is more than a record can hold (2**53 - 1)")
     return int(value)
 
 
@@ -98,7 +104,8 @@ class Limits:
 
     fuel: wasm instructions (about one unit each); memory: bytes of linear memory;
     timeout: wall-clock seconds; table_elements, instances, tables, memories: counts;
-    output: bytes of stdout and of stderr each kept (the rest is cut).
+    output: bytes of stdout and of stderr each kept (the rest is cut); max_stdin: bytes of
+    standard input accepted (more is refused before the run). Each is at most `MAX_LIMIT`.
     """
 
     fuel: int = 10_000_000_000
@@ -109,6 +116,7 @@ class Limits:
     tables: int = 10
     memories: int = 4
     output: int = 1024 * 1024
+    max_stdin: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for name in (
@@ -119,16 +127,30 @@ class Limits:
             "tables",
             "memories",
             "output",
+            "max_stdin",
         ):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise LimitsError(f"{name}: must be an integer >= 0, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LIMIT:
+                raise LimitsError(f"{name}: must be an integer from 0 to 2**53 - 1, got {value!r}")
         parse_duration(self.timeout)
+
+    def check_stdin(self, stdin: bytes) -> None:
+        """Raise `LimitsError` when ``stdin`` is longer than ``max_stdin``."""
+        if len(stdin) > self.max_stdin:
+            raise LimitsError(
+                f"stdin: more than the {self.max_stdin} byte limit; "
+                "raise it with --stdin-limit (Limits.max_stdin)"
+            )
 
     @classmethod
     def parse(cls, base: Limits | None = None, **values: Any) -> Limits:
         """Limits from human units; ``None`` values keep the base (or default) value."""
-        parsers = {"memory": parse_size, "output": parse_size, "timeout": parse_duration}
+        parsers = {
+            "memory": parse_size,
+            "output": parse_size,
+            "max_stdin": parse_size,
+            "timeout": parse_duration,
+        }
         unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:
             raise LimitsError(f"unknown limit {sorted(unknown)[0]!r}")
@@ -223,22 +245,23 @@ class Grants:
                 raise GrantError(f"--dir: guest path {grant.guest!r} must be absolute")
 
     def to_payload(self) -> dict[str, Any]:
-        """The grants as JSON-able data, for the sealed input."""
+        """The grants as JSON-able data, for the sealed input (stdin is sealed as raw bytes
+        after it, see `wasm_sandbox.record`)."""
         return {
             "dirs": [[d.host, d.guest, d.writable] for d in self.dirs],
             "env": [list(pair) for pair in self.env],
             "argv": list(self.argv),
-            "stdin": self.stdin.hex(),
             "deterministic": self.deterministic,
         }
 
     @classmethod
-    def from_payload(cls, data: Mapping[str, Any]) -> Grants:
+    def from_payload(cls, data: Mapping[str, Any], stdin: bytes = b"") -> Grants:
+        """The grants of a sealed input; stdin travels beside them, as raw bytes."""
         return cls(
             dirs=tuple(DirGrant(h, g, bool(w)) for h, g, w in data["dirs"]),
             env=tuple((k, v) for k, v in data["env"]),
             argv=tuple(data["argv"]),
-            stdin=bytes.fromhex(data["stdin"]),
+            stdin=stdin,
             deterministic=bool(data["deterministic"]),
         )
 

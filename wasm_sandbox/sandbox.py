@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -25,7 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from . import merkle, record, sources
 from .engine import Compiled, Engine
 from .envelope import key_id
-from .errors import CompileError, InvocationError, RecordNotFound, SandboxError
+from .errors import CompileError, GrantError, InvocationError, RecordNotFound, SandboxError
+from .highwater import HighWater
+from .home import private_dir
 from .keys import KeyStore
 from .ledger import Ledger
 from .limits import Grants, Limits
@@ -120,6 +124,7 @@ class Opened:
     result: dict[str, Any]
     record: dict[str, Any]
     salts: dict[str, bytes] = field(repr=False)
+    stdin: bytes = field(repr=False, default=b"")
 
 
 class Sandbox:
@@ -134,9 +139,10 @@ class Sandbox:
         """``durable=True`` syncs the log to the storage device at every append, so even
         a power cut loses nothing acknowledged; by default a killed process loses nothing."""
         self._durable = durable
-        self.home = Path(home).expanduser() if home is not None else default_home()
-        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        given = Path(home).expanduser() if home is not None else default_home()
+        self.home = private_dir(given, "sandbox home")
         self.keys = KeyStore(self.home)
+        self.high_water = HighWater(self.keys.dir)
         self.engine = Engine(cache_dir=self.home / "cache")
         self.metrics = Metrics()
         self._ledger: Ledger | None = None
@@ -209,6 +215,8 @@ class Sandbox:
         if stdin is not None:
             grants = replace(grants, stdin=stdin.encode() if isinstance(stdin, str) else stdin)
         grants.check()
+        limits.check_stdin(grants.stdin)
+        self._ready_to_log(recipient)
         lang_used, wasm = "wasm", b""
         try:
             if isinstance(source, Compiled):
@@ -237,6 +245,13 @@ class Sandbox:
             raise
         return self.seal(wasm, invoke, args, limits, grants, outcome, recipient, lang_used)
 
+    def _ready_to_log(self, recipient: ec.EllipticCurvePublicKey | None) -> None:
+        """Open the ledger and the keys now, so a run that could not be logged never starts."""
+        if recipient is None:
+            self.keys.recipient_public_key()
+        _ = self.ledger.size  # opens and reads the ledger: a corrupt one fails here
+        self.high_water.read()
+
     def seal(
         self,
         wasm: bytes,
@@ -255,7 +270,9 @@ class Sandbox:
         public = recipient or self.keys.recipient_public_key()
         rid = record.new_id()
         inputs = {"invoke": invoke, "args": [str(a) for a in args], "grants": grants.to_payload()}
-        parts = record.seal_run(rid, wasm, inputs, outcome.result_payload(), public)
+        parts = record.seal_run(
+            rid, wasm, inputs, outcome.result_payload(), public, stdin=grants.stdin
+        )
         rec = record.build(
             rid,
             int(time.time() * 1000),
@@ -268,6 +285,7 @@ class Sandbox:
         )
         leaf = record.encode(rec)
         receipt = self.ledger.append(rid, leaf, record.blobs(parts))
+        self.high_water.raise_to(receipt.tree_size, receipt.root)
         self.metrics.observe(outcome)
         return Execution(
             id=rid,
@@ -350,20 +368,21 @@ class Sandbox:
         """Re-run the decrypted program with the recorded limits and inputs; compare the
         result commitment with the recorded one."""
         assert rec is not None
-        grants = Grants.from_payload(opened.input["grants"])
+        grants = Grants.from_payload(opened.input["grants"], opened.stdin)
         if not rec["deterministic"]:
             grants = replace(grants, deterministic=True)
         compiled = self.engine.compile(opened.program)
-        try:
-            outcome = self.engine.run(
-                compiled,
-                invoke=opened.input["invoke"],
-                args=opened.input["args"],
-                limits=Limits.from_record(rec["limits"]),
-                grants=grants,
-            )
-        except SandboxError as exc:
-            outcome = Outcome(status=ERROR, message=str(exc))
+        with tempfile.TemporaryDirectory(prefix="wasm-sandbox-replay-") as scratch:
+            try:
+                outcome = self.engine.run(
+                    compiled,
+                    invoke=opened.input["invoke"],
+                    args=opened.input["args"],
+                    limits=Limits.from_record(rec["limits"]),
+                    grants=_scratch_grants(grants, Path(scratch)),
+                )
+            except SandboxError as exc:
+                outcome = Outcome(status=ERROR, message=str(exc))
         again = record.recommit(
             "result", rec["id"], outcome.result_payload(), opened.salts["result"]
         )
@@ -383,11 +402,18 @@ class Sandbox:
         entry = self.ledger.get(record_id)
         rec = record.decode(entry.leaf)
         opened = record.open_record(rec, entry.blobs, self.keys.recipient_private_key())
-        return Opened(record_id, opened.program, opened.input, opened.result, rec, opened.salts)
+        return Opened(
+            record_id, opened.program, opened.input, opened.result, rec, opened.salts, opened.stdin
+        )
 
     def verify_log(self) -> Any:
-        """Recompute the whole log: every record, stored hash and checkpoint."""
-        return self.ledger.verify_all(check_entry=_check_entry)
+        """Recompute the whole log: every record, stored hash and checkpoint, and compare it
+        with the high-water mark (a log emptied or rolled back below it fails); a clean log
+        raises the mark."""
+        report = self.ledger.verify_all(check_entry=_check_entry, seen=self.high_water.read())
+        if report.ok and report.tree_size:
+            self.high_water.raise_to(report.tree_size, self.ledger.root(report.tree_size))
+        return report
 
     def map(
         self,
@@ -443,6 +469,22 @@ def _check(checks: dict[str, str], name: str, fn: Callable[[], Any]) -> Any:
         return None
     checks[name] = "ok"
     return value
+
+
+def _scratch_grants(grants: Grants, scratch: Path) -> Grants:
+    """``grants`` with each writable directory replaced by a copy under ``scratch``, so a
+    replay never changes the host. Read-only grants stay: the guest cannot write them."""
+    dirs = []
+    for i, grant in enumerate(grants.dirs):
+        if grant.writable:
+            copy = scratch / str(i)
+            try:
+                shutil.copytree(grant.host, copy, symlinks=True)
+            except (OSError, shutil.Error) as exc:
+                raise GrantError(f"replay: cannot copy {grant.host!r} ({exc})") from None
+            grant = replace(grant, host=str(copy))
+        dirs.append(grant)
+    return replace(grants, dirs=tuple(dirs))
 
 
 def _raise_if(problem: str | None) -> None:
