@@ -8,15 +8,19 @@ not caught here: only a witness outside the machine can catch that.
 
 The mark only rises: after each append and after a clean ``verify --all``. Two processes
 racing may leave the lower of their two sizes, which is still a tree the log really had.
+The file is one fixed-length line with a checksum, rewritten in place (a rename per append
+cost ~2 ms on ext4, the in-place write ~5 us); a torn write shows as a corrupt file.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 from pathlib import Path
 
 from .errors import HomeError
-from .home import read_private, replace_file
+from .home import read_private, write_new
 
 NAME = "log-high-water"
 
@@ -30,21 +34,31 @@ class HighWater:
 
     def read(self) -> tuple[int, bytes] | None:
         """The mark, or None before the first append; `HomeError` when it is corrupt."""
-        if not self.path.exists():
+        if not os.path.lexists(self.path):
             return None
         text = read_private(self.path, "high-water file").decode("ascii", "replace")
-        try:
-            size, root = text.split()
-            mark = int(size), bytes.fromhex(root)
-        except ValueError:
-            raise HomeError(f"high-water file {self.path} is corrupt; remove it") from None
-        if mark[0] < 0 or len(mark[1]) != 32:
+        body, _, check = text.strip().rpartition(" ")
+        size, _, root = body.partition(" ")
+        if not (check == _checksum(body) and size.isdigit() and len(root) == 64):
             raise HomeError(f"high-water file {self.path} is corrupt; remove it")
-        return mark
+        return int(size), bytes.fromhex(root)
 
     def raise_to(self, size: int, root: bytes) -> None:
         """Record ``(size, root)`` unless the mark is already at least ``size``."""
         with self._lock:
             mark = self.read()
-            if mark is None or size > mark[0]:
-                replace_file(self.path, f"{size} {root.hex()}\n".encode())
+            if mark is not None and size <= mark[0]:
+                return
+            body = f"{size:020d} {root.hex()}"
+            line = f"{body} {_checksum(body)}\n".encode()
+            if mark is None and write_new(self.path, line):
+                return
+            fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.pwrite(fd, line, 0)
+            finally:
+                os.close(fd)
+
+
+def _checksum(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()[:16]

@@ -458,3 +458,12 @@ def test_a_clean_log_raises_the_mark_and_verifies(home):
     out = verify_all(home, 0)
     assert out["verified"] is True and out["high_water"]["size"] == 3
     assert (home / "keys" / "log-high-water").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_torn_or_forged_high_water_file_is_one_line(home, fact):
+    three_runs(home)
+    mark = home / "keys" / "log-high-water"
+    mark.write_bytes(mark.read_bytes().replace(b"03", b"09", 1))  # size changed, checksum not
+    err = one_line_error(cli("verify", "--all", home=home))
+    assert "log-high-water is corrupt; remove it" in err
+    one_line_error(cli("run", fact, "--invoke", "fact", "5", home=home))
