@@ -156,7 +156,7 @@ def odd_home(kind: str, tmp_path: Path) -> Path:
         return Path("/proc")
     elif kind == "a read-only mount":
         path.mkdir()
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", path]).returncode:
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k,mode=0700", "tmpfs", path]).returncode:
             pytest.skip("cannot mount a tmpfs here")
     return path
 
@@ -175,8 +175,10 @@ def odd_home(kind: str, tmp_path: Path) -> Path:
 def test_an_odd_home_is_one_line(kind, tmp_path, fact):
     home = odd_home(kind, tmp_path)
     try:
-        one_line_error(cli("run", fact, "--invoke", "fact", "5", home=home))
+        err = one_line_error(cli("run", fact, "--invoke", "fact", "5", home=home))
         one_line_error(cli("verify", "--all", home=home))
+        if kind == "a read-only mount":
+            assert "is not writable" in err
     finally:
         if kind == "a read-only mount":
             subprocess.run(["umount", home], check=True)
