@@ -67,6 +67,12 @@ def run_fact(home: Path) -> int:
         return sb.run(programs.FACT, invoke="fact", args=[5]).outcome.returns[0]
 
 
+def mount_tmpfs(path: Path, options: str) -> None:
+    """A tiny or read-only file system at ``path`` (ENOSPC for real); skip where not allowed."""
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", path]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+
+
 def leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.rglob("*") if p.name.endswith(".tmp"))
 
@@ -156,8 +162,7 @@ def odd_home(kind: str, tmp_path: Path) -> Path:
         return Path("/proc")
     elif kind == "a read-only mount":
         path.mkdir()
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k,mode=0700", "tmpfs", path]).returncode:
-            pytest.skip("cannot mount a tmpfs here")
+        mount_tmpfs(path, "ro,size=64k,mode=0700")
     return path
 
 
@@ -221,10 +226,7 @@ def tiny_cache(home):
     """``<home>/cache`` on a 8 KiB tmpfs: room for the key, not for compiled code."""
     cache = home / "cache"
     cache.mkdir(parents=True)
-    if subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8k,mode=0700", "tmpfs", cache]
-    ).returncode:
-        pytest.skip("cannot mount a tmpfs here")
+    mount_tmpfs(cache, "size=8k,mode=0700")
     yield cache
     subprocess.run(["umount", cache], check=True)
 
@@ -241,10 +243,7 @@ def test_a_full_disk_while_caching_leaves_nothing_half_written(tiny_cache, fact)
 def test_a_full_disk_for_the_whole_home_is_one_line(tmp_path, fact):
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
-    if subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4k,mode=0700", "tmpfs", home]
-    ).returncode:
-        pytest.skip("cannot mount a tmpfs here")
+    mount_tmpfs(home, "size=4k,mode=0700")
     try:
         (home / "filler").write_bytes(b"x" * 4096)
         err = one_line_error(cli("run", fact, "--invoke", "fact", "5", home=home))
@@ -469,3 +468,24 @@ def test_a_torn_or_forged_high_water_file_is_one_line(home, fact):
     err = one_line_error(cli("verify", "--all", home=home))
     assert "log-high-water is corrupt; remove it" in err
     one_line_error(cli("run", fact, "--invoke", "fact", "5", home=home))
+
+
+def test_a_full_temp_directory_for_stdin_is_an_error_outcome_and_leaves_nothing(home, tmp_path):
+    tiny = tmp_path / "tmp"
+    tiny.mkdir()
+    mount_tmpfs(tiny, "size=4k")
+    wat = tmp_path / "echo.wat"
+    wat.write_text(programs.ECHO)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "wasm_sandbox.cli", "run", wat, "--stdin", "-", "--json"],
+            input=b"x" * 65536,
+            capture_output=True,
+            env={**os.environ, "TMPDIR": str(tiny), "WASM_SANDBOX_HOME": str(home)},
+            timeout=120,
+        )
+        out = json.loads(proc.stdout)
+        assert out["status"] == "error" and "No space left on device" in out["message"]
+        assert list(tiny.iterdir()) == []
+    finally:
+        subprocess.run(["umount", tiny], check=True)
