@@ -6,8 +6,9 @@ emptied, replaced by an older copy (rolled back) or rewritten below the mark fai
 ``verify --all``. An attacker who can also rewrite this file (the same user, or root) is
 not caught here: only a witness outside the machine can catch that.
 
-The mark only rises: after each append and after a clean ``verify --all``. Two processes
-racing may leave the lower of their two sizes, which is still a tree the log really had.
+The mark only rises: after each append and after a clean ``verify --all``. A `HighWater`
+reads the file once and then compares with what it last wrote, so another process's higher
+mark may be lowered again by a racing append: what stays is still a tree the log really had.
 The file is one fixed-length line with a checksum, rewritten in place (a rename per append
 cost ~2 ms on ext4, the in-place write ~5 us); a torn write shows as a corrupt file.
 """
@@ -31,6 +32,15 @@ class HighWater:
     def __init__(self, directory: Path) -> None:
         self.path = directory / NAME
         self._lock = threading.Lock()
+        self._known: tuple[int, bytes] | None = None
+        self._read_once = False
+
+    def known(self) -> tuple[int, bytes] | None:
+        """The mark as this object last read or wrote it (read from disk the first time)."""
+        with self._lock:
+            if not self._read_once:
+                self._known, self._read_once = self.read(), True
+            return self._known
 
     def read(self) -> tuple[int, bytes] | None:
         """The mark, or None before the first append; `HomeError` when it is corrupt."""
@@ -45,19 +55,31 @@ class HighWater:
 
     def raise_to(self, size: int, root: bytes) -> None:
         """Record ``(size, root)`` unless the mark is already at least ``size``."""
+        self.known()
         with self._lock:
-            mark = self.read()
+            mark = self._known
             if mark is not None and size <= mark[0]:
                 return
             body = f"{size:020d} {root.hex()}"
             line = f"{body} {_checksum(body)}\n".encode()
-            if mark is None and write_new(self.path, line):
+            try:
+                self._write(line)
+            except OSError as exc:
+                raise HomeError(f"high-water file {self.path}: cannot write it ({exc})") from None
+            self._known = (size, root)
+
+    def _write(self, line: bytes) -> None:
+        """Overwrite the line in place (same length), or create the file atomically."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if write_new(self.path, line):
                 return
             fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            try:
-                os.pwrite(fd, line, 0)
-            finally:
-                os.close(fd)
+        try:
+            os.pwrite(fd, line, 0)
+        finally:
+            os.close(fd)
 
 
 def _checksum(body: str) -> str:

@@ -489,3 +489,11 @@ def test_a_full_temp_directory_for_stdin_is_an_error_outcome_and_leaves_nothing(
         assert list(tiny.iterdir()) == []
     finally:
         subprocess.run(["umount", tiny], check=True)
+
+
+def test_a_high_water_file_removed_under_a_running_sandbox_is_written_again(home):
+    with Sandbox(home=home) as sb:
+        sb.run(programs.FACT, invoke="fact", args=[5])
+        (home / "keys" / "log-high-water").unlink()
+        ex = sb.run(programs.FACT, invoke="fact", args=[5])
+        assert sb.high_water.read() == (2, bytes.fromhex(ex.root))
