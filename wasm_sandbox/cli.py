@@ -341,6 +341,8 @@ def _print_verification(out: dict[str, Any]) -> None:
         print(f"  first bad entry: {out['first_bad']}")
     for problem in out.get("problems", [])[:10]:
         print(f"  {problem}")
+    if out.get("high_water"):
+        print(f"  high-water mark: {out['high_water']['size']} records (docs/home.md)")
 
 
 if __name__ == "__main__":  # pragma: no cover
