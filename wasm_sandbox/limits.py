@@ -83,8 +83,10 @@ def parse_duration(value: int | float | str, what: str = "timeout") -> float:
     seconds = float(value)
     if not math.isfinite(seconds) or seconds <= 0:
         raise LimitsError(f"{what}: must be a positive duration, got {value!r}")
-    if seconds * 1000 > MAX_LIMIT:
-        raise LimitsError(f"{what}: {value!r} is longer than a record can hold (2**53 - 1 ms)")
+    if not 0.5 <= seconds * 1000 <= MAX_LIMIT:  # the record holds whole milliseconds
+        raise LimitsError(
+            f"{what}: {value!r} is outside what a record holds (1 ms to 2**53 - 1 ms)"
+        )
     return seconds
 
 

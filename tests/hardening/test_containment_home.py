@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests import programs
 from tests.conftest import PROBE
@@ -285,6 +287,7 @@ def test_a_run_that_could_not_be_logged_never_starts(home, tmp_path, damage):
     [
         ("--timeout", "1e300"),
         ("--timeout", "1e13s"),
+        ("--timeout", "0.1ms"),
         ("--output", "1e100"),
         ("--fuel", "1e100"),
         ("--fuel", "9007199254740992"),
@@ -299,6 +302,23 @@ def test_limits_a_record_cannot_hold_are_refused_before_the_guest(home, tmp_path
     assert limit[0].removeprefix("--").split("-")[0] in err and "2**53 - 1" in err
     assert not (granted / "x.txt").exists()
     assert not (home / "ledger.sqlite").exists()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.dictionaries(
+        st.sampled_from(["fuel", "memory", "timeout", "output", "max_stdin"]),
+        st.floats(allow_nan=True, allow_infinity=True) | st.integers() | st.text(max_size=12),
+    )
+)
+def test_every_limit_that_parses_is_one_a_record_holds(values):
+    try:
+        limits = Limits.parse(**values)
+    except SandboxError:
+        return
+    rec = limits.to_record()
+    assert all(type(v) is int and 0 <= v <= 2**53 - 1 for v in rec.values())
+    assert Limits.from_record(rec).to_record() == rec
 
 
 def test_the_largest_limits_a_record_holds_still_run_and_verify(home):
