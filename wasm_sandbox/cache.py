@@ -3,20 +3,27 @@
 Deserializing compiled code trusts its input completely, so the disk cache only ever
 loads files this package wrote: each file carries an HMAC-SHA256 tag under a random key
 kept (0600) in the cache directory (0700). A file whose tag does not check is ignored
-and rewritten, never loaded.
+and rewritten, never loaded. The directory and the key must belong to this user and be
+closed to others (`wasm_sandbox.home`), and only regular files are read, without blocking.
+A write that fails (a full disk) leaves no temporary file: the module is then just not
+cached, with one warning line.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
+import stat
 import struct
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import wasmtime
+
+from .errors import HomeError
+from .home import private_dir, read_private, replace_file, write_new
 
 _TAG = 32
 _META_LEN = struct.Struct("<Q")
@@ -31,9 +38,9 @@ class ModuleCache:
     """
 
     def __init__(self, directory: Path | None, fingerprint: str) -> None:
-        self._dir = directory
+        self._dir = private_dir(directory, "cache directory") if directory is not None else None
         self._fingerprint = fingerprint
-        self._key = _cache_key(directory) if directory is not None else b""
+        self._key = _cache_key(self._dir) if self._dir is not None else b""
 
     def get(
         self,
@@ -60,10 +67,7 @@ class ModuleCache:
 
     def _load(self, digest: str, engine: wasmtime.Engine) -> tuple[wasmtime.Module, bytes] | None:
         path = self._path(digest)
-        try:
-            blob = path.read_bytes() if path else b""
-        except OSError:
-            return None
+        blob = _read_entry(path) if path else b""
         body, tag = blob[:-_TAG], blob[-_TAG:]
         if len(blob) <= _TAG or not hmac.compare_digest(tag, self._mac(digest, body)):
             return None
@@ -76,35 +80,45 @@ class ModuleCache:
         if path is None:
             return
         body = _META_LEN.pack(len(meta)) + meta + bytes(module.serialize())
-        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(body + self._mac(digest, body))
-        os.replace(tmp, path)
+        try:
+            replace_file(path, body + self._mac(digest, body))
+        except OSError as exc:
+            logging.getLogger(__name__).warning(
+                "wasm-sandbox: not caching the compiled module in %s (%s)",
+                path.parent,
+                exc.strerror,
+            )
 
     def _mac(self, digest: str, body: bytes) -> bytes:
         name = f"{digest}.{self._fingerprint}".encode()
         return hmac.new(self._key, name + b"\0" + body, hashlib.sha256).digest()
 
 
-def _cache_key(directory: Path) -> bytes:
-    """The cache's HMAC key, created once (0600) in a directory only we may write (0700).
+def _read_entry(path: Path) -> bytes:
+    """A cache file's bytes; empty when it is missing or not a regular file (never blocks)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return b""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b""
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
 
-    The key is written to a temporary file and published with ``link``, which fails when
-    another process got there first; then its key is used.
-    """
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)
+
+def _cache_key(directory: Path) -> bytes:
+    """The cache's HMAC key, created once (0600) and published with ``link`` (of racing
+    processes one wins and all use its key)."""
     path = directory / "cache.key"
-    if not path.exists():
-        tmp = directory / f"cache.key.{os.getpid()}.{threading.get_ident()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(os.urandom(32))
+    if not os.path.lexists(path):
         try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    return path.read_bytes()
+            write_new(path, os.urandom(32))
+        except OSError as exc:
+            raise HomeError(f"cache key {path}: cannot write it ({exc.strerror})") from None
+    key = read_private(path, "cache key")
+    if len(key) != 32:
+        raise HomeError(f"cache key {path} is {len(key)} bytes, not 32; remove it")
+    return key

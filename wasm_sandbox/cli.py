@@ -11,6 +11,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -112,6 +113,11 @@ def _parser() -> argparse.ArgumentParser:
 def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help=".wat, .wasm or .c")
     add_run_options(p)
+    p.add_argument(
+        "--stdin-limit",
+        metavar="SIZE",
+        help="most bytes of stdin accepted (default 64MiB); more is refused before the run",
+    )
     p.add_argument("--recipient", metavar="PEM", help="seal this run to another P-256 public key")
 
 
@@ -161,8 +167,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         output=args.output,
         dir_quota=args.dir_quota,
+        max_stdin=args.stdin_limit,
     )
-    stdin = sys.stdin.buffer.read() if args.stdin == "-" else args.stdin
+    stdin = _read_stdin(limits) if args.stdin == "-" else args.stdin
     grants = Grants.parse(
         dirs=args.dirs, env=args.env, argv=args.argv, stdin=stdin, deterministic=args.deterministic
     )
@@ -206,15 +213,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_stdin(limits: Any) -> bytes:
+    """Standard input, read up to one byte past the limit (never all of a huge stream)."""
+    data = sys.stdin.buffer.read(limits.max_stdin + 1)
+    limits.check_stdin(data)
+    return bytes(data)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     with _sandbox(args) as sb:
         if args.all:
             report = sb.verify_log()
+            mark = sb.high_water.read()
             out = {
                 "verified": report.ok,
                 "tree_size": report.tree_size,
                 "first_bad": report.first_bad,
                 "problems": list(report.problems),
+                "high_water": None if mark is None else {"size": mark[0], "root": mark[1].hex()},
             }
             ok = report.ok
         elif args.id:
@@ -307,6 +323,7 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
         "source": source,
         "source_kind": kind,
         "input": opened.input,
+        "stdin": base64.b64encode(opened.stdin).decode(),
         "result": opened.result,
         "commitments_ok": True,
     }
@@ -356,16 +373,27 @@ def _status_line(message: str) -> None:
     print(f"wasm-sandbox: {message}", file=sys.stderr, flush=True)
 
 
+#: Terminal control characters a guest could use to rewrite what the user reads (ANSI escape
+#: sequences, carriage returns, backspaces, C1 controls); newlines and tabs pass.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _escaped(text: str) -> str:
+    """``text`` with terminal control characters shown as ``\\xNN`` (human output only)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _print_run(ex: Any) -> None:
     o = ex.outcome
     facts = {"ok": "", "exit": f" code {o.exit_code}", "trap": f" {o.trap}"}
-    print(f"{o.status}{facts.get(o.status, '')}" + (f": {o.message}" if o.message else ""))
+    message = f": {_escaped(o.message)}" if o.message else ""
+    print(f"{o.status}{facts.get(o.status, '')}{message}")
     if o.returns:
         print("returns", " ".join(map(str, o.returns)))
     for name, text in (("stdout", o.stdout), ("stderr", o.stderr)):
         if text:
             print(f"--- {name}" + (" (cut at the output limit)" if o.output_truncated else ""))
-            print(text, end="" if text.endswith("\n") else "\n")
+            print(_escaped(text), end="" if text.endswith("\n") else "\n")
     at_least = ">=" if o.fuel_lower_bound else ""
     print(
         f"fuel {at_least}{o.fuel_used}/{o.fuel_limit}  memory {o.memory_bytes}/{o.memory_limit} B  "
@@ -383,6 +411,8 @@ def _print_verification(out: dict[str, Any]) -> None:
         print(f"  first bad entry: {out['first_bad']}")
     for problem in out.get("problems", [])[:10]:
         print(f"  {problem}")
+    if out.get("high_water"):
+        print(f"  high-water mark: {out['high_water']['size']} records (docs/home.md)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -480,8 +480,12 @@ class _Guest:
         if not self.grants.stdin or not self.compiled.uses_wasi:
             return None
         fd, path = tempfile.mkstemp(prefix="wasm-sandbox-stdin-")
-        with os.fdopen(fd, "wb") as out:
-            out.write(self.grants.stdin)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(self.grants.stdin)
+        except BaseException:
+            os.unlink(path)
+            raise
         return path
 
     def _on_deadline(self, context: Any, _data: Any, delta: Any, kind: Any) -> int:
@@ -641,9 +645,9 @@ def _classify(
         return {
             "status": st.MEMORY_LIMIT,
             "message": f"the module needs more memory at start than the "
-            f"{limits.memory} byte limit ({_first_line(text)})",
+            f"{limits.memory} byte limit ({_one_line(text)})",
         }
-    return {"status": st.ERROR, "message": _first_line(text)}
+    return {"status": st.ERROR, "message": _one_line(text)}
 
 
 def trap_kind(code: wasmtime.TrapCode) -> str:
@@ -680,9 +684,9 @@ def _offset(value: int, rewrite: instrument.Rewrite) -> int:
 
 
 def _trap_message(text: str) -> str:
-    """wasmtime's trap text ends with the reason ("wasm trap: call stack exhausted")."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return re.sub(r"^\d+: ", "", lines[-1]) if lines else "trap"  # "1: wasm trap: ..." in chains
+    """A trap's cause chain on one line ("wasm trap: call stack exhausted"); the backtrace
+    is in the Outcome's frames."""
+    return _one_line(text, head=False)
 
 
 def _export(instance: wasmtime.Instance, store: wasmtime.Store, name: str) -> Any:
@@ -700,17 +704,23 @@ def _export(instance: wasmtime.Instance, store: wasmtime.Store, name: str) -> An
     return wrap_extern(item) if found else None
 
 
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else "unknown error"
+def _one_line(text: str, *, head: bool = True) -> str:
+    """wasmtime's error text on one line: its head (``head=False``: only when there is no
+    cause) without the wasm backtrace, then every cause of its "Caused by:" chain, joined by
+    ": " (a cause that only repeats the end of the one before is dropped)."""
+    first, _, causes = text.partition("Caused by:")
+    chain = [re.sub(r"^\d+:\s*", "", line.strip()) for line in causes.splitlines()]
+    chain = [cause for cause in chain if cause]
+    if head or not chain:
+        chain.insert(0, re.sub(r"\s*at wasm backtrace:.*", "", first, flags=re.DOTALL))
+    parts = [" ".join(part.split()) for part in chain]
+    kept = [p for i, p in enumerate(parts) if p and not (i and parts[i - 1].endswith(p))]
+    return ": ".join(kept) or "unknown error"
 
 
 def _binary_error(exc: wasmtime.WasmtimeError) -> str:
-    """wasmtime's 'Caused by' chain folded into one line: its innermost cause."""
-    text = str(exc)
-    _, _, causes = text.partition("Caused by:")
-    parts = [p for p in re.split(r"^\s*\d+: ", causes or text, flags=re.MULTILINE) if p.strip()]
-    detail = " ".join((parts[-1] if parts else text).split()) or "unknown error"
-    return f"invalid WebAssembly module: {detail}"
+    """Why wasmtime refused the bytes: its whole cause chain, on one line."""
+    return f"invalid WebAssembly module: {_one_line(str(exc), head=False)}"
 
 
 @contextlib.contextmanager

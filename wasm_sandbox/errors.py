@@ -10,6 +10,7 @@ never an exception. Exceptions are for input and state that the caller must fix:
     │   └── ConfinementError      the C compiler cannot be confined (no bubblewrap, ...)
     ├── InvocationError           missing export, wrong argument count or type
     ├── KeyStoreError             a key file that is missing, corrupt, foreign or too open
+    │   └── HomeError             a home, keys/ or cache/ that is unusable or others can write
     ├── EnvelopeError             a sealed part that cannot be opened or checked
     │   ├── DecryptionError       HPKE open failed (wrong key, tampered enc or ciphertext)
     │   └── CommitmentMismatch    the opened plaintext does not match its commitment
@@ -64,6 +65,10 @@ class InvocationError(SandboxError):
 
 class KeyStoreError(SandboxError):
     """A key file that is missing, corrupt, of the wrong kind or readable by others."""
+
+
+class HomeError(KeyStoreError):
+    """A home, ``keys/``, ``cache/`` or key file that is unusable or that others can write."""
 
 
 class EnvelopeError(SandboxError):

@@ -7,7 +7,9 @@
 
 Keys are created on first use and never overwritten: a new key is written to a 0600 temporary
 file, fsynced and hard-linked into place, which fails if another process got there first; the
-loser then reads the winner's key. Every problem is a one-line ``KeyStoreError`` naming the file.
+loser then reads the winner's key. The directory and every key file must belong to this user and
+be closed to others (`wasm_sandbox.home`). Every problem is a one-line ``KeyStoreError`` naming
+the file.
 
 Example::
 
@@ -17,8 +19,6 @@ Example::
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from wasm_sandbox.envelope import key_id
 from wasm_sandbox.errors import KeyStoreError
+from wasm_sandbox.home import private_dir, read_private, write_new
 
 RECIPIENT = "recipient.pem"
 IMPORTED = "recipient.pub.pem"
@@ -127,61 +128,19 @@ class KeyStore:
         return check(path, _parse_private(path, _read(path, 0o077)))
 
     def _check_dir(self) -> None:
-        try:
-            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            mode = self.dir.stat().st_mode & 0o777
-        except OSError as exc:
-            raise KeyStoreError(f"key directory {self.dir}: {exc.strerror}") from exc
-        if mode & 0o077:
-            raise KeyStoreError(
-                f"key directory {self.dir} has mode {mode:04o}; run chmod 700 {self.dir}"
-            )
+        private_dir(self.dir, "key directory", forbidden=0o077)
 
     def _create(self, path: Path, data: bytes) -> None:
         """Write ``data`` to ``path`` atomically unless ``path`` exists (then leave it)."""
         try:
-            _link_new(path, data)
+            write_new(path, data)
         except OSError as exc:
             raise KeyStoreError(f"{path}: cannot write ({exc.strerror})") from exc
 
 
-def _link_new(path: Path, data: bytes) -> None:
-    """Fsync ``data`` to a 0600 temp file beside ``path``, then hard-link it into place.
-
-    ``os.link`` fails if ``path`` exists, so a key is never overwritten and of two racing
-    writers exactly one wins; the temp file is removed either way.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return
-    finally:
-        os.unlink(tmp)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def _read(path: Path, forbidden: int) -> bytes:
     """Read a key file, refusing it when its mode has any of the ``forbidden`` bits."""
-    try:
-        with path.open("rb") as f:
-            mode = os.fstat(f.fileno()).st_mode & 0o777
-            data = f.read()
-    except OSError as exc:
-        raise KeyStoreError(f"{path}: cannot read ({exc.strerror})") from exc
-    if mode & forbidden:
-        wanted = "600" if forbidden == 0o077 else "644"
-        raise KeyStoreError(f"{path} has mode {mode:04o}; run chmod {wanted} {path}")
-    return data
+    return read_private(path, "key file", forbidden=forbidden)
 
 
 def _parse_private(path: Path, data: bytes) -> PrivateKeyTypes:

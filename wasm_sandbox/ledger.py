@@ -92,7 +92,8 @@ class LogReport:
 
     ``first_bad`` is ``{"index": i, "record_id": id_or_None}`` for an entry,
     ``{"subtree": [level, index]}`` for a stored tree hash, ``{"checkpoint": size}`` for a
-    checkpoint, or None when ``ok``. ``problems`` lists at most MAX_PROBLEMS messages.
+    checkpoint, ``{"high_water": size}`` for a log behind the tree a client saw, or None when
+    ``ok``. ``problems`` lists at most MAX_PROBLEMS messages.
     """
 
     ok: bool
@@ -506,17 +507,23 @@ class Ledger:
                 pass
         return checks
 
-    def verify_all(self, check_entry: Callable[[Entry], str | None] | None = None) -> LogReport:
+    def verify_all(
+        self,
+        check_entry: Callable[[Entry], str | None] | None = None,
+        seen: tuple[int, bytes] | None = None,
+    ) -> LogReport:
         """Audit the whole log from its leaves up; never raises for what it finds.
 
         Recomputes every leaf hash and stored subtree hash, checks the index sequence, verifies
         every checkpoint (signature, origin, size, root recomputed from the leaves) and the
         consistency of consecutive checkpoints and of the latest one with the current tree.
         ``check_entry(entry)`` returns a problem (str) or None: it checks the record id and the
-        blobs against the record, whose format the ledger does not know.
+        blobs against the record, whose format the ledger does not know. ``seen`` is a tree
+        ``(size, root)`` a client saw earlier (`wasm_sandbox.highwater`): a log now shorter, or
+        whose first ``size`` entries have another root, is flagged as ``{"high_water": size}``.
         """
         with self._transaction() as db:
-            return _Audit(self, db, check_entry).run()
+            return _Audit(self, db, check_entry, seen).run()
 
     # Receipts
 
@@ -580,8 +587,10 @@ class _Audit:
         ledger: Ledger,
         db: sqlite3.Connection,
         check_entry: Callable[[Entry], str | None] | None,
+        seen: tuple[int, bytes] | None = None,
     ) -> None:
         self.ledger, self.db, self.check_entry = ledger, db, check_entry
+        self.seen, self.seen_root = seen, None if seen is None or seen[0] else merkle.root([])
         self.problems: list[str] = []
         self.first: tuple[tuple, dict[str, Any]] | None = None
         self.levels: dict[int, _Rows] = {}  # stored subtree hashes of each level, by index
@@ -603,6 +612,19 @@ class _Audit:
     def flag_checkpoint(self, size: int, message: str) -> None:
         self.flag((2, size), {"checkpoint": size}, message)
 
+    def high_water(self, size: int) -> None:
+        """Flag a log shorter than, or rewritten below, the tree a client saw."""
+        if self.seen is None:
+            return
+        seen, root = self.seen
+        where = {"high_water": seen}
+        if size < seen:
+            message = f"the log has {size} entries, fewer than the {seen} this home saw"
+            self.flag((3, seen), where, message + " (emptied or rolled back)")
+        elif self.seen_root is not None and self.seen_root != root:
+            message = f"the log's first {seen} entries are not the ones this home saw"
+            self.flag((3, seen), where, message + " (history rewritten)")
+
     def run(self) -> LogReport:
         cps = _Rows(self.db.execute("SELECT size, note FROM checkpoints ORDER BY size"))
         while cps.head is not None and cps.head[0] < 1:
@@ -614,9 +636,11 @@ class _Audit:
         while cps.head is not None:  # after a gap: signatures only
             self.compare_checkpoint(*cps.pop(), None)
         self.consistency(frontier)
+        size = self.ledger._size(self.db)
+        self.high_water(size)
         ok = self.first is None
         first_bad = None if self.first is None else self.first[1]
-        return LogReport(ok, self.ledger._size(self.db), first_bad, tuple(self.problems))
+        return LogReport(ok, size, first_bad, tuple(self.problems))
 
     def entries(self) -> Iterator[Entry]:
         """Entries in index order with their blobs; flags blobs that belong to no entry."""
@@ -652,6 +676,8 @@ class _Audit:
                 continue
             for level, idx, h in frontier.append(merkle.leaf_hash(entry.leaf)):
                 self.compare_node(level, idx, h, entry)
+            if self.seen is not None and frontier.size == self.seen[0]:
+                self.seen_root = frontier.root()
             while cps.head is not None and cps.head[0] == frontier.size:
                 self.compare_checkpoint(*cps.pop(), frontier.root())
         return frontier

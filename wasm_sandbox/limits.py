@@ -23,6 +23,8 @@ from typing import Any
 from .errors import GrantError, LimitsError
 
 WASM_PAGE = 65536
+#: The largest limit a record can hold: its canonical JSON keeps integers exact up to here.
+MAX_LIMIT = 2**53 - 1
 
 _SIZE_UNITS = {
     "": 1,
@@ -108,6 +110,10 @@ def parse_duration(value: int | float | str, what: str = "timeout") -> float:
     seconds = float(value)
     if not math.isfinite(seconds) or seconds <= 0:
         raise LimitsError(f"{what}: must be a positive duration, got {value!r} ({_TIME_EXAMPLES})")
+    if not 0.5 <= seconds * 1000 <= MAX_LIMIT:  # the record holds whole milliseconds
+        raise LimitsError(
+            f"{what}: {value!r} is outside what a record holds (1 ms to 2**53 - 1 ms)"
+        )
     return seconds
 
 
@@ -116,6 +122,8 @@ def _whole(value: int | float, what: str) -> int:
         raise LimitsError(f"{what}: expected a number, got {value!r}")
     if not math.isfinite(value) or value < 0:
         raise LimitsError(f"{what}: must be a finite number >= 0, got {value!r}")
+    if value > MAX_LIMIT:
+        raise LimitsError(f"{what}: {value!r} is more than a record can hold (2**53 - 1)")
     return int(value)
 
 
@@ -127,7 +135,9 @@ class Limits:
     memory: bytes of linear memory; timeout: wall-clock seconds;
     table_elements, instances, tables, memories: counts;
     output: bytes of stdout and of stderr each kept (the rest is cut);
-    dir_quota: bytes by which the read-write grants may grow during the run.
+    dir_quota: bytes by which the read-write grants may grow during the run;
+    max_stdin: bytes of standard input accepted (more is refused before the run).
+    Each is at most `MAX_LIMIT`.
     """
 
     fuel: int = 10_000_000_000
@@ -139,6 +149,7 @@ class Limits:
     memories: int = 4
     output: int = 1024 * 1024
     dir_quota: int = 256 * 1024 * 1024
+    max_stdin: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for name in (
@@ -150,11 +161,20 @@ class Limits:
             "memories",
             "output",
             "dir_quota",
+            "max_stdin",
         ):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise LimitsError(f"{name}: must be an integer >= 0, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LIMIT:
+                raise LimitsError(f"{name}: must be an integer from 0 to 2**53 - 1, got {value!r}")
         parse_duration(self.timeout)
+
+    def check_stdin(self, stdin: bytes) -> None:
+        """Raise `LimitsError` when ``stdin`` is longer than ``max_stdin``."""
+        if len(stdin) > self.max_stdin:
+            raise LimitsError(
+                f"stdin: more than the {self.max_stdin} byte limit; "
+                "raise it with --stdin-limit (Limits.max_stdin)"
+            )
 
     @classmethod
     def parse(cls, base: Limits | None = None, **values: Any) -> Limits:
@@ -164,6 +184,7 @@ class Limits:
             "memory": parse_size,
             "output": parse_size,
             "dir_quota": parse_size,
+            "max_stdin": parse_size,
             "timeout": parse_duration,
         }
         unknown = set(values) - set(cls.__dataclass_fields__)
@@ -262,22 +283,23 @@ class Grants:
             _refuse_special_files(grant.host)
 
     def to_payload(self) -> dict[str, Any]:
-        """The grants as JSON-able data, for the sealed input."""
+        """The grants as JSON-able data, for the sealed input (stdin is sealed as raw bytes
+        after it, see `wasm_sandbox.record`)."""
         return {
             "dirs": [[d.host, d.guest, d.writable] for d in self.dirs],
             "env": [list(pair) for pair in self.env],
             "argv": list(self.argv),
-            "stdin": self.stdin.hex(),
             "deterministic": self.deterministic,
         }
 
     @classmethod
-    def from_payload(cls, data: Mapping[str, Any]) -> Grants:
+    def from_payload(cls, data: Mapping[str, Any], stdin: bytes = b"") -> Grants:
+        """The grants of a sealed input; stdin travels beside them, as raw bytes."""
         return cls(
             dirs=tuple(DirGrant(h, g, bool(w)) for h, g, w in data["dirs"]),
             env=tuple((k, v) for k, v in data["env"]),
             argv=tuple(data["argv"]),
-            stdin=bytes.fromhex(data["stdin"]),
+            stdin=stdin,
             deterministic=bool(data["deterministic"]),
         )
 

@@ -4,17 +4,21 @@ Shape (integers only; hashes and ``enc`` as lowercase hex)::
 
     {"v": 1, "id", "time", "recipient", "suite",
      "program": {"commitment", "enc", "ct_sha256", "ct_len", "size"},
-     "input": {...same four...}, "result": {...same four...},
+     "input": {...same four..., "v"}, "result": {...same four...},
      "source": {...same four...},          # optional: when the program was compiled from text
      "limits": {str: int},
      "outcome": {"status", "trap", "exit_code", "fuel_used", "memory_bytes", "duration_us",
                  ["fuel_lower_bound": true]},
      "deterministic": bool}
 
+The sealed input is, since ``input.v`` 2, the canonical JSON of the call (invoke, args, grants
+without stdin), one NUL byte (canonical JSON never contains one) and stdin's raw bytes. Records
+without ``input.v`` (version 1) carried stdin as hex inside the JSON; they still open and verify.
+
 The ciphertexts ("blobs") are stored beside the record; the record holds their digests. The
 ``source`` part is the canonical JSON ``{"lang": "wat" | "c", "text": str}`` of the text the
-program bytes were compiled from; records of binary programs (and older records) have none.
-Only the sealed parts are bound cryptographically (HPKE info and commitments); the other fields are
+program bytes were compiled from; records of binary programs (and older records) have none. Only
+the sealed parts are bound cryptographically (HPKE info and commitments); the other fields are
 protected by the log, whose leaf is the record's canonical bytes.
 
 Example::
@@ -51,6 +55,7 @@ from wasm_sandbox.envelope import (
 from wasm_sandbox.errors import DecryptionError, EnvelopeError
 
 VERSION = 1
+INPUT_VERSION = 2
 _HEX = re.compile(r"[0-9a-f]*")
 _MAX_INT = 2**53 - 1  # RFC 8785 (I-JSON) represents integers exactly only up to here
 
@@ -66,6 +71,7 @@ class OpenedRecord:
     result: dict[str, Any]
     salts: dict[str, bytes]
     source: dict[str, Any] | None = None
+    stdin: bytes = b""
 
 
 def new_id() -> str:
@@ -80,17 +86,23 @@ def seal_run(
     result_payload: dict[str, Any],
     recipient_public_key: ec.EllipticCurvePublicKey,
     source: Mapping[str, Any] | None = None,
+    stdin: bytes = b"",
 ) -> dict[str, SealedPart]:
-    """Seal the program bytes and the canonical JSON of input, result and (when given) the
-    source ``{"lang", "text"}``."""
+    """Seal the program bytes, the input (JSON, NUL, raw ``stdin``), the result's JSON and
+    (when given) the source ``{"lang", "text"}``."""
     payloads = {
         "program": program,
-        "input": canonical(input_payload),
+        "input": encode_input(input_payload, stdin),
         "result": canonical(result_payload),
     }
     if source is not None:
         payloads["source"] = canonical(dict(source))
     return {p: seal(p, data, recipient_public_key, record_id) for p, data in payloads.items()}
+
+
+def encode_input(call: dict[str, Any], stdin: bytes) -> bytes:
+    """The sealed input (version `INPUT_VERSION`): the call's canonical JSON, NUL, stdin."""
+    return canonical(call) + b"\0" + stdin
 
 
 def build(
@@ -116,6 +128,7 @@ def build(
         "deterministic": deterministic,
     }
     record["program"]["size"] = program_size
+    record["input"]["v"] = INPUT_VERSION
     _check(record, _SCHEMA, optional=_OPTIONAL)
     return record
 
@@ -196,13 +209,31 @@ def open_record(
     program = opened["program"].payload
     if len(program) != record["program"]["size"]:
         raise EnvelopeError(f"program: opened {len(program)} bytes, record field size disagrees")
+    call, stdin = _open_input(opened["input"].payload, record["input"].get("v", 1))
     return OpenedRecord(
         program=program,
-        input=_json_object("input", opened["input"].payload),
+        input=call,
         result=_json_object("result", opened["result"].payload),
         salts={p: o.salt for p, o in opened.items()},
         source=_json_object("source", opened["source"].payload) if "source" in opened else None,
+        stdin=stdin,
     )
+
+
+def _open_input(payload: bytes, version: int) -> tuple[dict[str, Any], bytes]:
+    """The call (JSON object, grants without stdin) and stdin of an opened input part."""
+    if version == 1:
+        call = _json_object("input", payload)
+        grants = call.get("grants")
+        text = grants.pop("stdin", "") if isinstance(grants, dict) else ""
+        try:
+            return call, bytes.fromhex(text)
+        except (TypeError, ValueError):
+            raise EnvelopeError("input: stdin is not hex (version 1 input)") from None
+    head, sep, stdin = payload.partition(b"\0")
+    if not sep:
+        raise EnvelopeError("input: no NUL byte between the call and stdin")
+    return _json_object("input", head), stdin
 
 
 def recommit(purpose: str, record_id: str, payload: dict[str, Any] | bytes, salt: bytes) -> bytes:
@@ -235,9 +266,11 @@ def _check(
     present = {k: v for k, v in (optional or {}).items() if k in obj}
     for name, rule in {**schema, **present}.items():
         if name not in obj:
-            if isinstance(rule, _AbsentOr):
+            if isinstance(rule, _Absent):
                 continue
             raise EnvelopeError(f"record field {prefix + name!r}: missing")
+        if isinstance(rule, _Absent):
+            rule = rule.check
         if isinstance(rule, dict):
             _check(obj[name], rule, f"{prefix}{name}.")
         elif problem := rule(obj[name]):
@@ -245,6 +278,13 @@ def _check(
     unknown = next((k for k in obj if k not in schema and k not in present), None)
     if unknown is not None:
         raise EnvelopeError(f"record field {f'{prefix}{unknown}'!r}: unknown field")
+
+
+@dataclass(frozen=True)
+class _Absent:
+    """A field that older records lack: absent is fine, present must pass ``check``."""
+
+    check: _Check
 
 
 def _hex(n: int) -> _Check:
@@ -262,16 +302,6 @@ def _int(v: Any) -> str | None:
 
 def _uint(v: Any) -> str | None:
     return _int(v) or (None if v >= 0 else "expected a non-negative integer")
-
-
-class _AbsentOr:
-    """A field that may be left out; when present, ``check`` applies."""
-
-    def __init__(self, check: _Check) -> None:
-        self.check = check
-
-    def __call__(self, v: Any) -> str | None:
-        return self.check(v)
 
 
 def _true(v: Any) -> str | None:
@@ -294,6 +324,11 @@ def _version(v: Any) -> str | None:
     return None if type(v) is int and v == VERSION else f"unsupported version {v!r}"
 
 
+def _input_version(v: Any) -> str | None:
+    ok = type(v) is int and v in (1, INPUT_VERSION)
+    return None if ok else f"unsupported input version {v!r}"
+
+
 def _suite(v: Any) -> str | None:
     return None if v == SUITE_NAME else f"unsupported suite {v!r}"
 
@@ -313,7 +348,7 @@ _SCHEMA: dict[str, Any] = {
     "recipient": _hex(64),
     "suite": _suite,
     "program": {**_PART, "size": _uint},
-    "input": _PART,
+    "input": {**_PART, "v": _Absent(_input_version)},
     "result": _PART,
     "limits": _int_map,
     "outcome": {
@@ -321,7 +356,7 @@ _SCHEMA: dict[str, Any] = {
         "trap": _optional(_str),
         "exit_code": _optional(_int),
         "fuel_used": _uint,
-        "fuel_lower_bound": _AbsentOr(_true),
+        "fuel_lower_bound": _Absent(_true),
         "memory_bytes": _uint,
         "duration_us": _uint,
     },

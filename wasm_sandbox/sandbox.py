@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -25,7 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from . import merkle, record, sources
 from .engine import Compiled, Engine
 from .envelope import key_id
-from .errors import CompileError, InvocationError, RecordNotFound, SandboxError
+from .errors import CompileError, GrantError, InvocationError, RecordNotFound, SandboxError
+from .highwater import HighWater
+from .home import private_dir
 from .isolation import Isolation
 from .isolation import check as isolation_kind
 from .isolation import runner as make_runner
@@ -124,6 +128,7 @@ class Opened:
     result: dict[str, Any]
     record: dict[str, Any]
     salts: dict[str, bytes] = field(repr=False)
+    stdin: bytes = field(repr=False, default=b"")
     source: dict[str, Any] | None = None
 
     def shown_source(self) -> tuple[str | None, str | None]:
@@ -157,9 +162,10 @@ class Sandbox:
         pool of warm worker processes, up to ``workers`` kept idle, run at priority ``nice``);
         see `wasm_sandbox.isolation`."""
         self._durable = durable
-        self.home = Path(home).expanduser() if home is not None else default_home()
-        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        given = Path(home).expanduser() if home is not None else default_home()
+        self.home = private_dir(given, "sandbox home")
         self.keys = KeyStore(self.home)
+        self.high_water = HighWater(self.keys.dir)
         self.engine = Engine(cache_dir=self.home / "cache")
         self.isolation = isolation_kind(isolation)
         self.pool = WorkerPool(self.home / "cache", keep=workers, nice=nice)
@@ -252,6 +258,8 @@ class Sandbox:
         if stdin is not None:
             grants = replace(grants, stdin=stdin.encode() if isinstance(stdin, str) else stdin)
         grants.check()
+        limits.check_stdin(grants.stdin)
+        self._ready_to_log(recipient)
         lang_used, wasm, text = "wasm", b"", None
         program: sources.Program | None = None
         try:
@@ -288,6 +296,13 @@ class Sandbox:
             wasm, invoke, args, limits, grants, outcome, recipient, lang_used, source=text
         )
 
+    def _ready_to_log(self, recipient: ec.EllipticCurvePublicKey | None) -> None:
+        """Open the ledger and the keys now, so a run that could not be logged never starts."""
+        if recipient is None:
+            self.keys.recipient_public_key()
+        _ = self.ledger.size  # opens and reads the ledger: a corrupt one fails here
+        self.high_water.known()  # a corrupt high-water file fails here, not after the run
+
     def seal(
         self,
         wasm: bytes,
@@ -310,7 +325,9 @@ class Sandbox:
         rid = record.new_id()
         inputs = {"invoke": invoke, "args": [str(a) for a in args], "grants": grants.to_payload()}
         text = None if source is None else {"lang": lang, "text": source}
-        parts = record.seal_run(rid, wasm, inputs, outcome.result_payload(), public, text)
+        parts = record.seal_run(
+            rid, wasm, inputs, outcome.result_payload(), public, text, stdin=grants.stdin
+        )
         rec = record.build(
             rid,
             int(time.time() * 1000),
@@ -323,6 +340,7 @@ class Sandbox:
         )
         leaf = record.encode(rec)
         receipt = self.ledger.append(rid, leaf, record.blobs(parts))
+        self.high_water.raise_to(receipt.tree_size, receipt.root)
         self.metrics.observe(outcome)
         return Execution(
             id=rid,
@@ -405,19 +423,20 @@ class Sandbox:
         """Re-run the decrypted program with the recorded limits and inputs; compare the
         result commitment with the recorded one."""
         assert rec is not None
-        grants = Grants.from_payload(opened.input["grants"])
+        grants = Grants.from_payload(opened.input["grants"], opened.stdin)
         if not rec["deterministic"]:
             grants = replace(grants, deterministic=True)
-        try:
-            outcome = self.runner().run(
-                opened.program,
-                invoke=opened.input["invoke"],
-                args=opened.input["args"],
-                limits=Limits.from_record(rec["limits"]),
-                grants=grants,
-            )
-        except SandboxError as exc:
-            outcome = Outcome(status=ERROR, message=str(exc))
+        with tempfile.TemporaryDirectory(prefix="wasm-sandbox-replay-") as scratch:
+            try:
+                outcome = self.runner().run(
+                    opened.program,
+                    invoke=opened.input["invoke"],
+                    args=opened.input["args"],
+                    limits=Limits.from_record(rec["limits"]),
+                    grants=_scratch_grants(grants, Path(scratch)),
+                )
+            except SandboxError as exc:
+                outcome = Outcome(status=ERROR, message=str(exc))
         again = record.recommit(
             "result", rec["id"], outcome.result_payload(), opened.salts["result"]
         )
@@ -444,12 +463,18 @@ class Sandbox:
             opened.result,
             rec,
             opened.salts,
+            opened.stdin,
             opened.source,
         )
 
     def verify_log(self) -> Any:
-        """Recompute the whole log: every record, stored hash and checkpoint."""
-        return self.ledger.verify_all(check_entry=_check_entry)
+        """Recompute the whole log: every record, stored hash and checkpoint, and compare it
+        with the high-water mark (a log emptied or rolled back below it fails); a clean log
+        raises the mark."""
+        report = self.ledger.verify_all(check_entry=_check_entry, seen=self.high_water.read())
+        if report.ok and report.tree_size:
+            self.high_water.raise_to(report.tree_size, self.ledger.root(report.tree_size))
+        return report
 
     def map(
         self,
@@ -506,6 +531,22 @@ def _check(checks: dict[str, str], name: str, fn: Callable[[], Any]) -> Any:
         return None
     checks[name] = "ok"
     return value
+
+
+def _scratch_grants(grants: Grants, scratch: Path) -> Grants:
+    """``grants`` with each writable directory replaced by a copy under ``scratch``, so a
+    replay never changes the host. Read-only grants stay: the guest cannot write them."""
+    dirs = []
+    for i, grant in enumerate(grants.dirs):
+        if grant.writable:
+            copy = scratch / str(i)
+            try:
+                shutil.copytree(grant.host, copy, symlinks=True)
+            except (OSError, shutil.Error) as exc:
+                raise GrantError(f"replay: cannot copy {grant.host!r} ({exc})") from None
+            grant = replace(grant, host=str(copy))
+        dirs.append(grant)
+    return replace(grants, dirs=tuple(dirs))
 
 
 def _raise_if(problem: str | None) -> None:

@@ -93,7 +93,14 @@ def test_verify_log_decrypt_keys_checkpoint_proof(tmp_path):
     assert verified["verified"] is True and verified["leaf_index"] == 0
     assert set(verified) >= {"id", "verified", "leaf_index", "tree_size", "root", "checks"}
     everything = cli_json("verify", "--all", home=tmp_path)
-    assert everything == {"verified": True, "tree_size": 1, "first_bad": None, "problems": []}
+    mark = {"size": 1, "root": run["root"]}  # the high-water mark this home keeps
+    assert everything == {
+        "verified": True,
+        "tree_size": 1,
+        "first_bad": None,
+        "problems": [],
+        "high_water": mark,
+    }
     rows = cli_json("log", home=tmp_path)
     assert [r["id"] for r in rows] == [run["id"]]
     opened = cli_json("decrypt", "last", home=tmp_path)

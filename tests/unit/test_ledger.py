@@ -459,3 +459,17 @@ def test_standalone_script_verifies_a_real_receipt(log, tmp_path):
     assert no.returncode == 1 and no.stdout.startswith("NOT verified")
     usage = subprocess.run(run, capture_output=True, text=True)
     assert usage.returncode == 2
+
+
+def test_verify_all_compares_the_log_with_a_tree_a_client_saw(tmp_path, key):
+    log = build(tmp_path / "seen.sqlite", key, [3, 2])
+    seen = (3, log.root(3))
+    assert log.verify_all(check_entry, seen=seen).ok
+    assert log.verify_all(check_entry, seen=(5, log.root(5))).ok
+    shorter = log.verify_all(check_entry, seen=(6, log.root(5)))
+    assert not shorter.ok and shorter.first_bad == {"high_water": 6}
+    assert "fewer than the 6" in shorter.problems[0]
+    other = log.verify_all(check_entry, seen=(3, log.root(2)))
+    assert not other.ok and other.first_bad == {"high_water": 3}
+    assert "history rewritten" in other.problems[0]
+    log.close()

@@ -104,7 +104,8 @@ def test_grant_parsing_errors():
 
 def test_grants_payload_round_trip():
     grants = Grants.parse(dirs=["/tmp:/t:rw"], env={"A": "1"}, argv=["x"], stdin="in")
-    assert Grants.from_payload(grants.to_payload()) == grants
+    assert "stdin" not in grants.to_payload()  # sealed as raw bytes beside the JSON
+    assert Grants.from_payload(grants.to_payload(), b"in") == grants
 
 
 def test_nul_characters_are_refused():

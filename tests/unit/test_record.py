@@ -105,8 +105,9 @@ def test_record_has_the_contract_shape(run, key):
     assert record["recipient"] == key_id(key.public_key())
     assert set(record["program"]) == {"commitment", "enc", "ct_sha256", "ct_len", "size"}
     assert record["program"]["size"] == len(WASM)
-    for p in ("input", "result"):
-        assert set(record[p]) == {"commitment", "enc", "ct_sha256", "ct_len"}
+    assert set(record["input"]) == {"commitment", "enc", "ct_sha256", "ct_len", "v"}
+    assert record["input"]["v"] == rec.INPUT_VERSION == 2
+    assert set(record["result"]) == {"commitment", "enc", "ct_sha256", "ct_len"}
     assert record["limits"] == LIMITS and record["outcome"] == OUTCOME
     assert not any(isinstance(v, float) for _, v in leaves(record))
     assert set(blobs) == set(PURPOSES)
@@ -141,7 +142,7 @@ def test_round_trip_opens_every_part(run, key):
 def test_binding_recommit_reproduces_every_commitment(run, key):
     record, blobs = run
     salts = rec.open_record(record, blobs, key).salts
-    payloads = {"program": WASM, "input": INPUT, "result": RESULT}
+    payloads = {"program": WASM, "input": rec.encode_input(INPUT, b""), "result": RESULT}
     for p in PURPOSES:
         again = rec.recommit(p, record["id"], payloads[p], salts[p])
         assert again.hex() == record[p]["commitment"]
@@ -262,8 +263,8 @@ def test_decode_names_the_ill_typed_field(run, field, value):
 def test_decode_names_every_missing_field(run):
     record, _ = run
     for path, _value in leaves(record):
-        if path.startswith("limits."):
-            continue  # limits is an open map of names to integers
+        if path.startswith("limits.") or path == "input.v":
+            continue  # limits is an open map; records before input version 2 have no input.v
         out = copy.deepcopy(record)
         *parents, last = path.split(".")
         node = out
@@ -464,7 +465,8 @@ def test_commitment_pasted_from_another_record_is_detected(run, other_run, key, 
 def test_ciphertext_moved_between_purposes_does_not_open(key):
     record, blobs = sealed_run(key, result=INPUT)  # same plaintext, so only the purpose differs
     bad = copy.deepcopy(record)
-    bad["input"], bad["result"] = record["result"], record["input"]
+    four = {k: v for k, v in record["input"].items() if k != "v"}
+    bad["input"], bad["result"] = {**record["result"], "v": 2}, four
     swapped = {**blobs, "input": blobs["result"], "result": blobs["input"]}
     with pytest.raises(DecryptionError, match=r"^input: ciphertext does not open"):
         rec.open_record(bad, swapped, key)

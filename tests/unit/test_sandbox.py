@@ -196,3 +196,37 @@ def test_bytes_that_are_no_module_have_no_source_to_show(sandbox):
     with pytest.raises(CompileError) as err:
         sandbox.run(b"\0asm\x01\0\0\0\x01")
     assert sandbox.decrypt(err.value.execution.id).shown_source() == (None, None)
+
+
+def _version_1_record(sandbox, stdin: bytes) -> str:
+    """Log a run the way records before input version 2 were sealed: stdin as hex in JSON."""
+    from wasm_sandbox import envelope, record
+    from wasm_sandbox.envelope import canonical
+
+    wasm = compile_wat(programs.ECHO)
+    outcome = sandbox.engine.run(sandbox.engine.compile(wasm), grants=Grants(stdin=stdin))
+    grants = {**Grants(stdin=stdin).to_payload(), "stdin": stdin.hex()}
+    public = sandbox.keys.recipient_public_key()
+    rid = record.new_id()
+    payloads = {
+        "program": wasm,
+        "input": canonical({"invoke": None, "args": [], "grants": grants}),
+        "result": canonical(outcome.result_payload()),
+    }
+    parts = {p: envelope.seal(p, payloads[p], public, rid) for p in envelope.PURPOSES}
+    rec = record.build(
+        rid, 0, envelope.key_id(public), parts, len(wasm), Limits().to_record(),
+        outcome.summary(), outcome.deterministic,
+    )  # fmt: skip
+    del rec["input"]["v"]
+    sandbox.ledger.append(rid, record.encode(rec), record.blobs(parts))
+    return rid
+
+
+def test_records_with_stdin_as_hex_still_decrypt_verify_and_replay(sandbox):
+    rid = _version_1_record(sandbox, b"old stdin\n")
+    assert "v" not in sandbox.record(rid)["input"]
+    assert sandbox.decrypt(rid).stdin == b"old stdin\n"
+    report = sandbox.verify(rid, replay=True)
+    assert report.verified and report.checks["replay"] == "ok"
+    assert sandbox.verify_log().ok
