@@ -63,25 +63,26 @@ def _split(text: str, what: str, examples: str) -> tuple[float, str]:
 
 
 def parse_count(
-    value: int | float | str, what: str = "count", examples: str = _COUNT_EXAMPLES
+    value: int | float | str,
+    what: str = "count",
+    examples: str = _COUNT_EXAMPLES,
+    beyond: str = "",
 ) -> int:
-    """A non-negative integer, from ``1000``, ``"1e7"`` or ``"10_000"``."""
+    """A non-negative integer, from ``1000``, ``"1e7"`` or ``"10_000"``; ``beyond`` is the
+    hint for a value past `MAX_LIMIT`."""
     if isinstance(value, str):
         number, unit = _split(value.replace("_", ""), what, examples)
         if unit:
             raise LimitsError(f"{what}: {value!r} has a unit; give a plain number ({examples})")
         value = number
-    return _whole(value, what)
+    return _whole(value, what, beyond)
 
 
 def parse_fuel(value: int | float | str, what: str = "fuel") -> int:
     """A count as `parse_count`, or ``"none"`` for no fuel limit (`UNLIMITED_FUEL`)."""
     if isinstance(value, str) and value.strip().lower() == "none":
         return UNLIMITED_FUEL
-    fuel = parse_count(value, what, _FUEL_EXAMPLES)
-    if fuel > UNLIMITED_FUEL:
-        raise LimitsError(f"{what}: {value!r} is more than 2**53 - 1; give none for no limit")
-    return fuel
+    return parse_count(value, what, _FUEL_EXAMPLES, beyond="; give none for no limit")
 
 
 def parse_size(value: int | float | str, what: str = "size") -> int:
@@ -117,13 +118,13 @@ def parse_duration(value: int | float | str, what: str = "timeout") -> float:
     return seconds
 
 
-def _whole(value: int | float, what: str) -> int:
+def _whole(value: int | float, what: str, beyond: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise LimitsError(f"{what}: expected a number, got {value!r}")
     if not math.isfinite(value) or value < 0:
         raise LimitsError(f"{what}: must be a finite number >= 0, got {value!r}")
     if value > MAX_LIMIT:
-        raise LimitsError(f"{what}: {value!r} is more than a record can hold (2**53 - 1)")
+        raise LimitsError(f"{what}: {value!r} is more than a record can hold (2**53 - 1){beyond}")
     return int(value)
 
 
