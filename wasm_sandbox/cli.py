@@ -90,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--home", help="keys and ledger directory ($WASM_SANDBOX_HOME)")
         sub.add_argument("--json", action="store_true", help="print JSON")
         sub.set_defaults(handler=handler)
+    from .witness_cli import add_witness_command
+
+    add_witness_command(commands)
     return parser
 
 
@@ -103,6 +106,14 @@ def _verify_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("id", nargs="?", help="record id, 'last' or '#INDEX'")
     p.add_argument("--all", action="store_true", help="verify the whole log")
     p.add_argument("--replay", action="store_true", help="also re-run deterministically")
+    p.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        metavar="VKEY",
+        help="with --all: require a "
+        "valid cosignature by this witness on the latest checkpoint (repeatable)",
+    )
 
 
 def _log_options(p: argparse.ArgumentParser) -> None:
@@ -194,6 +205,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 "problems": list(report.problems),
             }
             ok = report.ok
+            if args.witness:
+                from .witness_cli import verify_witnesses
+
+                out["witnesses"] = verify_witnesses(sb.ledger, args.witness)
+                ok = out["verified"] = ok and all(w["cosigned"] for w in out["witnesses"])
         elif args.id:
             result = sb.verify(sb.resolve(args.id), replay=args.replay)
             out, ok = result.to_json(), result.verified
