@@ -527,9 +527,10 @@ class Ledger:
         with self._transaction() as db:
             return _Audit(self, db, check_entry).run()
 
-    def verify_chain(self) -> list[str]:
-        """Problems with the chain of checkpoints, each naming the one before it; and
-        cosignatures on no stored checkpoint. Notes that fail to verify are left to `verify_all`.
+    def verify_chain(self) -> list[tuple[int, str]]:
+        """``(checkpoint size, problem)`` for each break in the chain of checkpoints (each names
+        the one before it) and each cosignature on no stored checkpoint; notes that fail to
+        verify are left to `verify_all`.
 
         Checkpoints written before the ``previous`` line existed are accepted only before the
         first one that has it.
@@ -538,7 +539,7 @@ class Ledger:
             rows = db.execute("SELECT size, note FROM checkpoints ORDER BY size").fetchall()
             sql = "SELECT DISTINCT size FROM cosignatures WHERE size NOT IN "
             orphans = [s for (s,) in db.execute(sql + "(SELECT size FROM checkpoints)")]
-        problems = [f"cosignature on checkpoint {s}, which is not stored" for s in orphans]
+        problems = [(s, f"cosignature on checkpoint {s}, which is not stored") for s in orphans]
         before, chained = 0, False
         for size, note in rows:
             try:
@@ -548,10 +549,11 @@ class Ledger:
                 continue
             previous = _previous(cp.note)
             if previous is None and chained:
-                problems.append(f"checkpoint {size} does not name the checkpoint before it")
+                problems.append((size, f"checkpoint {size} does not name the one before it"))
+            elif previous is not None and previous > before:
+                problems.append((previous, f"checkpoint {previous} (before {size}) is missing"))
             elif previous is not None and previous != before:
-                missing = "missing" if previous > before else "not the one before it"
-                problems.append(f"checkpoint {size} follows checkpoint {previous}, {missing}")
+                problems.append((size, f"checkpoint {size} names {previous}, not {before}, first"))
             chained, before = chained or previous is not None, size
         return problems
 

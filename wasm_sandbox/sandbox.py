@@ -324,6 +324,9 @@ class Sandbox:
                 f"skipped: sealed to recipient {rec['recipient'][:16]}..., "
                 "whose private key is not in this home"
             )
+        if opened is not None:
+            problem = _outcome_problem(rec["outcome"], opened.result)
+            checks["outcome"] = f"failed: {problem}" if problem else "ok"
         replayed = self._replay(rec, opened) if replay and opened is not None else None
         if replayed is not None:
             checks["replay"] = "ok" if replayed["matches"] else f"failed: {replayed['reason']}"
@@ -387,7 +390,13 @@ class Sandbox:
 
     def verify_log(self) -> Any:
         """Recompute the whole log: every record, stored hash and checkpoint."""
-        return self.ledger.verify_all(check_entry=_check_entry)
+        report = self.ledger.verify_all(check_entry=_check_entry)
+        chain = self.ledger.verify_chain()  # a deleted checkpoint, old ones included
+        if not chain:
+            return report
+        first_bad = report.first_bad or {"checkpoint": chain[0][0]}
+        problems = report.problems + tuple(message for _, message in chain)
+        return replace(report, ok=False, first_bad=first_bad, problems=problems)
 
     def map(
         self,
@@ -464,3 +473,16 @@ def _check_entry(entry: Any) -> str | None:
 def _difference(before: dict[str, Any], after: dict[str, Any]) -> str:
     changed = [k for k in sorted(before) if before.get(k) != after.get(k)]
     return "result differs in " + ", ".join(changed) if changed else "result differs"
+
+
+_SUMMARY_FIELDS = ("status", "trap", "exit_code", "fuel_used", "memory_bytes")
+
+
+def _outcome_problem(summary: dict[str, Any], result: dict[str, Any]) -> str | None:
+    """How the record's public outcome differs from the sealed result, if it does."""
+    wrong = [f for f in _SUMMARY_FIELDS if summary.get(f) != result.get(f)]
+    if not wrong:
+        return None
+    return "the public outcome disagrees with the sealed result on " + ", ".join(
+        f"{f} ({summary.get(f)!r} vs sealed {result.get(f)!r})" for f in wrong
+    )
