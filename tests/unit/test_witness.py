@@ -1,0 +1,171 @@
+"""The witness on real ledgers, keys and SQLite state: it cosigns only a log that grew."""
+
+import base64
+import sqlite3
+import threading
+
+import pytest
+
+from wasm_sandbox.checkpoint import parse_verifier_key
+from wasm_sandbox.errors import LedgerError, SandboxError, VerificationError
+from wasm_sandbox.keys import KeyStore
+from wasm_sandbox.ledger import Ledger
+from wasm_sandbox.witness import (
+    COSIGNATURE,
+    Refused,
+    Witness,
+    check_cosigners,
+    cosignature_message,
+    verify_cosignature,
+)
+
+ORIGIN = "example.com/log"
+
+
+def make_log(path, n, key=None):
+    key = key or KeyStore(path.parent / "logkeys").signing_key()
+    log = Ledger(path, origin=ORIGIN, signing_key=key)
+    for i in range(n):
+        log.append(f"r{i}", f"leaf {i}".encode())
+    return log
+
+
+@pytest.fixture
+def log(tmp_path):
+    with make_log(tmp_path / "log.sqlite", 3) as log:
+        yield log
+
+
+@pytest.fixture
+def witness(tmp_path):
+    with Witness(tmp_path / "witness", create=True) as w:
+        yield w
+
+
+def cosign(witness, log):
+    cp = log.latest_checkpoint()
+    old = witness.size_of(cp.origin)
+    proof = log.consistency_proof(old, cp.size) if 0 < old < cp.size else []
+    return witness.add_checkpoint(cp.note, log.verifier_key, old_size=old, proof=proof)
+
+
+def test_cosignature_is_c2sp_cosignature_v1(witness, log):
+    line = cosign(witness, log)
+    note = log.latest_checkpoint().note
+    vkey = parse_verifier_key(witness.verifier_key, COSIGNATURE)
+    name, b64 = line.removeprefix("\u2014 ").split(" ")
+    raw = base64.b64decode(b64)
+    assert name == vkey.name and raw[:4] == vkey.key_id and len(raw) == 4 + 8 + 64
+    stamp = int.from_bytes(raw[4:12], "big")
+    body = note[: note.index("\n\n") + 1]
+    message = cosignature_message(body, stamp)
+    assert message.startswith(f"cosignature/v1\ntime {stamp}\n{ORIGIN}\n3\n".encode())
+    vkey.public_key.verify(raw[12:], message)  # raises if it is not this exact message
+    assert verify_cosignature(note + line + "\n", witness.verifier_key) == stamp
+
+
+def test_a_cosignature_does_not_move_to_another_checkpoint_or_time(witness, log):
+    line = cosign(witness, log)
+    note = log.latest_checkpoint().note
+    log.append("r3", b"leaf 3")
+    with pytest.raises(VerificationError):
+        verify_cosignature(log.latest_checkpoint().note + line + "\n", witness.verifier_key)
+    raw = bytearray(base64.b64decode(line.split(" ")[2]))
+    raw[11] ^= 1  # the timestamp
+    moved = f"{line.split(' ')[0]} {line.split(' ')[1]} {base64.b64encode(raw).decode()}"
+    with pytest.raises(VerificationError):
+        verify_cosignature(note + moved + "\n", witness.verifier_key)
+    with Witness(witness.home.parent / "other", create=True) as other:
+        assert check_cosigners(note + line + "\n", [other.verifier_key])[0]["cosigned"] is False
+    with pytest.raises(VerificationError, match="malformed verifier key"):
+        verify_cosignature(note + line + "\n", log.verifier_key)  # a log key is type 0x01
+
+
+def test_first_contact_is_recorded_then_only_growth_is_cosigned(witness, log):
+    assert witness.state(ORIGIN) is None
+    cosign(witness, log)
+    first = witness.state(ORIGIN)
+    assert (first.size, first.log_key) == (3, log.verifier_key)
+    log.append_many([(f"n{i}", b"x%d" % i, None) for i in range(5)])
+    cosign(witness, log)
+    assert witness.state(ORIGIN).size == 8
+    assert witness.state(ORIGIN).first_seen == first.first_seen
+
+
+def test_refusals_change_nothing(witness, log, tmp_path):
+    cosign(witness, log)
+    before = witness.state(ORIGIN)
+    cp = log.latest_checkpoint()
+    key = log.verifier_key
+    earlier = log.checkpoints()[1]  # size 2: a rollback
+    with pytest.raises(Refused, match="rolled back"):
+        witness.add_checkpoint(earlier.note, key, old_size=3, proof=[])
+    with pytest.raises(Refused, match="holds size 3"):
+        witness.add_checkpoint(cp.note, key, old_size=2, proof=[])
+    with make_log(tmp_path / "fork.sqlite", 0, log._key) as fork:  # same key, other leaves
+        fork.append_many([(f"f{i}", b"fork %d" % i, None) for i in range(3)])
+        with pytest.raises(Refused, match="forked"):
+            witness.add_checkpoint(fork.latest_checkpoint().note, key, old_size=3, proof=[])
+        fork.append("f3", b"fork 3")
+        proof = fork.consistency_proof(3, 4)
+        with pytest.raises(Refused, match="inconsistent"):
+            witness.add_checkpoint(fork.latest_checkpoint().note, key, old_size=3, proof=proof)
+    forged = cp.note.replace("\n3\n", "\n4\n")
+    with pytest.raises(Refused, match="bad log checkpoint"):
+        witness.add_checkpoint(forged, key, old_size=3, proof=[])
+    stranger = KeyStore(tmp_path / "stranger").signing_key()
+    with make_log(tmp_path / "other.sqlite", 4, stranger) as other:
+        note, proof = other.latest_checkpoint().note, other.consistency_proof(3, 4)
+        with pytest.raises(Refused, match="key changed"):
+            witness.add_checkpoint(note, other.verifier_key, old_size=3, proof=proof)
+    assert witness.state(ORIGIN) == before
+
+
+def test_check_reports_without_cosigning(witness, log):
+    assert witness.check(log.latest_checkpoint().note, log.verifier_key, [])["consistent"] is False
+    cosign(witness, log)
+    log.append("r3", b"leaf 3")
+    report = witness.check(log.latest_checkpoint().note, log.verifier_key, log.consistency_proof(3))
+    assert report["consistent"] and (report["witnessed_size"], report["tree_size"]) == (3, 4)
+    assert witness.state(ORIGIN).size == 3
+
+
+def test_two_concurrent_cosigns_from_one_size_one_wins(tmp_path, log):
+    Witness(tmp_path / "w", create=True).close()
+    log.append("r3", b"leaf 3")
+    note, key, results = log.latest_checkpoint().note, log.verifier_key, []
+    barrier = threading.Barrier(8)
+
+    def one():
+        with Witness(tmp_path / "w") as w:
+            barrier.wait()
+            try:
+                results.append(w.add_checkpoint(note, key, old_size=0, proof=[]))
+            except Refused as exc:
+                results.append(exc.conflict)
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results, key=str).count(4) == 7 and sum(isinstance(r, str) for r in results) == 1
+    db = sqlite3.connect(tmp_path / "w" / "witness.sqlite")
+    assert db.execute("SELECT origin, size FROM logs").fetchall() == [(ORIGIN, 4)]
+
+
+def test_a_home_that_is_not_a_witness_is_refused(tmp_path):
+    with pytest.raises(SandboxError, match="not a witness home"):
+        Witness(tmp_path / "nothing")
+
+
+def test_the_ledger_keeps_cosignatures_beside_checkpoints(witness, log):
+    line = cosign(witness, log)
+    log.add_cosignature(3, line)
+    log.add_cosignature(3, line)  # idempotent
+    assert log.cosigned_note() == log.latest_checkpoint().note + line + "\n"
+    assert log.cosigned_note(2) == log.checkpoints()[1].note
+    with pytest.raises(LedgerError, match="no checkpoint of size 9"):
+        log.add_cosignature(9, line)
+    with pytest.raises(LedgerError, match="not a note signature line"):
+        log.add_cosignature(3, "\u2014 name has spaces\nand a newline")
