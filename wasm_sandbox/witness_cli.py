@@ -122,9 +122,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def verify_witnesses(ledger: Any, cosigners: list[str]) -> list[dict[str, Any]]:
-    """``verify --all --witness``: each cosigner's verdict on the latest checkpoint."""
-    from .witness import check_cosigners
+    """``verify --all --witness``: each cosigner's verdict on the latest checkpoint.
 
+    A malformed verifier key is bad usage (SandboxError), not a missing cosignature.
+    """
+    from .checkpoint import parse_verifier_key
+    from .witness import COSIGNATURE, check_cosigners
+
+    for text in cosigners:
+        parse_verifier_key(text, COSIGNATURE)
     return check_cosigners(ledger.cosigned_note(), cosigners)
 
 
