@@ -353,6 +353,8 @@ def _print_verification(out: dict[str, Any]) -> None:
         print(f"  first bad entry: {out['first_bad']}")
     for problem in out.get("problems", [])[:10]:
         print(f"  {problem}")
+    for w in out.get("witnesses", []):
+        print(f"  witness {w['verifier_key'].split('+')[0]}: {w['problem'] or 'cosigned'}")
 
 
 if __name__ == "__main__":  # pragma: no cover

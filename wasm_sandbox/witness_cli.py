@@ -95,6 +95,7 @@ def cmd_cosign(args: argparse.Namespace) -> int:
         "cosigned": True,
         "origin": cp.origin,
         "witnessed_size": old or None,
+        "first_contact": old == 0,
         "tree_size": cp.size,
         "root": cp.root.hex(),
         "cosignature": line,

@@ -46,6 +46,7 @@ def homes(tmp_path):
     assert code == 0
     code, cosigned, _ = cli("witness", "cosign", "--home", witness, "--log", log, "--json")
     assert code == 0 and cosigned["cosigned"] and cosigned["tree_size"] == 3
+    assert cosigned["first_contact"] and cosigned["witnessed_size"] is None
     return log, witness, out["verifier_key"], ids
 
 
@@ -206,3 +207,19 @@ def test_usage_errors_are_one_line(homes, tmp_path):
     assert code == 2 and "no ledger.sqlite" in err and err.count("\n") == 1
     code, _, err = cli("verify", "--all", "--home", log, "--witness", "not-a-key")
     assert code == 2 and "malformed verifier key" in err and err.count("\n") == 1
+
+
+def test_two_cosigns_at_once_both_succeed_and_the_state_is_whole(homes):
+    log, witness, vkey, _ = homes
+    run(log, programs.ADD, invoke="add", args=[8, 9])
+    argv = [sys.executable, "-m", "wasm_sandbox.cli", "witness", "cosign", "--json"]
+    argv += ["--home", str(witness), "--log", str(log)]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert {o["tree_size"] for o in outs} == {4} and not any(o["first_contact"] for o in outs)
+    db = sqlite3.connect(witness / "witness.sqlite")
+    assert [row[0] for row in db.execute("SELECT size FROM logs")] == [4]
+    db.close()
+    code, out, _ = cli("verify", "--all", "--home", log, "--witness", vkey, "--json")
+    assert code == 0 and out["witnesses"][0]["cosigned"]

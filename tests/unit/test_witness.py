@@ -6,10 +6,12 @@ import threading
 
 import pytest
 
-from wasm_sandbox.checkpoint import parse_verifier_key
+from tests import programs
+from wasm_sandbox.checkpoint import format_checkpoint, parse_verifier_key, sign_note
 from wasm_sandbox.errors import LedgerError, SandboxError, VerificationError
 from wasm_sandbox.keys import KeyStore
 from wasm_sandbox.ledger import Ledger
+from wasm_sandbox.record import decode, encode
 from wasm_sandbox.witness import (
     COSIGNATURE,
     Refused,
@@ -169,3 +171,76 @@ def test_the_ledger_keeps_cosignatures_beside_checkpoints(witness, log):
         log.add_cosignature(9, line)
     with pytest.raises(LedgerError, match="not a note signature line"):
         log.add_cosignature(3, "\u2014 name has spaces\nand a newline")
+
+
+# Outcomes bound to sealed results, and checkpoints chained: what the log checks by itself.
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("status", "ok"), ("trap", None), ("exit_code", 0), ("fuel_used", 9), ("memory_bytes", 65536)],
+)
+def test_verify_compares_the_public_outcome_with_the_sealed_result(sandbox, field, value):
+    ex = sandbox.run(programs.TRAP, invoke="boom")
+    assert sandbox.verify(ex.id).checks["outcome"] == "ok"
+    rec = decode(sandbox.ledger.get(ex.id).leaf)
+    assert rec["outcome"][field] != value
+    rec["outcome"][field] = value
+    db = sqlite3.connect(sandbox.home / "ledger.sqlite")
+    db.execute("UPDATE entries SET leaf = ? WHERE record_id = ?", (encode(rec), ex.id))
+    db.commit()
+    db.close()
+    report = sandbox.verify(ex.id)
+    assert not report.verified
+    assert report.checks["outcome"].startswith(
+        f"failed: the public outcome disagrees with the "
+        f"sealed result on {field} ({value!r} vs sealed"
+    )
+
+
+def test_the_duration_is_not_sealed_so_not_compared(sandbox):
+    ex = sandbox.run(programs.TRAP, invoke="boom")
+    rec = decode(sandbox.ledger.get(ex.id).leaf)
+    rec["outcome"]["duration_us"] += 1
+    db = sqlite3.connect(sandbox.home / "ledger.sqlite")
+    db.execute("UPDATE entries SET leaf = ? WHERE record_id = ?", (encode(rec), ex.id))
+    db.commit()
+    db.close()
+    report = sandbox.verify(ex.id)
+    assert report.checks["outcome"] == "ok" and report.checks["leaf_hash"] == "failed"
+
+
+def test_each_checkpoint_names_the_one_before_it(log):
+    log.append_many([("a", b"a", None), ("b", b"b", None)])
+    bodies = [cp.note.split("\n\n")[0] for cp in log.checkpoints()]
+    assert [body.split("\n")[3:] for body in bodies] == [[f"previous {n}"] for n in (0, 1, 2, 3)]
+    assert log.verify_chain() == []
+
+
+def resign_without_chain(db, log, key, size):
+    note = sign_note(format_checkpoint(ORIGIN, size, log.root(size)), ORIGIN, key)
+    db.execute("UPDATE checkpoints SET note = ? WHERE size = ?", (note, size))
+    db.commit()
+
+
+def test_older_checkpoints_without_the_chain_line_are_accepted_only_first(tmp_path):
+    key = KeyStore(tmp_path / "keys").signing_key()
+    with make_log(tmp_path / "log.sqlite", 2, key) as log:
+        db = sqlite3.connect(log.path)
+        for size in (1, 2):  # as a log written before the chain existed
+            resign_without_chain(db, log, key, size)
+        log.append("r2", b"leaf 2")
+        assert log.verify_chain() == [] and log.verify_all().ok
+        saved = db.execute("SELECT note FROM checkpoints WHERE size = 2").fetchone()[0]
+        db.execute("DELETE FROM checkpoints WHERE size = 2")
+        db.commit()
+        assert log.verify_chain() == [(2, "checkpoint 2 (before 3) is missing")]
+        db.execute("INSERT INTO checkpoints VALUES (2, ?)", (saved,))
+        db.commit()
+        log.append("r3", b"leaf 3")
+        resign_without_chain(db, log, key, 4)  # the chain line cannot be dropped later
+        assert log.verify_chain() == [(4, "checkpoint 4 does not name the one before it")]
+        db.execute("DELETE FROM checkpoints WHERE size = 1")
+        db.commit()
+        assert len(log.verify_chain()) == 1  # a deleted legacy checkpoint: not noticed (docs)
+        db.close()
