@@ -41,7 +41,7 @@ from .checkpoint import (
     verifier_key,
 )
 from .errors import SandboxError, VerificationError
-from .keys import KeyStore
+from .keys import SIGNING, KeyStore
 
 __all__ = [
     "COSIGNATURE",
@@ -107,9 +107,9 @@ def consistency(
     if cp.size < witnessed.size:
         return f"rolled back: tree size {cp.size} is smaller than the witnessed {witnessed.size}"
     if cp.size == witnessed.size:
-        if cp.root != witnessed.root or proof:
+        if cp.root != witnessed.root:
             return f"forked: another root at the witnessed size {cp.size}"
-        return None
+        return "a checkpoint of the witnessed size takes no proof" if proof else None
     if not merkle.verify_consistency(witnessed.size, cp.size, witnessed.root, cp.root, proof):
         return f"inconsistent: tree {cp.size} does not extend the witnessed tree {witnessed.size}"
     return None
@@ -141,7 +141,10 @@ class Witness:
                 f"{self.home} is not a witness home: run 'wasm-sandbox witness init'"
             )
         self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._key = KeyStore(self.home).signing_key()
+        keys = KeyStore(self.home)
+        if not create and not (keys.dir / SIGNING).exists():  # never a new identity by accident
+            raise SandboxError(f"{self.home}: the witness's key {SIGNING} is missing")
+        self._key = keys.signing_key()
         public = self._key.public_key()
         digest = hashlib.sha256(public.public_bytes_raw()).hexdigest()[:16]
         self.name = f"witness.wasm-sandbox.local/{digest}"

@@ -156,9 +156,15 @@ def test_two_concurrent_cosigns_from_one_size_one_wins(tmp_path, log):
     assert db.execute("SELECT origin, size FROM logs").fetchall() == [(ORIGIN, 4)]
 
 
-def test_a_home_that_is_not_a_witness_is_refused(tmp_path):
+def test_a_home_that_is_not_a_witness_is_refused(tmp_path, witness):
     with pytest.raises(SandboxError, match="not a witness home"):
         Witness(tmp_path / "nothing")
+    vkey = witness.verifier_key
+    with Witness(witness.home) as again:
+        assert again.verifier_key == vkey
+    (witness.home / "keys" / "signing.pem").unlink()
+    with pytest.raises(SandboxError, match=r"key signing\.pem is missing"):
+        Witness(witness.home)
 
 
 def test_the_ledger_keeps_cosignatures_beside_checkpoints(witness, log):
