@@ -305,7 +305,8 @@ class Sandbox:
 
     def verify(self, record_id: str, *, replay: bool = False) -> Verification:
         """Check a record: its form, ciphertexts, inclusion in the signed log and, with the
-        private key, its commitments (and a deterministic replay when asked)."""
+        private key, its commitments and that its public outcome is the sealed one
+        (``checks["outcome"]``), and a deterministic replay when asked."""
         entry = self.ledger.get(record_id)
         checks: dict[str, str] = {}
         rec = _check(checks, "record", lambda: record.decode(entry.leaf))
