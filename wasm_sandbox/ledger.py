@@ -9,7 +9,8 @@ Tables (all STRICT; every column is covered by ``verify_all``):
 - ``checkpoints(size, note)``: the signed checkpoint written by each append transaction; its
   extension line ``previous <size>`` names the checkpoint before it, so `verify_chain` notices a
   deleted one (old ones included; not the latest deleted with its entries: only a witness can).
-- ``cosignatures(size, line)``: witnesses' C2SP cosignature lines on checkpoint ``size``.
+- ``cosignatures(size, line)``: witnesses' C2SP cosignature lines on checkpoint ``size``
+  (`verify_chain` flags one whose checkpoint is gone; only a witness's key checks the line).
 
 Each append is one ``BEGIN IMMEDIATE`` transaction that reads the size, re-checks the stored
 frontier against the latest signed checkpoint (so the log never signs two inconsistent
@@ -553,7 +554,8 @@ class Ledger:
             elif previous is not None and previous > before:
                 problems.append((previous, f"checkpoint {previous} (before {size}) is missing"))
             elif previous is not None and previous != before:
-                problems.append((size, f"checkpoint {size} names {previous}, not {before}, first"))
+                message = f"checkpoint {size} names {previous} as the one before it, not {before}"
+                problems.append((size, message))
             chained, before = chained or previous is not None, size
         return problems
 

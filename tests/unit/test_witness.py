@@ -250,3 +250,16 @@ def test_older_checkpoints_without_the_chain_line_are_accepted_only_first(tmp_pa
         db.commit()
         assert len(log.verify_chain()) == 1  # a deleted legacy checkpoint: not noticed (docs)
         db.close()
+
+
+def test_a_checkpoint_slipped_into_the_chain_is_named(tmp_path):
+    key = KeyStore(tmp_path / "keys").signing_key()
+    with make_log(tmp_path / "log.sqlite", 0, key) as log:
+        log.append_many([("a", b"a", None), ("b", b"b", None)])  # one checkpoint, of size 2
+        body = format_checkpoint(ORIGIN, 1, log.root(1)) + "previous 0\n"
+        db = sqlite3.connect(log.path)
+        db.execute("INSERT INTO checkpoints VALUES (1, ?)", (sign_note(body, ORIGIN, key),))
+        db.commit()
+        db.close()
+        assert log.verify_all().ok  # signed by the log's key and consistent: it looks genuine
+        assert log.verify_chain() == [(2, "checkpoint 2 names 0 as the one before it, not 1")]
