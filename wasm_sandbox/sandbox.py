@@ -27,7 +27,7 @@ from .engine import Compiled, Engine
 from .envelope import key_id
 from .errors import CompileError, InvocationError, RecordNotFound, SandboxError
 from .keys import KeyStore
-from .ledger import Ledger
+from .ledger import Ledger, LogReport
 from .limits import Grants, Limits
 from .metrics import Metrics
 from .outcome import ERROR, Outcome
@@ -392,12 +392,7 @@ class Sandbox:
     def verify_log(self) -> Any:
         """Recompute the whole log: every record, stored hash and checkpoint."""
         report = self.ledger.verify_all(check_entry=_check_entry)
-        chain = self.ledger.verify_chain()  # a deleted checkpoint, old ones included
-        if not chain:
-            return report
-        first_bad = report.first_bad or {"checkpoint": chain[0][0]}
-        problems = report.problems + tuple(message for _, message in chain)
-        return replace(report, ok=False, first_bad=first_bad, problems=problems)
+        return _with_chain(report, self.ledger.verify_chain())
 
     def map(
         self,
@@ -474,6 +469,15 @@ def _check_entry(entry: Any) -> str | None:
 def _difference(before: dict[str, Any], after: dict[str, Any]) -> str:
     changed = [k for k in sorted(before) if before.get(k) != after.get(k)]
     return "result differs in " + ", ".join(changed) if changed else "result differs"
+
+
+def _with_chain(report: LogReport, chain: list[tuple[int, str]]) -> LogReport:
+    """``report`` failed by the breaks `Ledger.verify_chain` found (a deleted checkpoint)."""
+    if not chain:
+        return report
+    first_bad = report.first_bad or {"checkpoint": chain[0][0]}
+    problems = report.problems + tuple(message for _, message in chain)
+    return replace(report, ok=False, first_bad=first_bad, problems=problems)
 
 
 _SUMMARY_FIELDS = ("status", "trap", "exit_code", "fuel_used", "memory_bytes")
