@@ -578,7 +578,8 @@ class Ledger:
             sql = "SELECT size, note FROM checkpoints WHERE size = ?"
             row = self._latest_row(db) if size is None else db.execute(sql, (size,)).fetchone()
             if row is None:
-                raise LedgerError(f"no checkpoint of size {size!r}")
+                what = "the log is empty" if size is None else f"no checkpoint of size {size!r}"
+                raise LedgerError(what)
             note = self._open(*row).note
             sql = "SELECT line FROM cosignatures WHERE size = ? ORDER BY line"
             lines = [line for (line,) in db.execute(sql, (row[0],))]
