@@ -34,6 +34,7 @@ __all__ = [
     "open_note",
     "parse_verifier_key",
     "sign_note",
+    "split_note",
     "verifier_key",
 ]
 
@@ -98,31 +99,35 @@ def _check_name(name: str) -> None:
         raise ValueError(f"key name {name!r} must be non-empty text without spaces or '+'")
 
 
-def key_id(name: str, public_key: Ed25519PublicKey) -> bytes:
-    """The 4-byte key id: ``SHA-256(name || 0x0A || 0x01 || public key)[:4]``."""
+def key_id(name: str, public_key: Ed25519PublicKey, kind: int = ED25519) -> bytes:
+    """The 4-byte key id: ``SHA-256(name || 0x0A || kind || public key)[:4]``.
+
+    ``kind`` is the signature type byte: 0x01 for note signatures, 0x04 for cosignatures.
+    """
     _check_name(name)
-    data = name.encode() + b"\n" + bytes([ED25519]) + _raw(public_key)
+    data = name.encode() + b"\n" + bytes([kind]) + _raw(public_key)
     return hashlib.sha256(data).digest()[:4]
 
 
-def verifier_key(name: str, public_key: Ed25519PublicKey) -> str:
-    """The verifier key string ``name+hexkeyid+base64(0x01 || public key)``."""
-    key = base64.b64encode(bytes([ED25519]) + _raw(public_key)).decode()
-    return f"{name}+{key_id(name, public_key).hex()}+{key}"
+def verifier_key(name: str, public_key: Ed25519PublicKey, kind: int = ED25519) -> str:
+    """The verifier key string ``name+hexkeyid+base64(kind || public key)``."""
+    key = base64.b64encode(bytes([kind]) + _raw(public_key)).decode()
+    return f"{name}+{key_id(name, public_key, kind).hex()}+{key}"
 
 
-def parse_verifier_key(text: str) -> VerifierKey:
-    """Parse a verifier key string; raises VerificationError naming what is wrong."""
+def parse_verifier_key(text: str, kind: int = ED25519) -> VerifierKey:
+    """Parse a verifier key string of type ``kind``; raises VerificationError naming what is
+    wrong."""
     parts = text.split("+", 2) if isinstance(text, str) else []
     try:
         if len(parts) != 3 or not _KEY_ID.fullmatch(parts[1]):
-            raise ValueError("expected name+<8 hex digits>+base64(0x01 || Ed25519 key)")
+            raise ValueError(f"expected name+<8 hex digits>+base64(0x{kind:02x} || Ed25519 key)")
         name, hex_id, b64 = parts
         raw = b64decode(b64)
-        if len(raw) != 33 or raw[0] != ED25519:
-            raise ValueError("the key is not 0x01 followed by a 32-byte Ed25519 key")
+        if len(raw) != 33 or raw[0] != kind:
+            raise ValueError(f"the key is not 0x{kind:02x} followed by a 32-byte Ed25519 key")
         public_key = Ed25519PublicKey.from_public_bytes(raw[1:])
-        if key_id(name, public_key) != bytes.fromhex(hex_id):
+        if key_id(name, public_key, kind) != bytes.fromhex(hex_id):
             raise ValueError("the key id does not match the name and key")
     except ValueError as exc:
         raise VerificationError(f"malformed verifier key: {exc}") from None
@@ -151,8 +156,9 @@ def sign_note(body: str, name: str, private_key: Ed25519PrivateKey) -> str:
     return f"{body}\n{SIGNATURE_PREFIX}{name} {base64.b64encode(sig).decode()}\n"
 
 
-def _split_note(note: str) -> tuple[str, list[tuple[str, bytes]]]:
-    """The note text and its signatures as ``(name, key id || signature)``."""
+def split_note(note: str) -> tuple[str, list[tuple[str, bytes]]]:
+    """The note text and its signatures as ``(name, key id || signature)``; raises
+    VerificationError for a malformed note."""
     if not _is_text(note) or not note.endswith("\n"):
         raise VerificationError("malformed note: not text ending in a newline")
     cut = note.rfind("\n\n")
@@ -200,7 +206,7 @@ def open_note(note: str, verifier: str | VerifierKey) -> Checkpoint:
     by it must verify. Raises VerificationError with a one-line reason.
     """
     vkey = parse_verifier_key(verifier) if isinstance(verifier, str) else verifier
-    body, sigs = _split_note(note)
+    body, sigs = split_note(note)
     mine = [sig[4:] for name, sig in sigs if name == vkey.name and sig[:4] == vkey.key_id]
     if not mine:
         raise VerificationError(f"note has no signature by {vkey.name}")

@@ -107,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--home", help="keys and ledger directory ($WASM_SANDBOX_HOME)")
         sub.add_argument("--json", action="store_true", help="print JSON")
         sub.set_defaults(handler=handler)
+    from .witness_cli import add_witness_command
+
+    add_witness_command(commands)
     return parser
 
 
@@ -125,6 +128,14 @@ def _verify_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("id", nargs="?", help="record id, 'last' or '#INDEX'")
     p.add_argument("--all", action="store_true", help="verify the whole log")
     p.add_argument("--replay", action="store_true", help="also re-run deterministically")
+    p.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        metavar="VKEY",
+        help="with --all: require a "
+        "valid cosignature by this witness on the latest checkpoint (repeatable)",
+    )
 
 
 def _log_options(p: argparse.ArgumentParser) -> None:
@@ -233,6 +244,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 "high_water": None if mark is None else {"size": mark[0], "root": mark[1].hex()},
             }
             ok = report.ok
+            if args.witness:
+                from .witness_cli import verify_witnesses
+
+                out["witnesses"] = verify_witnesses(sb.ledger, args.witness)
+                ok = out["verified"] = ok and all(w["cosigned"] for w in out["witnesses"])
         elif args.id:
             result = sb.verify(sb.resolve(args.id), replay=args.replay)
             out, ok = result.to_json(), result.verified
@@ -413,6 +429,8 @@ def _print_verification(out: dict[str, Any]) -> None:
         print(f"  {problem}")
     if out.get("high_water"):
         print(f"  high-water mark: {out['high_water']['size']} records (docs/home.md)")
+    for w in out.get("witnesses", []):
+        print(f"  witness {w['verifier_key'].split('+')[0]}: {w['problem'] or 'cosigned'}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,20 +6,24 @@ Tables (all STRICT; every column is covered by ``verify_all``):
 - ``blobs(idx, name, data)``: ciphertexts stored beside entry ``idx``.
 - ``subtrees(level, idx, hash)``: the hash of every complete subtree, leaves
   ``[idx << level, (idx + 1) << level)``, so roots and proofs for any size take O(log n) reads.
-- ``checkpoints(size, note)``: the signed checkpoint written by each append transaction.
+- ``checkpoints(size, note)``: the signed checkpoint written by each append transaction; its
+  extension line ``previous <size>`` names the checkpoint before it, so `verify_chain` notices a
+  deleted one (old ones included; not the latest deleted with its entries: only a witness can).
+- ``cosignatures(size, line)``: witnesses' C2SP cosignature lines on checkpoint ``size``
+  (`verify_chain` flags one whose checkpoint is gone; only a witness's key checks the line).
 
 Each append is one ``BEGIN IMMEDIATE`` transaction that reads the size, re-checks the stored
 frontier against the latest signed checkpoint (so the log never signs two inconsistent
 checkpoints), and writes the entries, blobs, new subtree hashes and a new signed checkpoint.
 The ledger knows no record format: ``record_id`` and the blobs are bound to the leaf only by the
-``check_entry`` callback of ``verify_all``. Deleting an old checkpoint row goes unnoticed (each
-checkpoint stands alone), but nothing a verifier relies on is lost with it.
+``check_entry`` callback of ``verify_all``.
 """
 
 from __future__ import annotations
 
 import base64
 import itertools
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -32,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import merkle
 from .checkpoint import (
+    SIGNATURE_PREFIX,
     Checkpoint,
     VerifierKey,
     b64decode,
@@ -43,11 +48,13 @@ from .checkpoint import (
 )
 from .errors import LedgerError, RecordNotFound, VerificationError
 
-__all__ = ["PROOF_HEADER", "Entry", "Ledger", "LogReport", "Receipt", "verify_receipt"]
+__all__ = ["PREVIOUS", "PROOF_HEADER", "Entry", "Ledger", "LogReport", "Receipt", "verify_receipt"]
 
 PROOF_HEADER = "c2sp.org/tlog-proof@v1"
+PREVIOUS = "previous"  # checkpoint extension line: "previous <size of the checkpoint before>"
 BUSY_TIMEOUT_S = 60.0
 MAX_PROBLEMS = 100
+_SIGNATURE_LINE = re.compile(SIGNATURE_PREFIX + r"[^\s+]+ [A-Za-z0-9+/]+=*")
 _CHUNK = 200  # (level, idx) pairs per query: an OR chain deeper than ~1000 terms is refused
 
 _SCHEMA = """
@@ -59,6 +66,8 @@ CREATE TABLE IF NOT EXISTS subtrees (
     level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (level, idx)
 ) STRICT, WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, note TEXT NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS cosignatures (
+    size INTEGER NOT NULL, line TEXT NOT NULL, PRIMARY KEY (size, line)) STRICT;
 """
 
 Node = tuple[int, int]  # (level, index) of a complete subtree
@@ -439,7 +448,8 @@ class Ledger:
         self._insert(db, start, batch)
         db.executemany("INSERT INTO subtrees VALUES (?, ?, ?)", new)
         size, root = frontier.size, frontier.root()
-        note = sign_note(format_checkpoint(self.origin, size, root), self.origin, self._key)
+        body = format_checkpoint(self.origin, size, root) + f"{PREVIOUS} {start}\n"
+        note = sign_note(body, self.origin, self._key)
         db.execute("INSERT INTO checkpoints VALUES (?, ?)", (size, note))
         self._last_opened = (size, note, Checkpoint(self.origin, size, root, note))  # we signed it
         receipts = []
@@ -525,6 +535,63 @@ class Ledger:
         with self._transaction() as db:
             return _Audit(self, db, check_entry, seen).run()
 
+    def verify_chain(self) -> list[tuple[int, str]]:
+        """``(checkpoint size, problem)`` for each break in the chain of checkpoints (each names
+        the one before it) and each cosignature on no stored checkpoint.
+
+        Signatures are not verified again here: run it with `verify_all`, which flags every
+        note its key did not sign (so a forged ``previous`` line fails there).
+
+        Checkpoints written before the ``previous`` line existed are accepted only before the
+        first one that has it.
+        """
+        with self._transaction() as db:
+            rows = db.execute("SELECT size, note FROM checkpoints ORDER BY size").fetchall()
+            sql = "SELECT DISTINCT size FROM cosignatures WHERE size NOT IN "
+            orphans = [s for (s,) in db.execute(sql + "(SELECT size FROM checkpoints)")]
+        problems = [(s, f"cosignature on checkpoint {s}, which is not stored") for s in orphans]
+        before, chained = 0, False
+        for size, note in rows:
+            previous = _previous(note)
+            if previous is None and chained:
+                problems.append((size, f"checkpoint {size} does not name the one before it"))
+            elif previous is not None and previous > before:
+                problems.append((previous, f"checkpoint {previous} (before {size}) is missing"))
+            elif previous is not None and previous != before:
+                message = f"checkpoint {size} names {previous} as the one before it, not {before}"
+                problems.append((size, message))
+            chained, before = chained or previous is not None, size
+        return problems
+
+    # Cosignatures
+
+    def add_cosignature(self, size: int, line: str) -> None:
+        """Attach a witness's cosignature line to the stored checkpoint of ``size``.
+
+        Only its form is checked here (the ledger knows no witness keys); LedgerError when no
+        checkpoint of that size is stored or the line is not a note signature line.
+        """
+        if not isinstance(line, str) or not _SIGNATURE_LINE.fullmatch(line):
+            raise LedgerError(f"not a note signature line: {str(line)[:40]!r}")
+        with self._transaction("IMMEDIATE") as db:
+            if db.execute("SELECT 1 FROM checkpoints WHERE size = ?", (size,)).fetchone() is None:
+                raise LedgerError(f"no checkpoint of size {size!r} to cosign")
+            db.execute("INSERT OR IGNORE INTO cosignatures VALUES (?, ?)", (size, line))
+
+    def cosigned_note(self, size: int | None = None) -> str:
+        """The checkpoint note of ``size`` (default: the latest), verified, with every stored
+        cosignature line appended; LedgerError when there is no such checkpoint."""
+        with self._transaction() as db:
+            sql = "SELECT size, note FROM checkpoints WHERE size = ?"
+            row = self._latest_row(db) if size is None else db.execute(sql, (size,)).fetchone()
+            if row is None:
+                what = "the log is empty" if size is None else f"no checkpoint of size {size!r}"
+                raise LedgerError(what)
+            note = self._open(*row).note
+            sql = "SELECT line FROM cosignatures WHERE size = ? ORDER BY line"
+            lines = [line for (line,) in db.execute(sql, (row[0],))]
+        return note + "".join(f"{line}\n" for line in lines)
+
     # Receipts
 
     def receipt(self, record_id: str) -> str:
@@ -539,6 +606,15 @@ class Ledger:
         lines = [PROOF_HEADER, f"extra {base64.b64encode(entry.leaf).decode()}"]
         lines += [f"index {entry.index}", *(base64.b64encode(h).decode() for h in proof)]
         return "\n".join(lines) + "\n\n" + cp.note
+
+
+def _previous(note: str) -> int | None:
+    """The size named by a checkpoint's ``previous`` extension line, if it has one."""
+    for line in note[: note.find("\n\n")].split("\n")[3:]:
+        name, _, digits = line.partition(" ")
+        if name == PREVIOUS and digits.isascii() and digits.isdigit():
+            return int(digits)
+    return None
 
 
 def verify_receipt(text: str, verifier_key: str) -> bool:

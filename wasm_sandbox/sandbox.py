@@ -34,7 +34,7 @@ from .isolation import Isolation
 from .isolation import check as isolation_kind
 from .isolation import runner as make_runner
 from .keys import KeyStore
-from .ledger import Ledger
+from .ledger import Ledger, LogReport
 from .limits import Grants, Limits
 from .metrics import Metrics
 from .outcome import ERROR, Outcome
@@ -378,7 +378,8 @@ class Sandbox:
 
     def verify(self, record_id: str, *, replay: bool = False) -> Verification:
         """Check a record: its form, ciphertexts, inclusion in the signed log and, with the
-        private key, its commitments (and a deterministic replay when asked)."""
+        private key, its commitments and that its public outcome is the sealed one
+        (``checks["outcome"]``), and a deterministic replay when asked."""
         entry = self.ledger.get(record_id)
         checks: dict[str, str] = {}
         rec = _check(checks, "record", lambda: record.decode(entry.leaf))
@@ -397,6 +398,9 @@ class Sandbox:
                 f"skipped: sealed to recipient {rec['recipient'][:16]}..., "
                 "whose private key is not in this home"
             )
+        if opened is not None:
+            problem = _outcome_problem(rec["outcome"], opened.result)
+            checks["outcome"] = f"failed: {problem}" if problem else "ok"
         replayed = self._replay(rec, opened) if replay and opened is not None else None
         if replayed is not None:
             checks["replay"] = "ok" if replayed["matches"] else f"failed: {replayed['reason']}"
@@ -468,10 +472,11 @@ class Sandbox:
         )
 
     def verify_log(self) -> Any:
-        """Recompute the whole log: every record, stored hash and checkpoint, and compare it
-        with the high-water mark (a log emptied or rolled back below it fails); a clean log
-        raises the mark."""
+        """Recompute the whole log: every record, stored hash and checkpoint, the chain of
+        checkpoints, and compare it with the high-water mark (a log emptied or rolled back
+        below it fails); a clean log raises the mark."""
         report = self.ledger.verify_all(check_entry=_check_entry, seen=self.high_water.read())
+        report = _with_chain(report, self.ledger.verify_chain())
         if report.ok and report.tree_size:
             self.high_water.raise_to(report.tree_size, self.ledger.root(report.tree_size))
         return report
@@ -568,3 +573,25 @@ def _check_entry(entry: Any) -> str | None:
 def _difference(before: dict[str, Any], after: dict[str, Any]) -> str:
     changed = [k for k in sorted(before) if before.get(k) != after.get(k)]
     return "result differs in " + ", ".join(changed) if changed else "result differs"
+
+
+def _with_chain(report: LogReport, chain: list[tuple[int, str]]) -> LogReport:
+    """``report`` failed by the breaks `Ledger.verify_chain` found (a deleted checkpoint)."""
+    if not chain:
+        return report
+    first_bad = report.first_bad or {"checkpoint": chain[0][0]}
+    problems = report.problems + tuple(message for _, message in chain)
+    return replace(report, ok=False, first_bad=first_bad, problems=problems)
+
+
+_SUMMARY_FIELDS = ("status", "trap", "exit_code", "fuel_used", "memory_bytes")
+
+
+def _outcome_problem(summary: dict[str, Any], result: dict[str, Any]) -> str | None:
+    """How the record's public outcome differs from the sealed result, if it does."""
+    wrong = [f for f in _SUMMARY_FIELDS if summary.get(f) != result.get(f)]
+    if not wrong:
+        return None
+    return "the public outcome disagrees with the sealed result on " + ", ".join(
+        f"{f} ({summary.get(f)!r} vs sealed {result.get(f)!r})" for f in wrong
+    )
