@@ -9,6 +9,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from . import wire
+
 OK = "ok"
 EXIT = "exit"
 TRAP = "trap"
@@ -101,7 +103,7 @@ class Outcome:
             "memory_bytes": self.memory_bytes,
         }
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> wire.Outcome:
         """The run's facts as the CLI and REST API show them (DESIGN.md contract)."""
         return {
             "status": self.status,
@@ -123,7 +125,7 @@ class Outcome:
         }
 
 
-def _json_number(value: int | float) -> int | float | str:
+def _json_number(value: int | float) -> wire.JsonNumber:
     """JSON has no NaN or infinity: such float returns become ``"NaN"``, ``"Infinity"``..."""
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")

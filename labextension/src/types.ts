@@ -13,9 +13,20 @@ export interface ISealedPart {
   size?: number;
 }
 
+/** What happened to a run (`wasm_sandbox.outcome.STATUSES`). */
+export type RunStatus =
+  | 'ok'
+  | 'exit'
+  | 'trap'
+  | 'timeout'
+  | 'out_of_fuel'
+  | 'memory_limit'
+  | 'interrupted'
+  | 'error';
+
 /** The outcome summary inside a record. */
 export interface IOutcomeSummary {
-  status: string;
+  status: RunStatus;
   trap: string | null;
   exit_code: number | null;
   fuel_used: number;
