@@ -25,22 +25,59 @@ STATUSES = (OK, EXIT, TRAP, TIMEOUT, OUT_OF_FUEL, MEMORY_LIMIT, INTERRUPTED, ERR
 #: ``out_of_fuel``, ``interrupt`` never reaches an outcome: the clock makes it ``timeout`` or
 #: ``interrupted``), and ``host`` for a trap without a code (a host function failed).
 TRAP_KINDS = frozenset(
-    """
-    stack_overflow memory_out_of_bounds heap_misaligned table_out_of_bounds
-    indirect_call_to_null bad_signature integer_overflow integer_division_by_zero
-    bad_conversion_to_integer unreachable interrupt out_of_fuel atomic_wait_non_shared_memory
-    null_reference array_out_of_bounds allocation_too_large cast_failure uncaught_exception
-    cannot_enter_component no_async_result unhandled_tag continuation_already_consumed
-    disabled_opcode async_deadlock cannot_leave_component cannot_block_sync_task invalid_char
-    debug_assert_string_encoding_finished debug_assert_equal_code_units
-    debug_assert_pointer_aligned debug_assert_upper_bits_unset string_out_of_bounds
-    list_out_of_bounds invalid_discriminant unaligned_pointer task_cancel_not_cancelled
-    task_cancel_or_return_twice subtask_cancel_after_terminal task_return_invalid
-    waitable_set_drop_has_waiters subtask_drop_not_resolved thread_new_indirect_invalid_type
-    thread_new_indirect_uninitialized backpressure_overflow unsupported_callback_code
-    cannot_resume_thread concurrent_future_stream_op reference_count_overflow
-    stream_op_too_big waitable_sync_and_async host
-    """.split()
+    [
+        "stack_overflow",
+        "memory_out_of_bounds",
+        "heap_misaligned",
+        "table_out_of_bounds",
+        "indirect_call_to_null",
+        "bad_signature",
+        "integer_overflow",
+        "integer_division_by_zero",
+        "bad_conversion_to_integer",
+        "unreachable",
+        "interrupt",
+        "out_of_fuel",
+        "atomic_wait_non_shared_memory",
+        "null_reference",
+        "array_out_of_bounds",
+        "allocation_too_large",
+        "cast_failure",
+        "uncaught_exception",
+        "cannot_enter_component",
+        "no_async_result",
+        "unhandled_tag",
+        "continuation_already_consumed",
+        "disabled_opcode",
+        "async_deadlock",
+        "cannot_leave_component",
+        "cannot_block_sync_task",
+        "invalid_char",
+        "debug_assert_string_encoding_finished",
+        "debug_assert_equal_code_units",
+        "debug_assert_pointer_aligned",
+        "debug_assert_upper_bits_unset",
+        "string_out_of_bounds",
+        "list_out_of_bounds",
+        "invalid_discriminant",
+        "unaligned_pointer",
+        "task_cancel_not_cancelled",
+        "task_cancel_or_return_twice",
+        "subtask_cancel_after_terminal",
+        "task_return_invalid",
+        "waitable_set_drop_has_waiters",
+        "subtask_drop_not_resolved",
+        "thread_new_indirect_invalid_type",
+        "thread_new_indirect_uninitialized",
+        "backpressure_overflow",
+        "unsupported_callback_code",
+        "cannot_resume_thread",
+        "concurrent_future_stream_op",
+        "reference_count_overflow",
+        "stream_op_too_big",
+        "waitable_sync_and_async",
+        "host",
+    ]
 )
 
 
