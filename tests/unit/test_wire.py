@@ -267,3 +267,46 @@ def test_what_the_cli_prints_fits_the_wire_messages(home, tmp_path, capsys):
         assert conforms(value, message, command) == []
     assert printed["run"][1][1]["returns"] == ["NaN"]
     assert printed["decrypt"][1][1]["source_kind"] == "wat"
+
+
+def test_a_decrypt_that_fails_prints_the_failure_message(home, tmp_path, capsys):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    other = ec.generate_private_key(ec.SECP256R1()).public_key()
+    pem = tmp_path / "teacher.pem"
+    pem.write_bytes(
+        other.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    prog = tmp_path / "f.wat"
+    prog.write_text('(module (func (export "f")))')
+    assert run_cli(capsys, "run", prog, "--invoke", "f", "--recipient", pem)[0] == 0
+    code, value = run_cli(capsys, "decrypt", "last")
+    assert code == 1 and value["commitments_ok"] is False
+    assert conforms(value, wire.CliDecryptFailed, "decrypt") == []
+
+
+def test_what_the_rest_service_answers_fits_the_wire_messages(home):
+    from wasm_sandbox import Sandbox
+    from wasm_sandbox.jupyter.server_service import Service, Settings
+
+    with Sandbox(home=home) as sb:
+        for value in (1, 2):
+            sb.run(f'(module (func (export "f") (result i32) i32.const {value}))', invoke="f")
+    service = Service(Settings(home=str(home)))
+    try:
+        answers = {
+            "GET executions/{id}": (wire.ExecutionDetail, service.execution("last")),
+            "GET executions": (wire.ExecutionPage, service.executions(limit=1, after=-1)),
+            "GET checkpoint": (wire.Checkpoint, service.checkpoint()),
+            "GET proof/consistency": (wire.ConsistencyProof, service.consistency(1, 2)),
+            "GET keys/public": (wire.PublicKeys, service.public_keys()),
+            "GET health": (wire.Health, service.health()),
+        }
+    finally:
+        service.close()
+    for route, (message, value) in answers.items():
+        assert conforms(json.loads(json.dumps(value)), message, route) == []
+    assert answers["GET executions"][1]["next_after"] == 0
