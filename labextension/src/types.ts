@@ -1,7 +1,8 @@
 /**
  * Wire types of the wasm-sandbox REST API (`/wasm-sandbox/api/`), mirrored from the
  * server's OpenAPI document (`wasm_sandbox/jupyter/openapi.json`). Only what this extension
- * reads is typed; the server may send more.
+ * reads is typed; the server may send more. `tests/unit/test_wire.py` checks every interface
+ * (keys, optional keys, types) against its TypedDict in `wasm_sandbox/wire.py`.
  */
 
 /** One sealed part of a record (program, input or result). */
