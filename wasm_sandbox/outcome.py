@@ -9,6 +9,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from . import wire
+
 OK = "ok"
 EXIT = "exit"
 TRAP = "trap"
@@ -34,6 +36,65 @@ STATUSES = (
     ERROR,
     CRASHED,
     COMPILE_LIMIT,
+)
+
+#: ``Outcome.trap``: wasmtime 50's trap codes, lowercased (``out_of_fuel`` comes with status
+#: ``out_of_fuel``, ``interrupt`` never reaches an outcome: the clock makes it ``timeout`` or
+#: ``interrupted``), and ``host`` for a trap without a code (a host function failed).
+TRAP_KINDS = frozenset(
+    [
+        "stack_overflow",
+        "memory_out_of_bounds",
+        "heap_misaligned",
+        "table_out_of_bounds",
+        "indirect_call_to_null",
+        "bad_signature",
+        "integer_overflow",
+        "integer_division_by_zero",
+        "bad_conversion_to_integer",
+        "unreachable",
+        "interrupt",
+        "out_of_fuel",
+        "atomic_wait_non_shared_memory",
+        "null_reference",
+        "array_out_of_bounds",
+        "allocation_too_large",
+        "cast_failure",
+        "uncaught_exception",
+        "cannot_enter_component",
+        "no_async_result",
+        "unhandled_tag",
+        "continuation_already_consumed",
+        "disabled_opcode",
+        "async_deadlock",
+        "cannot_leave_component",
+        "cannot_block_sync_task",
+        "invalid_char",
+        "debug_assert_string_encoding_finished",
+        "debug_assert_equal_code_units",
+        "debug_assert_pointer_aligned",
+        "debug_assert_upper_bits_unset",
+        "string_out_of_bounds",
+        "list_out_of_bounds",
+        "invalid_discriminant",
+        "unaligned_pointer",
+        "task_cancel_not_cancelled",
+        "task_cancel_or_return_twice",
+        "subtask_cancel_after_terminal",
+        "task_return_invalid",
+        "waitable_set_drop_has_waiters",
+        "subtask_drop_not_resolved",
+        "thread_new_indirect_invalid_type",
+        "thread_new_indirect_uninitialized",
+        "backpressure_overflow",
+        "unsupported_callback_code",
+        "cannot_resume_thread",
+        "concurrent_future_stream_op",
+        "reference_count_overflow",
+        "stream_op_too_big",
+        "waitable_sync_and_async",
+        "host",
+    ]
 )
 
 
@@ -123,7 +184,7 @@ class Outcome:
             "memory_bytes": self.memory_bytes,
         }
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> wire.Outcome:
         """The run's facts as the CLI and REST API show them (DESIGN.md contract)."""
         return {
             "status": self.status,
@@ -146,7 +207,7 @@ class Outcome:
         }
 
 
-def _json_number(value: int | float) -> int | float | str:
+def _json_number(value: int | float) -> wire.JsonNumber:
     """JSON has no NaN or infinity: such float returns become ``"NaN"``, ``"Infinity"``..."""
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")

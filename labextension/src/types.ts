@@ -1,7 +1,8 @@
 /**
  * Wire types of the wasm-sandbox REST API (`/wasm-sandbox/api/`), mirrored from the
  * server's OpenAPI document (`wasm_sandbox/jupyter/openapi.json`). Only what this extension
- * reads is typed; the server may send more.
+ * reads is typed; the server may send more. `tests/unit/test_wire.py` checks every interface
+ * (keys, optional keys, types) against its TypedDict in `wasm_sandbox/wire.py`.
  */
 
 /** One sealed part of a record (program, input or result). */
@@ -13,9 +14,20 @@ export interface ISealedPart {
   size?: number;
 }
 
+/** What happened to a run (`wasm_sandbox.outcome.STATUSES`). */
+export type RunStatus =
+  | 'ok'
+  | 'exit'
+  | 'trap'
+  | 'timeout'
+  | 'out_of_fuel'
+  | 'memory_limit'
+  | 'interrupted'
+  | 'error';
+
 /** The outcome summary inside a record. */
 export interface IOutcomeSummary {
-  status: string;
+  status: RunStatus;
   trap: string | null;
   exit_code: number | null;
   fuel_used: number;

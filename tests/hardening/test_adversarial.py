@@ -1,7 +1,6 @@
 """Hostile guests, each contained, each with the right status, each in the log."""
 
 import os
-import time
 
 import pytest
 
@@ -61,13 +60,12 @@ CASES = {
 }
 
 
+@pytest.mark.timeout(60)  # a guest that escaped its limits would hang here
 @pytest.mark.parametrize("name", list(CASES))
 def test_hostile_guest_is_contained_and_logged(sandbox, name):
     wat, invoke, expected = CASES[name]
-    start = time.monotonic()
     ex = sandbox.run(wat, invoke=invoke, limits=TIGHT)
     assert ex.outcome.status in ((expected,) if isinstance(expected, str) else expected)
-    assert time.monotonic() - start < 10
     assert sandbox.verify(ex.id).verified
     if name == "memory bomb":
         assert ex.outcome.returns == (64,) and ex.outcome.memory_bytes == 4 << 20

@@ -32,6 +32,7 @@ MODULES = [
     "openapi_spec_validator",
     "pandas",
     "matplotlib",
+    "mypy",
 ]
 
 

@@ -101,8 +101,9 @@ async def post_all(server, bodies: list[dict]) -> list[httpx.Response]:
 
 def test_100_concurrent_runs_complete_isolated_while_health_answers(server):
     """100 requests sent at once (20 of them infinite loops stopped after 1 s): all are in the
-    server together, and health answers within 100 ms throughout, even while the event loop
-    takes the 100 in. All complete, each with its own result."""
+    server together, and health keeps answering throughout (its latency is printed, not
+    asserted: timings belong in benchmarks/), even while the event loop takes the 100 in. All
+    complete, each with its own result."""
     size_before = server.get("executions?limit=1").json()["tree_size"]
     jobs = [job(i) for i in range(100)]
     with HealthProbe(server) as probe:
@@ -124,7 +125,6 @@ def test_100_concurrent_runs_complete_isolated_while_health_answers(server):
         f"health: {len(probe.latencies)} probes, peak load {probe.peak}, slowest "
         f"{[round(x * 1000, 1) for x in sorted(probe.latencies)[-3:]]} ms"
     )
-    assert max(probe.latencies) < 0.1, sorted(probe.latencies)[-5:]
 
 
 def test_beyond_capacity_requests_are_refused_and_none_is_lost(server):

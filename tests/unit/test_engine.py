@@ -1,7 +1,6 @@
 """The engine runs real modules under real limits; each test is one thing a user relies on."""
 
 import threading
-import time
 
 import pytest
 import wasmtime
@@ -9,6 +8,7 @@ import wasmtime
 from tests import programs
 from wasm_sandbox import CompileError, GrantError, Grants, InvocationError, Limits
 from wasm_sandbox.engine import Engine, trap_kind
+from wasm_sandbox.outcome import TRAP_KINDS
 from wasm_sandbox.sources import compile_wat
 
 
@@ -26,12 +26,9 @@ def test_string_arguments_are_converted(engine):
     assert run(engine, programs.ADD, invoke="add", args=["2", "0x10"]).returns == (18,)
 
 
-def test_infinite_loop_times_out_within_a_second(engine):
-    start = time.monotonic()
+def test_infinite_loop_under_a_timeout_ends_as_timeout(engine):
     out = run(engine, programs.LOOP, invoke="spin", limits=Limits.parse(timeout="500ms"))
-    elapsed = time.monotonic() - start
-    assert out.status == "timeout"
-    assert 0.45 <= elapsed < 1.0
+    assert (out.status, out.message) == ("timeout", "stopped after the 0.5 s timeout")
 
 
 def test_loop_under_fuel_ends_out_of_fuel_with_all_fuel_used(engine):
@@ -82,10 +79,34 @@ def test_trap_carries_kind_and_frames(engine):
     )
 
 
-def test_every_trap_code_has_a_stable_name():
-    names = {trap_kind(code) for code in wasmtime.TrapCode}
-    assert len(names) == len(wasmtime.TrapCode)
-    assert {"stack_overflow", "unreachable", "out_of_fuel", "interrupt"} <= names
+def test_every_wasmtime_trap_code_is_a_documented_trap_kind():
+    kinds = {code.name: trap_kind(code) for code in wasmtime.TrapCode}
+    unknown = {name: kind for name, kind in kinds.items() if kind not in TRAP_KINDS}
+    assert unknown == {}, "a TrapCode outcome.TRAP_KINDS does not list: add it there and to docs"
+    assert len(set(kinds.values())) == len(kinds)
+    assert TRAP_KINDS - set(kinds.values()) == {"host"}  # nothing listed that wasmtime lacks
+
+
+#: One module traps in each way through the export ``f``'s body.
+TRAP_PRELUDE = "(memory 1) (type $t (func)) (table 2 funcref) (elem (i32.const 1) $g)"
+TRAPPING = {
+    "memory_out_of_bounds": "(drop (i32.load (i32.const 70000)))",
+    "table_out_of_bounds": "(call_indirect (type $t) (i32.const 5))",
+    "indirect_call_to_null": "(call_indirect (type $t) (i32.const 0))",
+    "bad_signature": "(call_indirect (type $t) (i32.const 1))",  # $g takes an i32
+    "integer_overflow": "(drop (i32.div_s (i32.const 0x80000000) (i32.const -1)))",
+    "integer_division_by_zero": "(drop (i32.div_u (i32.const 1) (i32.const 0)))",
+    "bad_conversion_to_integer": "(drop (i32.trunc_f32_s (f32.const nan)))",
+    "unreachable": "unreachable",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(TRAPPING))
+def test_a_real_trap_is_an_outcome_with_its_kind(engine, kind):
+    wat = f'(module {TRAP_PRELUDE} (func $g (param i32)) (func (export "f") {TRAPPING[kind]}))'
+    out = run(engine, wat, invoke="f")
+    assert (out.status, out.trap) == ("trap", kind)
+    assert out.frames and out.message.startswith("wasm trap: ")
 
 
 def test_wasi_hello_world_prints_into_stdout(engine):
@@ -108,38 +129,34 @@ def test_a_100_mb_stdout_flood_is_cut_at_the_output_limit(engine, probe_wasm):
     assert len(out.stdout) == 64 * 1024 and out.output_truncated
 
 
-def test_sleeping_10s_under_half_a_second_timeout_ends_within_a_second(engine):
-    start = time.monotonic()
+def test_sleeping_10s_under_half_a_second_timeout_is_cut_short(engine):
     out = run(engine, programs.SLEEP_10S, limits=Limits.parse(timeout="500ms"))
     assert out.status == "timeout"
-    assert time.monotonic() - start < 1.0
+    assert out.duration_ms < 10_000  # the sleep itself was interrupted, not waited out
 
 
 def test_c_sleep_ends_at_the_deadline(engine, probe_wasm):
-    start = time.monotonic()
     out = engine.run(
         engine.compile(probe_wasm),
         grants=Grants.parse(argv=["sleep", "10"]),
         limits=Limits.parse(timeout="500ms"),
     )
     assert out.status == "timeout" and "awake" not in out.stdout
-    assert time.monotonic() - start < 1.0
+    assert out.duration_ms < 10_000  # the sleep itself was interrupted, not waited out
 
 
 def test_a_short_sleep_completes(engine):
     wat = programs.SLEEP_10S.replace("10000000000", "50000000")  # 50 ms
     out = run(engine, wat, limits=Limits.parse(timeout="2s"))
     assert out.status == "ok"
-    assert 45 <= out.duration_ms < 1000
+    assert out.duration_ms >= 45  # it really slept (no virtual clock without --deterministic)
 
 
 def test_cancel_event_interrupts_a_running_guest(engine):
     cancel = threading.Event()
     threading.Timer(0.2, cancel.set).start()
-    start = time.monotonic()
     out = run(engine, programs.LOOP, invoke="spin", cancel=cancel)
-    assert out.status == "interrupted"
-    assert time.monotonic() - start < 0.5
+    assert out.status == "interrupted"  # not "timeout": the event, not the clock, ended it
 
 
 def test_progress_reports_fuel_while_a_tight_loop_runs(engine):
@@ -262,14 +279,14 @@ def test_fifty_threads_get_their_own_results(engine):
     assert results == {n: ((factorial(n) + 2**63) % 2**64 - 2**63,) for n in range(50)}
 
 
-def test_second_compile_hits_the_cache_and_starts_5x_faster(tmp_path):
+def test_second_compile_comes_from_memory_and_a_new_engine_reads_the_disk_cache(tmp_path):
     wat = programs.FACT.replace("fact", "fact_cache")  # bytes no other test compiled
     wasm = compile_wat(wat)
     with_cache = Engine(cache_dir=tmp_path / "cache")
     first = with_cache.compile(wasm)
     second = with_cache.compile(wasm)
     assert (first.cache, second.cache) == ("miss", "memory")
-    assert second.compile_ms * 5 < first.compile_ms
+    assert second.module is first.module  # nothing was compiled again
     fresh = Engine(cache_dir=tmp_path / "cache")
     assert fresh.compile(wasm).cache == "disk"
     assert fresh.run(fresh.compile(wasm), invoke="fact_cache", args=[5]).returns == (120,)
@@ -339,11 +356,11 @@ def test_missing_granted_directory_is_a_grant_error(engine):
         )
 
 
+@pytest.mark.timeout(60)  # a guest left running would spin for 600 s: no fuel limit
 def test_a_failing_progress_callback_stops_the_guest_and_raises(engine):
     def broken(_fuel):
         raise RuntimeError("display went away")
 
-    start = time.monotonic()
+    limits = Limits.parse(fuel="none", timeout="600s")
     with pytest.raises(RuntimeError, match="display went away"):
-        run(engine, programs.CALLING_LOOP, invoke="spin", progress=broken)
-    assert time.monotonic() - start < 1.0
+        run(engine, programs.CALLING_LOOP, invoke="spin", progress=broken, limits=limits)

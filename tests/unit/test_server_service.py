@@ -99,10 +99,8 @@ def test_closing_cancels_running_guests_and_is_idempotent(home):
     future = service.submit_run(body(wat=programs.LOOP, invoke="spin", limits={"timeout": "10min"}))
     while service.runs.running == 0:
         time.sleep(0.01)
-    start = time.monotonic()
     service.close()
-    assert future.result(10).outcome.status == "interrupted"  # and still logged
-    assert time.monotonic() - start < 5
+    assert future.result(10).outcome.status == "interrupted"  # not the 10 min timeout; logged
     service.close()
     assert service.health()["status"] == "closing"
     with pytest.raises(Busy):

@@ -6,6 +6,7 @@ card in a real kernel, read back from its comm messages, is in tests/integration
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import pytest
@@ -306,11 +307,21 @@ def test_card_has_no_decrypt_for_a_foreign_recipient(shell, sandbox):
     assert [b.description for b in card.buttons.children] == ["Verify"]
 
 
-def test_progress_never_raises(shell, sandbox):
-    card = card_for(sandbox)
-    card.gauge.close()  # a widget the front end can no longer reach
-    card.gauge = None  # and worse: anything failing in an update
-    card.progress(10)
+def test_a_failing_gauge_update_leaves_the_card_showing_the_last_figures(shell, sandbox, caplog):
+    from IPython.utils.capture import capture_output
+
+    card = card_for(sandbox, Limits(fuel=1000))
+    with capture_output():
+        card.show()
+        card.progress(100)
+        shown = card.facts.value
+        card.gauge.close()  # a widget the front end can no longer reach
+        card.gauge = None  # and worse: anything failing in an update
+        with caplog.at_level(logging.DEBUG, logger="wasm_sandbox.jupyter.view"):
+            card.progress(250)  # raising here would abandon the running guest
+    assert "running…" in card.top.value and "cell: spin()" in card.top.value
+    assert card.facts.value == shown and "100 / 1,000" in shown
+    assert "fuel gauge update failed" in caplog.text
 
 
 def test_discard_closes_every_widget(shell, sandbox):

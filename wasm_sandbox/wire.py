@@ -1,0 +1,307 @@
+"""Wire messages: the JSON objects the REST API, the CLI's ``--json`` and the front end exchange.
+
+One `TypedDict` per object. Those named after a schema of ``jupyter/openapi.json`` (``Execution``,
+``Record``, ``Health``, ...) have exactly its properties and required keys; the front end's
+``labextension/src/types.ts`` mirrors them; ``tests/unit/test_wire.py`` checks all three agree.
+The ``Cli*`` messages are printed only by ``wasm-sandbox ... --json`` (docs/cli.md).
+Keys a message may omit are in a ``total=False`` class. Pure types: importing this is free.
+
+>>> from wasm_sandbox import wire
+>>> def show(ex: wire.Execution) -> str:
+...     return f"{ex['status']} #{ex['leaf_index']}"
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+JsonNumber = float | Literal["NaN", "Infinity", "-Infinity"]
+"""A guest's return value: JSON has no NaN or infinity, so those travel as strings."""
+
+
+class _OutcomeFacts(TypedDict):
+    status: str
+    exit_code: int | None
+    returns: list[JsonNumber]
+    stdout: str
+    stderr: str
+    fuel_used: int
+    fuel_limit: int
+    memory_bytes: int
+    memory_limit: int
+    duration_ms: float
+
+
+class Outcome(_OutcomeFacts, total=False):
+    """What a run did (`wasm_sandbox.Outcome.to_json`): the guest's part of an `Execution`."""
+
+    trap: str | None
+    message: str | None
+    frames: list[str]
+    output_truncated: bool
+    cache: str
+    deterministic: bool
+
+
+class Execution(Outcome):
+    """``wasm-sandbox run --json`` and the answer to ``POST executions`` (DESIGN.md contract)."""
+
+    id: str
+    commitment: str
+    leaf_index: int
+    tree_size: int
+    root: str
+
+
+class _SealedPartFacts(TypedDict):
+    commitment: str
+    enc: str
+    ct_sha256: str
+    ct_len: int
+
+
+class SealedPartSummary(_SealedPartFacts, total=False):
+    """One sealed part of a record (program, input, result, source)."""
+
+    size: int
+
+
+class OutcomeSummary(TypedDict):
+    """A record's ``outcome``: integers and strings only."""
+
+    status: str
+    trap: str | None
+    exit_code: int | None
+    fuel_used: int
+    memory_bytes: int
+    duration_us: int
+
+
+class _RecordFacts(TypedDict):
+    v: int
+    id: str
+    time: int
+    recipient: str
+    suite: str
+    program: SealedPartSummary
+    input: SealedPartSummary
+    result: SealedPartSummary
+    limits: dict[str, int]
+    outcome: OutcomeSummary
+    deterministic: bool
+
+
+class Record(_RecordFacts, total=False):
+    """The canonical execution record; a row of ``wasm-sandbox log --json`` and of
+    ``GET executions`` carries its ``leaf_index``."""
+
+    source: SealedPartSummary
+    leaf_index: int
+
+
+class Replay(TypedDict):
+    """A deterministic re-run compared with the record (``verify --replay``)."""
+
+    matches: bool
+    deterministic: bool
+    status: str
+    reason: str
+
+
+class _VerificationFacts(TypedDict):
+    id: str
+    verified: bool
+    leaf_index: int
+    tree_size: int
+    root: str
+    checks: dict[str, str]
+
+
+class Verification(_VerificationFacts, total=False):
+    """``wasm-sandbox verify ID --json``; ``replay`` only when a replay was asked."""
+
+    replay: Replay
+
+
+class _CiphertextFacts(TypedDict):
+    program: str
+    input: str
+    result: str
+
+
+class Ciphertexts(_CiphertextFacts, total=False):
+    """base64 of each sealed part."""
+
+    source: str
+
+
+class InclusionProof(TypedDict):
+    """The RFC 6962 audit path of a record's leaf in the tree of ``tree_size`` leaves."""
+
+    leaf_index: int
+    tree_size: int
+    root: str
+    hashes: list[str]
+
+
+class ExecutionDetail(TypedDict):
+    """``GET executions/{id}``."""
+
+    id: str
+    leaf_index: int
+    record: Record
+    ciphertexts: Ciphertexts
+    inclusion_proof: InclusionProof
+    checkpoint: str
+    receipt: str
+    verification: Verification
+
+
+class ExecutionPage(TypedDict):
+    """``GET executions?limit=&after=``: records with leaf index > ``after``, oldest first."""
+
+    items: list[Record]
+    tree_size: int
+    next_after: int | None
+
+
+class Checkpoint(TypedDict):
+    """``GET checkpoint?format=json``."""
+
+    checkpoint: str
+    origin: str
+    tree_size: int
+    root: str
+
+
+# ``GET proof/consistency?from=&to=``: functional form, since ``from`` is a keyword.
+ConsistencyProof = TypedDict(
+    "ConsistencyProof",
+    {"from": int, "to": int, "from_root": str, "to_root": str, "hashes": list[str]},
+)
+
+
+class SealedProgramInfo(TypedDict):
+    """How to seal a program to the server (``PublicKeys.sealed_program``)."""
+
+    accepted: bool
+    suite: str
+    info_hex: str
+
+
+class PublicKeys(TypedDict):
+    """``GET keys/public``."""
+
+    recipient_public_key_pem: str
+    recipient_key_id: str
+    log_origin: str
+    log_verifier_key: str
+    sealed_program: SealedProgramInfo
+
+
+class Health(TypedDict):
+    """``GET health``: counters only."""
+
+    status: Literal["ok", "closing"]
+    version: str
+    runs_in_flight: int
+    runs_queued: int
+    run_capacity: int
+
+
+class _ErrorFacts(TypedDict):
+    message: str
+
+
+class Error(_ErrorFacts, total=False):
+    """Every REST error answer; ``field`` names the request field at fault."""
+
+    reason: str | None
+    field: str
+    line: int | None
+    column: int | None
+    traceback: str
+
+
+class Limits(TypedDict, total=False):
+    """``RunRequest.limits``, in the CLI's units (``1e8``, ``"64MiB"``, ``"500ms"``)."""
+
+    fuel: float | str
+    memory: float | str
+    timeout: float | str
+    output: float | str
+
+
+class SealedProgram(TypedDict):
+    """A program sealed to the server's key (HPKE; docs/rest-api.md)."""
+
+    enc: str
+    ciphertext: str
+
+
+class RunRequest(TypedDict, total=False):
+    """``POST executions``: exactly one of ``wat``, ``wasm_b64``, ``sealed_program``."""
+
+    wat: str
+    wasm_b64: str
+    sealed_program: SealedProgram
+    invoke: str | None
+    args: list[float | str] | None
+    stdin: str | None
+    argv: list[str] | None
+    deterministic: bool | None
+    limits: Limits | None
+    recipient_public_key_pem: str | None
+
+
+class CliLogReport(TypedDict):
+    """``wasm-sandbox verify --all --json``."""
+
+    verified: bool
+    tree_size: int
+    first_bad: dict[str, Any] | None
+    problems: list[str]
+
+
+class CliKeys(TypedDict):
+    """``wasm-sandbox keys --json``."""
+
+    recipient_public_key_pem: str
+    recipient_key_id: str
+    has_private_key: bool
+    log_origin: str
+    log_verifier_key: str
+
+
+class CliCheckpoint(TypedDict):
+    """``wasm-sandbox checkpoint --json``."""
+
+    checkpoint: str
+
+
+class CliReceipt(TypedDict):
+    """``wasm-sandbox proof ID --json``."""
+
+    receipt: str
+    log_verifier_key: str
+
+
+class CliDecrypted(TypedDict):
+    """``wasm-sandbox decrypt ID --json``; ``source_kind`` is ``wat``, ``c``,
+    ``disassembly`` or None (with ``source`` None)."""
+
+    id: str
+    program: str
+    source: str | None
+    source_kind: str | None
+    input: dict[str, Any]
+    result: dict[str, Any]
+    commitments_ok: bool
+
+
+class CliDecryptFailed(TypedDict):
+    """``wasm-sandbox decrypt ID --json`` when a part does not open (exit 1)."""
+
+    id: str
+    commitments_ok: bool
+    error: str
