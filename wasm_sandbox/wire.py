@@ -41,6 +41,7 @@ class Outcome(_OutcomeFacts, total=False):
     output_truncated: bool
     cache: str
     deterministic: bool
+    fuel_lower_bound: bool
 
 
 class Execution(Outcome):
@@ -64,6 +65,7 @@ class SealedPartSummary(_SealedPartFacts, total=False):
     """One sealed part of a record (program, input, result, source)."""
 
     size: int
+    v: int
 
 
 class OutcomeSummary(TypedDict):
@@ -230,6 +232,7 @@ class Limits(TypedDict, total=False):
     memory: float | str
     timeout: float | str
     output: float | str
+    dir_quota: float | str
 
 
 class SealedProgram(TypedDict):
@@ -254,13 +257,19 @@ class RunRequest(TypedDict, total=False):
     recipient_public_key_pem: str | None
 
 
-class CliLogReport(TypedDict):
-    """``wasm-sandbox verify --all --json``."""
-
+class _CliLogFacts(TypedDict):
     verified: bool
     tree_size: int
     first_bad: dict[str, Any] | None
     problems: list[str]
+
+
+class CliLogReport(_CliLogFacts, total=False):
+    """``wasm-sandbox verify --all --json``: ``high_water`` is the largest tree this home saw
+    (docs/home.md), ``witnesses`` the cosignature checks of ``--witness`` (docs/witness.md)."""
+
+    high_water: dict[str, Any] | None
+    witnesses: list[dict[str, Any]]
 
 
 class CliKeys(TypedDict):
@@ -288,7 +297,7 @@ class CliReceipt(TypedDict):
 
 class CliDecrypted(TypedDict):
     """``wasm-sandbox decrypt ID --json``; ``source_kind`` is ``wat``, ``c``,
-    ``disassembly`` or None (with ``source`` None)."""
+    ``disassembly`` or None (with ``source`` None); ``stdin`` is base64."""
 
     id: str
     program: str
@@ -296,6 +305,7 @@ class CliDecrypted(TypedDict):
     source_kind: str | None
     input: dict[str, Any]
     result: dict[str, Any]
+    stdin: str
     commitments_ok: bool
 
 

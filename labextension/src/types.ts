@@ -22,8 +22,11 @@ export type RunStatus =
   | 'timeout'
   | 'out_of_fuel'
   | 'memory_limit'
+  | 'quota'
   | 'interrupted'
-  | 'error';
+  | 'error'
+  | 'crashed'
+  | 'compile_limit';
 
 /** The outcome summary inside a record. */
 export interface IOutcomeSummary {

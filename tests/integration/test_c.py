@@ -24,7 +24,7 @@ sys.addaudithook(_record_process)
 
 
 def compilers_started() -> int:
-    return sum("ziglang" in argv for argv in STARTED)
+    return sum(any("zig" in arg for arg in argv) for argv in STARTED)
 
 
 READER = r"""

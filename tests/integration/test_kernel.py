@@ -415,7 +415,7 @@ def test_interrupt_returns_to_idle_and_the_next_cell_runs(kernel):
 
 @pytest.mark.slow
 def test_fuel_gauge_moves_while_the_guest_runs(kernel):
-    cell, facts = run_wasm(kernel, "--invoke spin --timeout 2s", programs.CALLING_LOOP)
+    cell, facts = run_wasm(kernel, "--invoke spin --timeout 2s --fuel none", programs.CALLING_LOOP)
     [gauge] = kernel.find(cell.card[WIDGET_VIEW]["model_id"], "IntProgressModel")
     values = [u["value"] for u in kernel.updates[gauge] if "value" in u]
     live = sorted({v for v in values if 0 < v < facts["fuel_used"]})

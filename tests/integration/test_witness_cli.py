@@ -15,6 +15,7 @@ import pytest
 from tests import programs
 from wasm_sandbox import Sandbox, merkle
 from wasm_sandbox.checkpoint import format_checkpoint, sign_note
+from wasm_sandbox.highwater import NAME as HIGH_WATER
 from wasm_sandbox.keys import KeyStore
 from wasm_sandbox.record import decode, encode
 
@@ -76,6 +77,12 @@ def resign_everything(home):
     db.close()
 
 
+def forget_high_water(home):
+    """What an attacker who owns the home does after rewriting the log: remove the
+    high-water mark (docs/home.md), the one thing on this machine that remembers more."""
+    (home / "keys" / HIGH_WATER).unlink()
+
+
 def test_the_witnessed_log_verifies_with_the_witness(homes):
     log, witness, vkey, ids = homes
     code, out, _ = cli("verify", "--all", "--home", log, "--witness", vkey, "--json")
@@ -110,6 +117,9 @@ def test_a_re_signed_rewrite_of_an_outcome(homes):
     resign_everything(log)
 
     code, out, _ = cli("verify", "--all", "--home", log, "--json")
+    assert code == 1 and "high_water" in out["first_bad"]  # this home saw the old root
+    forget_high_water(log)  # the owner of the home rewrites that file too
+    code, out, _ = cli("verify", "--all", "--home", log, "--json")
     assert code == 0 and out["verified"]  # the log alone cannot tell: its own key re-signed it
     code, out, _ = cli("verify", ids[1], "--home", log, "--json")
     assert code == 1 and not out["verified"]
@@ -132,6 +142,9 @@ def test_truncation_of_the_last_run_and_its_checkpoint(homes):
     sql(log, "DELETE FROM checkpoints WHERE size = 3")
     sql(log, "DELETE FROM cosignatures WHERE size = 3")
 
+    code, out, _ = cli("verify", "--all", "--home", log, "--json")
+    assert code == 1 and out["first_bad"] == {"high_water": 3}  # this home saw 3 records
+    forget_high_water(log)  # the owner of the home rewrites that file too
     code, out, _ = cli("verify", "--all", "--home", log, "--json")
     assert code == 0 and out["tree_size"] == 2  # a shorter log is still a well-formed log
     code, out, _ = cli("witness", "check", "--home", witness, "--log", log, "--json")

@@ -106,7 +106,7 @@ def test_a_real_trap_is_an_outcome_with_its_kind(engine, kind):
     wat = f'(module {TRAP_PRELUDE} (func $g (param i32)) (func (export "f") {TRAPPING[kind]}))'
     out = run(engine, wat, invoke="f")
     assert (out.status, out.trap) == ("trap", kind)
-    assert out.frames and out.message.startswith("wasm trap: ")
+    assert out.frames and "wasm trap: " in out.message
 
 
 def test_wasi_hello_world_prints_into_stdout(engine):

@@ -314,13 +314,13 @@ def test_a_failing_gauge_update_leaves_the_card_showing_the_last_figures(shell, 
     with capture_output():
         card.show()
         card.progress(100)
-        shown = card.facts.value
+        shown = card.fuel.value
         card.gauge.close()  # a widget the front end can no longer reach
         card.gauge = None  # and worse: anything failing in an update
         with caplog.at_level(logging.DEBUG, logger="wasm_sandbox.jupyter.view"):
             card.progress(250)  # raising here would abandon the running guest
     assert "running…" in card.top.value and "cell: spin()" in card.top.value
-    assert card.facts.value == shown and "100 / 1,000" in shown
+    assert card.fuel.value == shown and "100 / 1,000" in shown
     assert "fuel gauge update failed" in caplog.text
 
 
