@@ -110,6 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     from .witness_cli import add_witness_command
 
     add_witness_command(commands)
+    from .receipts_cli import add_verify_notebook_command
+
+    add_verify_notebook_command(commands)
     return parser
 
 

@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import rfc8785
@@ -48,6 +48,7 @@ class SealedPart:
     enc: bytes
     ciphertext: bytes
     commitment: bytes
+    salt: bytes = field(default=b"", repr=False)  # the commitment's salt, for a disclosure
 
     def summary(self) -> dict[str, str | int]:
         """The part as it appears in the execution record (hex strings, integer length)."""
@@ -139,6 +140,7 @@ def seal(
         enc=sealed[:ENC_LEN],
         ciphertext=sealed[ENC_LEN:],
         commitment=commit(purpose, record_id, payload, salt),
+        salt=salt,
     )
 
 

@@ -71,6 +71,7 @@ class Execution:
     root: str
     checkpoint: str = field(repr=False, default="")
     lang: str = "wasm"
+    result_salt: bytes = field(repr=False, default=b"")  # opens the result commitment
 
     def to_json(self) -> dict[str, Any]:
         """The object ``wasm-sandbox run --json`` prints (DESIGN.md contract)."""
@@ -352,6 +353,7 @@ class Sandbox:
             root=receipt.root.hex(),
             checkpoint=receipt.checkpoint_note,
             lang=lang,
+            result_salt=parts["result"].salt,
         )
 
     def record(self, record_id: str) -> dict[str, Any]:

@@ -40,6 +40,10 @@ _BAR_STYLES = {
 }
 CARD_CLASS, FUEL_CLASS = "wasm-sandbox-card", "wasm-sandbox-fuel"
 FALLBACK_CLASS = "wasm-sandbox-fallback"
+RECEIPT_LINE = (
+    "verifiable receipt inside: wasm-sandbox verify-notebook NB.ipynb --log-key VKEY"
+    " (VKEY: the log's verifier key, from its owner)"
+)
 
 
 class Quiet:
@@ -71,12 +75,23 @@ class Quiet:
         """The run's ciphertexts, for the payload previews."""
         return dict(self.sandbox.ledger.get(execution.id).blobs)
 
+    def static(self, execution: Execution) -> tuple[dict[str, str], dict[str, Any]]:
+        """The static bundle, saying how to check the receipt its metadata carries."""
+        from .. import receipts
+
+        bundle = html.mimebundle(execution, self.blobs(execution), self.title)
+        meta = {receipts.METADATA_KEY: receipts.for_execution(execution, self.sandbox.ledger)}
+        bundle["text/html"] += f"<div><small>{escape(RECEIPT_LINE)}</small></div>"
+        bundle["text/plain"] += f"\n{RECEIPT_LINE}"
+        return bundle, meta
+
 
 class Static(Quiet):
     """The static HTML and text only, once the run is over (``display = "text"``)."""
 
     def finish(self, execution: Execution) -> None:
-        display(html.mimebundle(execution, self.blobs(execution), self.title), raw=True)
+        bundle, meta = self.static(execution)
+        display(bundle, raw=True, metadata=meta)
 
 
 class Card(Quiet):
@@ -146,9 +161,9 @@ class Card(Quiet):
             decrypt = _button(self.w, shared, "Decrypt", "unlock", self._on_decrypt, False)
             self.buttons.children = (self.verify, decrypt)
         self.handle.update(self._bundle({"text/plain": ""}), raw=True)  # the fallback has it
-        static = html.mimebundle(execution, blobs, self.title)
+        static, meta = self.static(execution)
         static["text/html"] = f'<div class="{FALLBACK_CLASS}">{static["text/html"]}</div>'
-        display(static, raw=True)
+        display(static, raw=True, metadata=meta)
         if self.echo:
             print(static["text/plain"])
 
