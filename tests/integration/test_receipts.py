@@ -13,6 +13,8 @@ import pytest
 from nbclient import NotebookClient
 
 from tests import programs
+from wasm_sandbox import receipts
+from wasm_sandbox.sandbox import Sandbox
 
 META = "wasm-sandbox"
 
@@ -53,8 +55,8 @@ def _cli(argv, env=None):
     )
 
 
-def verify(path, key):
-    out = _cli(["verify-notebook", str(path), "--log-key", key, "--json"])
+def verify(path, key, *more):
+    out = _cli(["verify-notebook", str(path), "--log-key", key, *more, "--json"])
     return out.returncode, json.loads(out.stdout)
 
 
@@ -140,3 +142,24 @@ def test_the_wrong_log_key_fails_every_output(saved):
     code, report = verify(path, other)
     assert code == 1 and sorted(failed(report)) == [1, 2, 3, 4]
     assert all("checkpoint" in p[0] for p in failed(report).values())
+
+
+def test_a_witness_cosignature_is_required_with_witness(saved, tmp_path):
+    """Without a cosignature --witness fails; a receipt re-issued after the witness cosigned
+    carries it and passes."""
+    path, key, _ = saved
+    home, whome = path.parent / "home", str(tmp_path / "w")
+    vkey = json.loads(_cli(["witness", "init", "--home", whome, "--json"]).stdout)["verifier_key"]
+    code, report = verify(path, key, "--witness", vkey)
+    assert code == 1 and failed(report)[1][0].startswith("witness: no valid cosignature")
+    assert _cli(["witness", "cosign", "--home", whome, "--log", str(home)]).returncode == 0
+
+    nb = json.loads(path.read_text())
+    meta = static(nb, 1)["metadata"][META]
+    rid = report["outputs"][0]["record_id"]
+    with Sandbox(home=home) as sb:
+        meta["receipt"] = receipts.receipt(sb.ledger, rid)
+    out = tmp_path / "cosigned.ipynb"
+    out.write_text(json.dumps(nb))
+    code, report = verify(out, key, "--witness", vkey)
+    assert 1 not in failed(report) and sorted(failed(report)) == [2, 3, 4], report
