@@ -58,8 +58,8 @@ def verify_notebook(
     """``{"verified", "outputs": [{"cell", "record_id", "verified", "problems"}]}``: one entry
     per ``%%wasm`` output (one with a receipt, or one that looks like a run card)."""
     outputs = []
-    for index, cell in enumerate(notebook.get("cells") or []):
-        for output in cell.get("outputs") or [] if isinstance(cell, dict) else []:
+    for index, cell in enumerate(_list(notebook.get("cells"))):
+        for output in _list(cell.get("outputs")) if isinstance(cell, dict) else []:
             if isinstance(output, dict) and _is_run(output):
                 outputs.append({"cell": index, **verify_output(output, log_key, witnesses)})
     return {"verified": all(o["verified"] for o in outputs), "outputs": outputs}
@@ -69,25 +69,39 @@ def verify_output(
     output: Mapping[str, Any], log_key: str, witnesses: Sequence[str] = ()
 ) -> dict[str, Any]:
     """``{"record_id", "verified", "problems"}`` of one saved output."""
-    meta = (output.get("metadata") or {}).get(METADATA_KEY)
+    meta = _metadata(output).get(METADATA_KEY)
     if not isinstance(meta, dict) or not isinstance(meta.get("receipt"), str):
         return {"record_id": None, "verified": False, "problems": ["no receipt in the output"]}
     rec, problems = _check_receipt(meta["receipt"], log_key, witnesses)
     if rec is not None:
         payload, problem = _open_disclosure(rec, meta.get("disclosure"))
-        problems += [problem] if problem else _check_shown(output.get("data") or {}, payload, rec)
+        problems += [problem] if problem else _check_shown(_data(output), payload, rec)
     rid = rec["id"] if rec else None
     return {"record_id": rid, "verified": not problems, "problems": problems}
 
 
 def _is_run(output: Mapping[str, Any]) -> bool:
-    data = output.get("data") or {}
+    data = _data(output)
     html, text = data.get("text/html", ""), data.get("text/plain", "")
     return (
-        METADATA_KEY in (output.get("metadata") or {})
+        METADATA_KEY in _metadata(output)
         or 'class="wasm-sandbox-run"' in _joined(html)
         or (_joined(text).startswith("wasm-sandbox: ") and "record id" in _joined(text))
     )
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _metadata(output: Mapping[str, Any]) -> dict[str, Any]:
+    meta = output.get("metadata")
+    return meta if isinstance(meta, dict) else {}
+
+
+def _data(output: Mapping[str, Any]) -> dict[str, Any]:
+    data = output.get("data")
+    return data if isinstance(data, dict) else {}
 
 
 def _joined(value: Any) -> str:
