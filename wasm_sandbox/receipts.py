@@ -43,7 +43,8 @@ def for_execution(execution: Execution, ledger: Ledger) -> dict[str, Any]:
 def receipt(ledger: Ledger, record_id: str) -> str:
     """`Ledger.receipt`, its checkpoint carrying every cosignature the ledger holds."""
     head, _, note = ledger.receipt(record_id).partition("\n\n")
-    return f"{head}\n\n{ledger.cosigned_note(int(note.split(chr(10))[1]))}"
+    size = int(note.split("\n")[1])
+    return f"{head}\n\n{ledger.cosigned_note(size)}"
 
 
 def disclose(execution: Execution) -> dict[str, Any]:

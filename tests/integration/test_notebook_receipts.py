@@ -2,6 +2,7 @@
 ``wasm-sandbox verify-notebook`` and only the log's verifier key; edits, swaps and a wrong key
 fail, naming the output."""
 
+import base64
 import copy
 import json
 import os
@@ -17,6 +18,7 @@ from wasm_sandbox import receipts
 from wasm_sandbox.sandbox import Sandbox
 
 META = "wasm-sandbox"
+INCLUSION = "inclusion: the proof does not lead to the signed checkpoint's root"
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +132,18 @@ def test_the_whole_metadata_of_another_run_fails(saved, tmp_path):
 
     code, report = edited(saved, tmp_path, change)
     assert code == 1 and sorted(failed(report)) == [1, 4], report
+
+
+def test_an_altered_inclusion_proof_fails(saved, tmp_path):
+    def change(nb):
+        meta = static(nb, 4)["metadata"][META]  # written when the log held 4 runs: 2 hashes
+        head, _, note = meta["receipt"].partition("\n\n")
+        lines = head.split("\n")
+        lines[3] = base64.b64encode(bytes(32)).decode()  # the leaf's sibling hash
+        meta["receipt"] = "\n".join(lines) + "\n\n" + note
+
+    code, report = edited(saved, tmp_path, change)
+    assert code == 1 and failed(report) == {4: [INCLUSION]}, report
 
 
 def test_a_removed_receipt_fails(saved, tmp_path):
