@@ -138,9 +138,11 @@ def _open_disclosure(rec: Mapping[str, Any], disclosure: Any) -> tuple[dict[str,
     if not isinstance(disclosure, dict) or disclosure.get("part") != "result":
         return {}, "disclosure: missing, or not of the result part"
     payload, salt = disclosure.get("payload"), disclosure.get("salt")
+    if not isinstance(payload, dict) or not isinstance(salt, str):
+        return {}, "disclosure: the payload is not an object or the salt not hex"
     try:
         opened = record.recommit("result", rec["id"], payload, bytes.fromhex(salt))
-    except (TypeError, ValueError):
+    except (ValueError, RecursionError):  # not hex, a short salt, a payload JSON refuses
         return {}, "disclosure: malformed payload or salt"
     if opened.hex() != rec["result"]["commitment"]:
         return {}, "disclosure: does not open the record's result commitment"

@@ -45,7 +45,7 @@ def cmd_verify_notebook(args: argparse.Namespace) -> int:
 
     try:
         notebook = receipts.load(args.notebook)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise SandboxError(f"cannot read {args.notebook}: {exc}") from None
     report = receipts.verify_notebook(notebook, args.log_key, args.witness)
     if args.json:

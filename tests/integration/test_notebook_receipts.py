@@ -146,6 +146,24 @@ def test_an_altered_inclusion_proof_fails(saved, tmp_path):
     assert code == 1 and failed(report) == {4: [INCLUSION]}, report
 
 
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda d: d.update(salt="00" * 32), "disclosure: does not open"),
+        (lambda d: d.update(salt="zz"), "disclosure: malformed"),
+        (lambda d: d.update(payload={"x": 1.5}), "disclosure: does not open"),
+        (lambda d: d.update(payload=[1]), "disclosure: the payload is not an object"),
+        (lambda d: d["payload"].update(returns=[["i32", "43"]]), "disclosure: does not open"),
+        (lambda d: d.pop("payload"), "disclosure: the payload is not an object"),
+    ],
+)
+def test_an_edited_disclosure_fails(saved, tmp_path, edit, problem):
+    code, report = edited(
+        saved, tmp_path, lambda nb: edit(static(nb, 1)["metadata"][META]["disclosure"])
+    )
+    assert code == 1 and list(failed(report)) == [1] and failed(report)[1][0].startswith(problem)
+
+
 def test_a_removed_receipt_fails(saved, tmp_path):
     code, report = edited(saved, tmp_path, lambda nb: static(nb, 3)["metadata"].pop(META))
     assert code == 1 and failed(report) == {3: ["no receipt in the output"]}, report
