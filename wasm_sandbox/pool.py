@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from . import outcome as st
 from .engine import _sigint_cancels
@@ -129,7 +129,7 @@ class WorkerPool:
         watch: _Watch,
         stopped: Callable[[], bool],
         progress: Callable[[int], None] | None,
-    ) -> Any:
+    ) -> Outcome | SandboxError | None:
         """Send the job, relay progress, enforce the deadlines; the worker's answer."""
         deadline = watch.deadline(watch.started)
         interrupted_at = 0.0
@@ -156,8 +156,8 @@ class WorkerPool:
                 elif kind == "compiled":
                     watch.phase = "run"
                     deadline = watch.deadline(time.monotonic())
-                else:
-                    return value
+                else:  # "done" or "raise": the answer of worker._serve
+                    return cast("Outcome | SandboxError | None", value)
         except (EOFError, OSError):
             return _died(worker, watch)
 

@@ -24,9 +24,9 @@ import asyncio
 import gc
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import tornado.web
 from jupyter_server.auth.decorator import authorized
@@ -51,6 +51,14 @@ from .server_service import Busy, Service, Settings
 API_PATH = "wasm-sandbox/api"
 RESOURCE = "wasm_sandbox"
 _SETTINGS_KEY = "wasm_sandbox_service"
+
+_Method = TypeVar("_Method", bound=Callable[..., Awaitable[None]])
+
+
+def _authorized(action: str) -> Callable[[_Method], _Method]:
+    """jupyter_server's ``authorized(action, resource=RESOURCE)``, typed: its annotation
+    says it returns the method, where it returns a decorator that keeps the signature."""
+    return cast("Callable[[_Method], _Method]", authorized(action, resource=RESOURCE))
 
 
 def _limit(value: str, text: str) -> Union:
@@ -258,7 +266,7 @@ class ExecutionsHandler(_Handler):
         return ApiError(413, f"request body larger than {self.sandbox_options.max_body_size} bytes")
 
     @tornado.web.authenticated
-    @authorized("execute", resource=RESOURCE)
+    @_authorized("execute")
     async def post(self) -> None:
         if self._too_large:
             raise self._too_large_error()
@@ -281,7 +289,7 @@ class ExecutionsHandler(_Handler):
         self.send_json(execution.to_json(), status=201)
 
     @tornado.web.authenticated
-    @authorized("read", resource=RESOURCE)
+    @_authorized("read")
     async def get(self) -> None:
         limit = self.int_argument("limit", 50, 1, 1000)
         after = self.int_argument("after", -1, -1, 2**53 - 1)
@@ -292,7 +300,7 @@ class ExecutionHandler(_Handler):
     """``GET executions/{id}``: the record, its ciphertexts, proofs and verification."""
 
     @tornado.web.authenticated
-    @authorized("read", resource=RESOURCE)
+    @_authorized("read")
     async def get(self, ref: str) -> None:
         self.send_json(await self.read_json(self.service.execution, ref))
 
@@ -301,7 +309,7 @@ class CheckpointHandler(_Handler):
     """``GET checkpoint``: the latest signed note (text), or JSON when asked for."""
 
     @tornado.web.authenticated
-    @authorized("read", resource=RESOURCE)
+    @_authorized("read")
     async def get(self) -> None:
         fmt = self.get_query_argument("format", None)
         if fmt not in (None, "text", "json"):
@@ -318,7 +326,7 @@ class ConsistencyHandler(_Handler):
     """``GET proof/consistency?from=&to=``: RFC 6962 consistency proof between two sizes."""
 
     @tornado.web.authenticated
-    @authorized("read", resource=RESOURCE)
+    @_authorized("read")
     async def get(self) -> None:
         first = self.int_argument("from", None, 1, 2**53 - 1)
         if first is None:
@@ -331,7 +339,7 @@ class KeysHandler(_Handler):
     """``GET keys/public``: what clients seal to, and what verifies the log."""
 
     @tornado.web.authenticated
-    @authorized("read", resource=RESOURCE)
+    @_authorized("read")
     async def get(self) -> None:
         self.send_json(await self.read_json(self.service.public_keys))
 
@@ -342,7 +350,7 @@ class HealthHandler(_Handler):
     _track_activity = False
 
     @tornado.web.authenticated
-    @authorized("read", resource=RESOURCE)
+    @_authorized("read")
     async def get(self) -> None:
         self.send_json(self.service.health())
 
@@ -353,7 +361,7 @@ class MetricsHandler(_Handler):
     _track_activity = False
 
     @tornado.web.authenticated
-    @authorized("read", resource=RESOURCE)
+    @_authorized("read")
     async def get(self) -> None:
         text = await self.read(self.service.metrics_text)
         self.finish(text, set_content_type=CONTENT_TYPE_LATEST)
@@ -363,7 +371,7 @@ class OpenAPIHandler(_Handler):
     """``GET openapi.json``: the document that describes these handlers."""
 
     @tornado.web.authenticated
-    @authorized("read", resource=RESOURCE)
+    @_authorized("read")
     async def get(self) -> None:
         document = dict(openapi_document())
         document["servers"] = [{"url": self.base_url.rstrip("/") or "/"}]
