@@ -359,12 +359,12 @@ class _Spawner:
         self._thread.start()
 
     def start(self, cache_dir: Path | None, nice: int) -> _Worker:
-        answer: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        answer: queue.SimpleQueue[_Worker | BaseException] = queue.SimpleQueue()
         self._requests.put((cache_dir, nice, answer))
         result = answer.get()
         if isinstance(result, BaseException):
             raise result
-        return result  # type: ignore[no-any-return]
+        return result
 
     def _loop(self) -> None:
         while (request := self._requests.get()) is not None:

@@ -53,6 +53,7 @@ RESOURCE = "wasm_sandbox"
 _SETTINGS_KEY = "wasm_sandbox_service"
 
 _Method = TypeVar("_Method", bound=Callable[..., Awaitable[None]])
+_T = TypeVar("_T")
 
 
 def _authorized(action: str) -> Callable[[_Method], _Method]:
@@ -119,7 +120,8 @@ class WasmSandboxServer(LoggingConfigurable):
             parser(proposal.value, proposal.trait.name)
         except LimitsError as exc:
             raise TraitError(str(exc)) from None
-        return proposal.value  # type: ignore[no-any-return]
+        value: str | int | float = proposal.value  # a traitlets Bunch: untyped
+        return value
 
     @validate("max_concurrent_runs", "max_queued_runs", "max_body_size", "retry_after", "run_nice")
     def _check_positive(self, proposal: Any) -> int:
@@ -163,12 +165,13 @@ class _Handler(APIHandler):
 
     @property
     def service(self) -> Service:
-        return self.settings[_SETTINGS_KEY]  # type: ignore[no-any-return]
+        return cast(Service, self.settings[_SETTINGS_KEY])  # tornado's settings: dict[str, Any]
 
     @property
     def sandbox_options(self) -> WasmSandboxServer:
-        return self.settings["wasm_sandbox_options"]  # type: ignore[no-any-return]
+        return cast(WasmSandboxServer, self.settings["wasm_sandbox_options"])
 
+    # as APIHandler's does: JupyterHandler.prepare has a private keyword we never pass
     async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()
         # Before anything else, unknown users get 403: even a wrong method or an unknown route.
@@ -204,9 +207,9 @@ class _Handler(APIHandler):
 
     async def read_json(self, fn: Callable[..., Any], *args: Any) -> bytes:
         """``fn(*args)`` encoded as JSON, both done on the read pool (pages can be large)."""
-        return await self.read(lambda: _dumps(fn(*args)))  # type: ignore[no-any-return]
+        return await self.read(lambda: _dumps(fn(*args)))
 
-    async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def read(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Run a log read on the read pool; map sandbox errors to HTTP answers."""
         try:
             future = self.service.submit_read(fn, *args)
@@ -243,6 +246,7 @@ class ExecutionsHandler(_Handler):
         self._body = bytearray()
         self._too_large = False
 
+    # as APIHandler's does: JupyterHandler.prepare has a private keyword we never pass
     async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()
         length = self.request.headers.get("Content-Length")
@@ -381,6 +385,7 @@ class OpenAPIHandler(_Handler):
 class NotFoundHandler(_Handler):
     """Anything else under the API prefix: a JSON 404 (after authentication)."""
 
+    # as APIHandler's does: JupyterHandler.prepare has a private keyword we never pass
     async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()
         raise ApiError(404, f"no such route: {self.request.path}")
@@ -389,7 +394,8 @@ class NotFoundHandler(_Handler):
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3 document shipped in this package."""
     text = resources.files(__package__).joinpath("openapi.json").read_text("utf-8")
-    return json.loads(text)  # type: ignore[no-any-return]
+    document: dict[str, Any] = json.loads(text)
+    return document
 
 
 ROUTES: list[tuple[str, type[_Handler]]] = [
