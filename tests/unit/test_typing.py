@@ -9,7 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow  # about 6 s without mypy's cache, under a second with it
+@pytest.mark.slow  # about 7 s without mypy's cache, under 1 s with it
 def test_mypy_strict_reports_no_error_in_the_package():
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "wasm_sandbox"],
