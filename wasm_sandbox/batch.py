@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .engine import Compiled, Engine
 from .isolation import Isolation
@@ -78,7 +78,7 @@ def _failed(job: Job, message: str) -> Outcome:
     )
 
 
-class Batch(list):  # type: ignore[type-arg]
+class Batch(list["Execution"]):
     """Executions in input order, with tabular views."""
 
     def table(self) -> list[dict[str, Any]]:
@@ -232,7 +232,7 @@ def _run_jobs(
             pool.shutdown(wait=True, cancel_futures=True)
         if report and hasattr(report, "close"):
             report.close()
-    return Batch(results)
+    return Batch(cast("list[Execution]", results))  # the loop filled every slot or raised
 
 
 def _progress(total: int) -> Callable[[int, int], None] | None:

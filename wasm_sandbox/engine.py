@@ -31,7 +31,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import wasmtime
 from wasmtime import _bindings as ffi
@@ -494,7 +494,9 @@ class _Guest:
             if self.quota.exceeded() and self.run.watch.reason is None:
                 self.run.watch.reason = st.QUOTA
             if self.run.watch.should_stop():
-                error = ffi.wasmtime_error_new(self.run.watch.reason.encode())
+                reason = self.run.watch.reason
+                assert reason is not None  # should_stop() sets it
+                error = ffi.wasmtime_error_new(reason.encode())
                 return ctypes.cast(error, ctypes.c_void_p).value or 0
             left = ctypes.c_uint64()
             if not ffi.wasmtime_context_get_fuel(context, ctypes.byref(left)):
@@ -607,11 +609,14 @@ class _Capture:
         return b"".join(self.chunks).decode("utf-8", errors="replace")
 
 
-@ctypes.CFUNCTYPE(None, ctypes.c_void_p)
-def _release_capture(index: int | None) -> None:
-    capture = CUSTOM_OUTPUTS.get(index or 0)
+def _release(index: int | None) -> None:
+    # wasmtime types its slab for its own callables; `_Capture.attach` stores a _Capture
+    capture = cast(_Capture, CUSTOM_OUTPUTS.get(index or 0))
     CUSTOM_OUTPUTS.deallocate(index or 0)
     capture.released.set()
+
+
+_release_capture = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(_release)
 
 
 def _finished(values: Any, call: _Call) -> dict[str, Any]:

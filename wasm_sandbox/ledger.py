@@ -306,7 +306,8 @@ class Ledger:
 
     @staticmethod
     def _size(db: sqlite3.Connection) -> int:
-        return db.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries").fetchone()[0]
+        size: int = db.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries").fetchone()[0]
+        return size
 
     def _checked_size(self, db: sqlite3.Connection, size: int | None) -> int:
         current = self._size(db)
@@ -329,7 +330,7 @@ class Ledger:
             return self._with_blobs(db, [row])[0]
 
     @staticmethod
-    def _with_blobs(db: sqlite3.Connection, rows: list[tuple]) -> list[Entry]:
+    def _with_blobs(db: sqlite3.Connection, rows: list[tuple[int, str, bytes]]) -> list[Entry]:
         entries = [Entry(idx, rid, leaf, {}) for idx, rid, leaf in rows]
         if entries:
             lo, hi = min(e.index for e in entries), max(e.index for e in entries)
@@ -383,9 +384,10 @@ class Ledger:
 
     @staticmethod
     def _latest_row(db: sqlite3.Connection) -> tuple[int, str] | None:
-        return db.execute(
+        row: tuple[int, str] | None = db.execute(
             "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1"
         ).fetchone()
+        return row
 
     def _latest(self, db: sqlite3.Connection) -> Checkpoint:
         row = self._latest_row(db)
@@ -438,9 +440,11 @@ class Ledger:
         if not batch:
             return []
         with self._transaction("IMMEDIATE") as db:
-            return self._append(db, batch)
+            return self._append(db, batch, self._key)
 
-    def _append(self, db: sqlite3.Connection, batch: list[_Item]) -> list[Receipt]:
+    def _append(
+        self, db: sqlite3.Connection, batch: list[_Item], key: Ed25519PrivateKey
+    ) -> list[Receipt]:
         start, tree = self._size(db), _Subtrees(db)
         frontier = self._frontier(tree, start)
         new = [n for _, leaf, _ in batch for n in frontier.append(merkle.leaf_hash(leaf))]
@@ -449,7 +453,7 @@ class Ledger:
         db.executemany("INSERT INTO subtrees VALUES (?, ?, ?)", new)
         size, root = frontier.size, frontier.root()
         body = format_checkpoint(self.origin, size, root) + f"{PREVIOUS} {start}\n"
-        note = sign_note(body, self.origin, self._key)
+        note = sign_note(body, self.origin, key)
         db.execute("INSERT INTO checkpoints VALUES (?, ?)", (size, note))
         self._last_opened = (size, note, Checkpoint(self.origin, size, root, note))  # we signed it
         receipts = []
@@ -646,12 +650,14 @@ def verify_receipt(text: str, verifier_key: str) -> bool:
 class _Rows:
     """A cursor that can look one row ahead."""
 
-    def __init__(self, rows: Iterable[tuple]) -> None:
+    def __init__(self, rows: Iterable[tuple[Any, ...]]) -> None:
         self._rows = iter(rows)
         self.head = next(self._rows, None)
 
-    def pop(self) -> tuple:
+    def pop(self) -> tuple[Any, ...]:
+        """The head row (callers check that there is one) and the next as the new head."""
         row, self.head = self.head, next(self._rows, None)
+        assert row is not None
         return row
 
 
@@ -668,12 +674,12 @@ class _Audit:
         self.ledger, self.db, self.check_entry = ledger, db, check_entry
         self.seen, self.seen_root = seen, None if seen is None or seen[0] else merkle.root([])
         self.problems: list[str] = []
-        self.first: tuple[tuple, dict[str, Any]] | None = None
+        self.first: tuple[tuple[int, ...], dict[str, Any]] | None = None
         self.levels: dict[int, _Rows] = {}  # stored subtree hashes of each level, by index
         self.signed: list[Checkpoint] = []  # checkpoints whose notes verify
         self.last_size = 0  # size of the latest checkpoint row seen
 
-    def flag(self, rank: tuple, where: dict[str, Any], message: str) -> None:
+    def flag(self, rank: tuple[int, ...], where: dict[str, Any], message: str) -> None:
         if len(self.problems) < MAX_PROBLEMS:
             self.problems.append(message)
         if self.first is None or rank < self.first[0]:
@@ -710,7 +716,8 @@ class _Audit:
             self.extra_nodes(frontier.size)
             self.beyond(frontier.size, cps)
         while cps.head is not None:  # after a gap: signatures only
-            self.compare_checkpoint(*cps.pop(), None)
+            size, note = cps.pop()
+            self.compare_checkpoint(size, note, None)
         self.consistency(frontier)
         size = self.ledger._size(self.db)
         self.high_water(size)
@@ -755,7 +762,8 @@ class _Audit:
             if self.seen is not None and frontier.size == self.seen[0]:
                 self.seen_root = frontier.root()
             while cps.head is not None and cps.head[0] == frontier.size:
-                self.compare_checkpoint(*cps.pop(), frontier.root())
+                size, note = cps.pop()
+                self.compare_checkpoint(size, note, frontier.root())
         return frontier
 
     def stored(self, level: int) -> _Rows:

@@ -191,7 +191,7 @@ class Limits:
         unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:
             raise LimitsError(f"unknown limit {sorted(unknown)[0]!r}")
-        parsed = {
+        parsed: dict[str, Any] = {  # int or float, by field
             name: parsers.get(name, parse_count)(value, name)
             for name, value in values.items()
             if value is not None
@@ -211,7 +211,7 @@ class Limits:
     @classmethod
     def from_record(cls, record: Mapping[str, int]) -> Limits:
         """The limits of a record (one written before a limit existed gets its default)."""
-        values = dict(record)
+        values: dict[str, Any] = dict(record)
         values["timeout"] = values.pop("timeout_ms") / 1000
         return cls(**values)
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from . import outcome as st
 from .engine import _sigint_cancels
@@ -129,7 +129,7 @@ class WorkerPool:
         watch: _Watch,
         stopped: Callable[[], bool],
         progress: Callable[[int], None] | None,
-    ) -> Any:
+    ) -> Outcome | SandboxError | None:
         """Send the job, relay progress, enforce the deadlines; the worker's answer."""
         deadline = watch.deadline(watch.started)
         interrupted_at = 0.0
@@ -156,8 +156,8 @@ class WorkerPool:
                 elif kind == "compiled":
                     watch.phase = "run"
                     deadline = watch.deadline(time.monotonic())
-                else:
-                    return value
+                else:  # "done" or "raise": the answer of worker._serve
+                    return cast("Outcome | SandboxError | None", value)
         except (EOFError, OSError):
             return _died(worker, watch)
 
@@ -359,12 +359,12 @@ class _Spawner:
         self._thread.start()
 
     def start(self, cache_dir: Path | None, nice: int) -> _Worker:
-        answer: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        answer: queue.SimpleQueue[_Worker | BaseException] = queue.SimpleQueue()
         self._requests.put((cache_dir, nice, answer))
         result = answer.get()
         if isinstance(result, BaseException):
             raise result
-        return result  # type: ignore[no-any-return]
+        return result
 
     def _loop(self) -> None:
         while (request := self._requests.get()) is not None:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -39,6 +39,10 @@ from .limits import Grants, Limits
 from .metrics import Metrics
 from .outcome import ERROR, Outcome
 from .pool import KEEP_IDLE, WorkerPool
+from .record import OpenedRecord
+
+if TYPE_CHECKING:  # for the annotations of `Sandbox.map` only; never imported at run time
+    from .batch import Batch
 
 Source = str | bytes | os.PathLike[str]
 
@@ -265,8 +269,8 @@ class Sandbox:
         program: sources.Program | None = None
         try:
             compiled = source if isinstance(source, Compiled) else None
-            if compiled is not None:
-                wasm = compiled.wasm
+            if isinstance(source, Compiled):
+                wasm = source.wasm
             else:
                 program = self.load(source, lang, status=status, timeout=limits.timeout)
                 lang_used, wasm, text = program.lang, program.wasm, program.text
@@ -291,7 +295,8 @@ class Sandbox:
             execution = self.seal(
                 wasm, invoke, args, limits, grants, failed, recipient, lang_used, source=text
             )
-            exc.execution = execution  # type: ignore[attr-defined]
+            # the side channel faces read a failed run through (issue 16 replaces it)
+            exc.execution = execution  # type: ignore[union-attr]
             raise exc from None
         return self.seal(
             wasm, invoke, args, limits, grants, outcome, recipient, lang_used, source=text
@@ -425,7 +430,7 @@ class Sandbox:
             return None
         return key if key_id(key.public_key()) == recipient_id else None
 
-    def _replay(self, rec: dict[str, Any] | None, opened: record.OpenedRecord) -> dict[str, Any]:
+    def _replay(self, rec: dict[str, Any] | None, opened: OpenedRecord) -> dict[str, Any]:
         """Re-run the decrypted program with the recorded limits and inputs; compare the
         result commitment with the recorded one."""
         assert rec is not None
@@ -473,7 +478,7 @@ class Sandbox:
             opened.source,
         )
 
-    def verify_log(self) -> Any:
+    def verify_log(self) -> LogReport:
         """Recompute the whole log: every record, stored hash and checkpoint, the chain of
         checkpoints, and compare it with the high-water mark (a log emptied or rolled back
         below it fails); a clean log raises the mark."""
@@ -492,7 +497,7 @@ class Sandbox:
         limits: Limits | None = None,
         executor: Any = None,
         **kwargs: Any,
-    ) -> Any:
+    ) -> Batch:
         """Run one program once per argument tuple, in parallel, each sealed and logged.
 
         ``executor`` is any `concurrent.futures.Executor` (a Dask ``client.get_executor()``
@@ -508,7 +513,7 @@ class Sandbox:
 
     def map_programs(
         self, sources: Iterable[Source | Compiled], args: Sequence[Any] = (), **kwargs: Any
-    ) -> Any:
+    ) -> Batch:
         """Run many programs with the same arguments; see `map` for the options."""
         from .batch import run_programs
 

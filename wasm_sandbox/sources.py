@@ -81,7 +81,7 @@ def load(
         raise CompileError(f"unknown language {lang!r} (choose one of {', '.join(LANGS)})")
     name = "<cell>"
     if isinstance(source, os.PathLike) or _looks_like_path(source):
-        path = Path(os.fsdecode(source))  # type: ignore[arg-type]
+        path = Path(os.fsdecode(source))
         name, lang = path.name, lang or _SUFFIXES.get(path.suffix.lower())
         source = read_regular_file(path)
     if isinstance(source, (bytes, bytearray)):

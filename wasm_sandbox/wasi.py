@@ -152,7 +152,9 @@ def _poll_oneoff(watch: Watch, virtual: VirtualHost | None) -> Callable[..., int
     return poll_oneoff
 
 
-def _parse_subscription(raw: bytes, virtual: VirtualHost | None) -> tuple[int, int, int]:
+def _parse_subscription(
+    raw: bytes | bytearray, virtual: VirtualHost | None
+) -> tuple[int, int, int]:
     """(userdata, event type, nanoseconds to wait); fd subscriptions are ready at once."""
     userdata, tag = struct.unpack_from("<QB", raw, 0)
     if tag != _CLOCK:

@@ -253,7 +253,7 @@ def verify_cosignature(note: str, cosigner: str | VerifierKey) -> int:
     for name, sig in sigs:
         if name != vkey.name or sig[:4] != vkey.key_id or len(sig) != _SIG_BYTES:
             continue
-        (stamp,) = struct.unpack(">Q", sig[4:12])
+        stamp: int = struct.unpack(">Q", sig[4:12])[0]
         if stamp >= 2**63:
             continue
         try:

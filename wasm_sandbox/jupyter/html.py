@@ -271,14 +271,14 @@ def opened(o: Opened) -> dict[str, str]:
     """What `Sandbox.decrypt` recovered, as a bundle."""
     digest = hashlib.sha256(o.program).hexdigest()
     kind, source = o.shown_source()
-    rows = [
+    shown = [
         Fact("program", f"{len(o.program):,} bytes, sha256 of these bytes {digest}", ""),
         Fact(f"source ({SOURCE_KINDS.get(kind or '', kind)})", source, "") if source else None,
         Fact("input", json.dumps(o.input, indent=1, sort_keys=True), ""),
         Fact("result", json.dumps(o.result, indent=1, sort_keys=True), ""),
         Fact("commitments", "ok: every opened part matches its commitment", ""),
     ]
-    rows = [r._replace(html=f'<pre style="{_PRE}">{escape(r.text)}</pre>') for r in rows if r]
+    rows = [r._replace(html=f'<pre style="{_PRE}">{escape(r.text)}</pre>') for r in shown if r]
     return {
         "text/html": f'<div style="{_BOX}"><b>decrypted</b>{facts_table(rows)}</div>',
         "text/plain": "\n".join(f"{r.label}: {r.text}" for r in rows),

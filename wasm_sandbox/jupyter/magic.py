@@ -32,6 +32,8 @@ from . import command, html, teach, view
 from .settings import WasmSandbox
 
 if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
     from ..engine import Compiled
     from ..sandbox import Sandbox
 
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
 @magics_class
 class WasmMagics(Magics):
     """The magics of ``%load_ext wasm_sandbox``; their settings are ``self.settings``."""
+
+    shell: InteractiveShell  # always given: `load_ipython_extension` passes the kernel's
 
     def __init__(self, shell: Any) -> None:
         super().__init__(shell)

@@ -24,9 +24,9 @@ import asyncio
 import gc
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import tornado.web
 from jupyter_server.auth.decorator import authorized
@@ -51,6 +51,15 @@ from .server_service import Busy, Service, Settings
 API_PATH = "wasm-sandbox/api"
 RESOURCE = "wasm_sandbox"
 _SETTINGS_KEY = "wasm_sandbox_service"
+
+_Method = TypeVar("_Method", bound=Callable[..., Awaitable[None]])
+_T = TypeVar("_T")
+
+
+def _authorized(action: str) -> Callable[[_Method], _Method]:
+    """jupyter_server's ``authorized(action, resource=RESOURCE)``, typed: its annotation
+    says it returns the method, where it returns a decorator that keeps the signature."""
+    return cast("Callable[[_Method], _Method]", authorized(action, resource=RESOURCE))
 
 
 def _limit(value: str, text: str) -> Union:
@@ -111,7 +120,8 @@ class WasmSandboxServer(LoggingConfigurable):
             parser(proposal.value, proposal.trait.name)
         except LimitsError as exc:
             raise TraitError(str(exc)) from None
-        return proposal.value  # type: ignore[no-any-return]
+        value: str | int | float = proposal.value  # a traitlets Bunch: untyped
+        return value
 
     @validate("max_concurrent_runs", "max_queued_runs", "max_body_size", "retry_after", "run_nice")
     def _check_positive(self, proposal: Any) -> int:
@@ -155,12 +165,13 @@ class _Handler(APIHandler):
 
     @property
     def service(self) -> Service:
-        return self.settings[_SETTINGS_KEY]  # type: ignore[no-any-return]
+        return cast(Service, self.settings[_SETTINGS_KEY])  # tornado's settings: dict[str, Any]
 
     @property
     def sandbox_options(self) -> WasmSandboxServer:
-        return self.settings["wasm_sandbox_options"]  # type: ignore[no-any-return]
+        return cast(WasmSandboxServer, self.settings["wasm_sandbox_options"])
 
+    # as APIHandler's does: JupyterHandler.prepare has a private keyword we never pass
     async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()
         # Before anything else, unknown users get 403: even a wrong method or an unknown route.
@@ -196,9 +207,9 @@ class _Handler(APIHandler):
 
     async def read_json(self, fn: Callable[..., Any], *args: Any) -> bytes:
         """``fn(*args)`` encoded as JSON, both done on the read pool (pages can be large)."""
-        return await self.read(lambda: _dumps(fn(*args)))  # type: ignore[no-any-return]
+        return await self.read(lambda: _dumps(fn(*args)))
 
-    async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def read(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Run a log read on the read pool; map sandbox errors to HTTP answers."""
         try:
             future = self.service.submit_read(fn, *args)
@@ -235,6 +246,7 @@ class ExecutionsHandler(_Handler):
         self._body = bytearray()
         self._too_large = False
 
+    # as APIHandler's does: JupyterHandler.prepare has a private keyword we never pass
     async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()
         length = self.request.headers.get("Content-Length")
@@ -258,7 +270,7 @@ class ExecutionsHandler(_Handler):
         return ApiError(413, f"request body larger than {self.sandbox_options.max_body_size} bytes")
 
     @tornado.web.authenticated
-    @authorized("execute", resource=RESOURCE)
+    @_authorized("execute")
     async def post(self) -> None:
         if self._too_large:
             raise self._too_large_error()
@@ -281,7 +293,7 @@ class ExecutionsHandler(_Handler):
         self.send_json(execution.to_json(), status=201)
 
     @tornado.web.authenticated
-    @authorized("read", resource=RESOURCE)
+    @_authorized("read")
     async def get(self) -> None:
         limit = self.int_argument("limit", 50, 1, 1000)
         after = self.int_argument("after", -1, -1, 2**53 - 1)
@@ -292,7 +304,7 @@ class ExecutionHandler(_Handler):
     """``GET executions/{id}``: the record, its ciphertexts, proofs and verification."""
 
     @tornado.web.authenticated
-    @authorized("read", resource=RESOURCE)
+    @_authorized("read")
     async def get(self, ref: str) -> None:
         self.send_json(await self.read_json(self.service.execution, ref))
 
@@ -301,7 +313,7 @@ class CheckpointHandler(_Handler):
     """``GET checkpoint``: the latest signed note (text), or JSON when asked for."""
 
     @tornado.web.authenticated
-    @authorized("read", resource=RESOURCE)
+    @_authorized("read")
     async def get(self) -> None:
         fmt = self.get_query_argument("format", None)
         if fmt not in (None, "text", "json"):
@@ -318,7 +330,7 @@ class ConsistencyHandler(_Handler):
     """``GET proof/consistency?from=&to=``: RFC 6962 consistency proof between two sizes."""
 
     @tornado.web.authenticated
-    @authorized("read", resource=RESOURCE)
+    @_authorized("read")
     async def get(self) -> None:
         first = self.int_argument("from", None, 1, 2**53 - 1)
         if first is None:
@@ -331,7 +343,7 @@ class KeysHandler(_Handler):
     """``GET keys/public``: what clients seal to, and what verifies the log."""
 
     @tornado.web.authenticated
-    @authorized("read", resource=RESOURCE)
+    @_authorized("read")
     async def get(self) -> None:
         self.send_json(await self.read_json(self.service.public_keys))
 
@@ -342,7 +354,7 @@ class HealthHandler(_Handler):
     _track_activity = False
 
     @tornado.web.authenticated
-    @authorized("read", resource=RESOURCE)
+    @_authorized("read")
     async def get(self) -> None:
         self.send_json(self.service.health())
 
@@ -353,7 +365,7 @@ class MetricsHandler(_Handler):
     _track_activity = False
 
     @tornado.web.authenticated
-    @authorized("read", resource=RESOURCE)
+    @_authorized("read")
     async def get(self) -> None:
         text = await self.read(self.service.metrics_text)
         self.finish(text, set_content_type=CONTENT_TYPE_LATEST)
@@ -363,7 +375,7 @@ class OpenAPIHandler(_Handler):
     """``GET openapi.json``: the document that describes these handlers."""
 
     @tornado.web.authenticated
-    @authorized("read", resource=RESOURCE)
+    @_authorized("read")
     async def get(self) -> None:
         document = dict(openapi_document())
         document["servers"] = [{"url": self.base_url.rstrip("/") or "/"}]
@@ -373,6 +385,7 @@ class OpenAPIHandler(_Handler):
 class NotFoundHandler(_Handler):
     """Anything else under the API prefix: a JSON 404 (after authentication)."""
 
+    # as APIHandler's does: JupyterHandler.prepare has a private keyword we never pass
     async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()
         raise ApiError(404, f"no such route: {self.request.path}")
@@ -381,7 +394,8 @@ class NotFoundHandler(_Handler):
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3 document shipped in this package."""
     text = resources.files(__package__).joinpath("openapi.json").read_text("utf-8")
-    return json.loads(text)  # type: ignore[no-any-return]
+    document: dict[str, Any] = json.loads(text)
+    return document
 
 
 ROUTES: list[tuple[str, type[_Handler]]] = [

@@ -42,9 +42,9 @@ def run_request(sandbox: Sandbox, body: bytes, default: Limits, maximum: Limits)
             recipient=request.recipient,
         )
     except SandboxError as exc:
-        execution = getattr(exc, "execution", None)
+        execution: Execution | None = getattr(exc, "execution", None)
         if execution is not None:  # logged as status "error": a result, not a failure
-            return execution  # type: ignore[no-any-return]
+            return execution
         if isinstance(exc, CompileError):  # never became a module: nothing was logged
             where = {"line": exc.line, "column": exc.column}
             raise BadField(request.source_field, str(exc), **where) from None

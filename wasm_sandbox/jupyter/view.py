@@ -189,12 +189,14 @@ class Card(Quiet):
         return {**static, WIDGET_VIEW: self.box._repr_mimebundle_()[WIDGET_VIEW]}
 
     def _on_verify(self, _button: Any) -> None:
-        assert self.execution is not None
-        self._detail(lambda: html.verification(self.sandbox.verify(self.execution.id)))
+        execution = self.execution
+        assert execution is not None
+        self._detail(lambda: html.verification(self.sandbox.verify(execution.id)))
 
     def _on_decrypt(self, _button: Any) -> None:
-        assert self.execution is not None
-        self._detail(lambda: html.opened(self.sandbox.decrypt(self.execution.id)))
+        execution = self.execution
+        assert execution is not None
+        self._detail(lambda: html.opened(self.sandbox.decrypt(execution.id)))
 
     def _detail(self, render: Callable[[], dict[str, str]]) -> None:
         from ..errors import SandboxError
