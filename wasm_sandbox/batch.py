@@ -44,6 +44,8 @@ class Job:
     limits: Limits
     grants: Grants
     error: str | None = None  # the source did not compile: nothing to run
+    lang: str = "wasm"  # what the bytes were compiled from, and that text (sealed as `source`)
+    text: str | None = None
 
 
 def execute(job: Job, runner: Isolation | None = None) -> Outcome:
@@ -138,9 +140,9 @@ def run_many(
     isolation: str | None = None,
 ) -> Batch:
     """Run one program once per argument tuple in ``inputs``; see `Sandbox.map`."""
-    wasm = _wasm(sandbox, source, lang)
     limits, grants = limits or Limits(), grants or Grants()
-    jobs = [Job(wasm, invoke, tuple(args), limits, grants) for args in inputs]
+    program = _compiled_job(sandbox, source, Job(b"", invoke, (), limits, grants), lang)
+    jobs = [replace(program, args=tuple(args)) for args in inputs]
     return _run_jobs(sandbox, jobs, executor, progress, recipient, isolation)
 
 
@@ -168,11 +170,15 @@ def run_programs(
     return _run_jobs(sandbox, jobs, executor, progress, recipient, isolation)
 
 
-def _wasm(sandbox: Sandbox, source: Source | Compiled, lang: str | None = None) -> bytes:
+def _compiled_job(
+    sandbox: Sandbox, source: Source | Compiled, job: Job, lang: str | None = None
+) -> Job:
+    """``job`` with the bytes of ``source``, its language and text (as `Sandbox.run` seals
+    them); raises `CompileError` for source that never became wasm."""
     if isinstance(source, Compiled):
-        return source.wasm
-
-    return sandbox.load(source, lang).wasm
+        return replace(job, wasm=source.wasm)
+    program = sandbox.load(source, lang)
+    return replace(job, wasm=program.wasm, lang=program.lang, text=program.text)
 
 
 def _job_or_error(sandbox: Sandbox, source: Source | Compiled, job: Job) -> Job:
@@ -180,7 +186,7 @@ def _job_or_error(sandbox: Sandbox, source: Source | Compiled, job: Job) -> Job:
     from .errors import CompileError
 
     try:
-        return replace(job, wasm=_wasm(sandbox, source))
+        return _compiled_job(sandbox, source, job)
     except CompileError as exc:
         raw = source if isinstance(source, bytes) else _raw(source)
         return replace(job, wasm=raw, error=str(exc))
@@ -222,9 +228,11 @@ def _run_jobs(
         for done, future in enumerate(as_completed(futures), 1):
             i = futures[future]
             job = jobs[i]
+            outcome = future.result()
             results[i] = sandbox.seal(
-                job.wasm, job.invoke, job.args, job.limits, job.grants, future.result(), recipient
-            )
+                job.wasm, job.invoke, job.args, job.limits, job.grants, outcome, recipient,
+                job.lang, source=job.text,
+            )  # fmt: skip
             if report:
                 report(done, len(jobs))
     finally:

@@ -265,3 +265,23 @@ def test_isolation_process_runs_the_guest_in_a_worker_and_a_compile_bomb_is_comp
     assert "compile_limit" in human.stdout or "compile limit" in human.stdout
     wrong = cli("run", fact, "--isolation", "vm", home=tmp_path, check=2)
     assert "invalid choice: 'vm'" in wrong.stderr
+
+
+def test_a_batch_with_recipient_seals_every_record_to_that_key(tmp_path, wat):
+    """Issue 16: `run a.wat b.wat --recipient K` sealed both records to the home's own key."""
+    from wasm_sandbox import Sandbox
+    from wasm_sandbox.envelope import key_id
+
+    teacher = tmp_path / "teacher"
+    pem = tmp_path / "teacher.pem"
+    cli("keys", "--export-public", pem, home=teacher, check=0)
+    with Sandbox(home=teacher) as sb:
+        teacher_id = key_id(sb.keys.recipient_public_key())
+    files = [wat("a.wat", programs.ADD), wat("b.wat", programs.ADD)]
+    runs = cli_json("run", *files, "--invoke", "add", "2", "3", "--recipient", pem, home=tmp_path)
+    assert [r["returns"] for r in runs] == [[5], [5]]
+    rows = cli_json("log", home=tmp_path)
+    assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in runs)
+    assert {r["recipient"] for r in rows} == {teacher_id}
+    with Sandbox(home=tmp_path) as sb:  # the student's own key opens none of them
+        assert all(not sb.verify(r["id"]).checks["commitments"].startswith("ok") for r in rows)

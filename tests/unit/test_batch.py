@@ -61,3 +61,19 @@ def test_table_and_dataframe(sandbox):
     frame = batch.to_pandas()
     assert list(frame["status"]) == ["ok", "ok"] and "fuel_used" in frame.columns
     assert "<table>" in batch._repr_html_()
+
+
+def test_batches_seal_to_the_recipient_and_record_what_single_runs_record(sandbox, tmp_path):
+    from wasm_sandbox import Sandbox, record
+    from wasm_sandbox.envelope import key_id
+
+    with Sandbox(home=tmp_path / "teacher") as teacher:
+        public = teacher.keys.recipient_public_key()
+        many = sandbox.map_programs([programs.ADD] * 2, (2, 3), invoke="add", recipient=public)
+        single = sandbox.run(programs.ADD, invoke="add", args=[2, 3], recipient=public)
+        mapped = sandbox.map(programs.ADD, [(2, 3)], invoke="add", recipient=public)
+        for ex in [*many, *mapped, single]:
+            assert ex.record["recipient"] == key_id(public)
+            blobs, key = sandbox.ledger.get(ex.id).blobs, teacher.keys.recipient_private_key()
+            assert record.open_record(ex.record, blobs, key).result["returns"] == [["i32", "5"]]
+    assert {tuple(sorted(ex.record)) for ex in [*many, *mapped]} == {tuple(sorted(single.record))}
