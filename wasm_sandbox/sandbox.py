@@ -42,7 +42,7 @@ from .pool import KEEP_IDLE, WorkerPool
 from .record import OpenedRecord
 
 if TYPE_CHECKING:  # for the annotations of `Sandbox.map` only; never imported at run time
-    from .batch import Batch
+    from .fanout import Batch
 
 Source = str | bytes | os.PathLike[str]
 
@@ -87,11 +87,6 @@ class Execution:
             "tree_size": self.tree_size,
             "root": self.root,
         }
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from .jupyter.html import mimebundle
-
-        return mimebundle(self)
 
 
 @dataclass(frozen=True)
@@ -502,10 +497,10 @@ class Sandbox:
 
         ``executor`` is any `concurrent.futures.Executor` (a Dask ``client.get_executor()``
         runs the guests on a cluster); the default is a thread pool sized to the cores.
-        Returns a `wasm_sandbox.batch.Batch`: executions in input order, with ``table()``
+        Returns a `wasm_sandbox.fanout.Batch`: executions in input order, with ``table()``
         and ``to_pandas()``.
         """
-        from .batch import run_many
+        from .fanout import run_many
 
         return run_many(
             self, source, inputs, invoke=invoke, limits=limits, executor=executor, **kwargs
@@ -515,7 +510,7 @@ class Sandbox:
         self, sources: Iterable[Source | Compiled], args: Sequence[Any] = (), **kwargs: Any
     ) -> Batch:
         """Run many programs with the same arguments; see `map` for the options."""
-        from .batch import run_programs
+        from .fanout import run_programs
 
         return run_programs(self, sources, args, **kwargs)
 

@@ -449,7 +449,7 @@ def test_memory_stays_flat_over_200_runs(kernel):
 
 def test_static_view_matches_the_execution_repr(kernel):
     _, facts = run_wasm(kernel, "--invoke add 3 4 --quiet", programs.ADD)
-    [shown] = kernel.run("_ex").displays  # Execution._repr_mimebundle_
+    [shown] = kernel.run("_ex").displays  # the printer %load_ext registers for an Execution
     assert re.search(r'data-status="ok"', shown["text/html"])
     assert facts["commitment"] in shown["text/html"] and facts["commitment"] in shown["text/plain"]
 

@@ -57,9 +57,13 @@ def test_a_lower_bound_fuel_figure_says_at_least():
     assert html.fuel_fact(replace(outcome, fuel_lower_bound=False)).text.startswith("12 / 100")
 
 
-def test_execution_repr_is_the_static_bundle(run):
+def test_an_execution_shown_by_the_extension_is_the_static_bundle(shell, run):
+    from wasm_sandbox.jupyter.magic import load_ipython_extension
+
     ex, _ = run(programs.ADD, invoke="add", args=(1, 2))
-    assert ex._repr_mimebundle_() == html.mimebundle(ex)
+    load_ipython_extension(shell)
+    shown, _ = shell.display_formatter.format(ex)
+    assert {k: shown[k] for k in ("text/html", "text/plain")} == html.mimebundle(ex)
 
 
 def test_commitment_is_short_on_screen_but_whole_in_the_page():

@@ -1,7 +1,8 @@
 """Static views of runs, verifications and the log: HTML and plain text with the same facts.
 
 Used where no widget manager runs (nbconvert, GitHub, ``jupyter execute``, nbval) through
-``Execution._repr_mimebundle_``, and by the live card, whose widgets show the same fragments.
+the printer ``%load_ext wasm_sandbox`` registers for an ``Execution``, and by the live card,
+whose widgets show the same fragments.
 Imports neither IPython nor ipywidgets.
 
 >>> bundle = mimebundle(execution)                                      # doctest: +SKIP

@@ -223,10 +223,19 @@ WasmMagics.wasm_verify.__doc__ = _usage("%wasm_verify", "Verify a logged run (de
 WasmMagics.wasm_log.__doc__ = _usage("%wasm_log", "The audit trail, newest first.")
 
 
+def _execution_bundle(execution: Any) -> dict[str, str]:
+    """The static card of an `Execution` (IPython's mime-bundle printer)."""
+    return html.mimebundle(execution)
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """Register the magics and list ``WasmSandbox`` in ``%config``."""
     magics = WasmMagics(ipython)
     ipython.register_magics(magics)
+    # An `Execution` shown as a cell's value gets its static card. Registered here, by
+    # name, so the core knows no face and `%load_ext` imports no wasmtime.
+    formatter = ipython.display_formatter.mimebundle_formatter
+    formatter.for_type_by_name("wasm_sandbox.sandbox", "Execution", _execution_bundle)
     cleanup = ipython.input_transformers_cleanup
     cleanup[:] = [t for t in cleanup if getattr(t, "__name__", "") != _empty_cell_body.__name__]
     cleanup.append(_empty_cell_body)

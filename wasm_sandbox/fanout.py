@@ -1,4 +1,4 @@
-"""Batch runs over any `concurrent.futures.Executor`.
+"""Batch runs over any `concurrent.futures.Executor`: the core of `Sandbox.map`.
 
 The guest runs wherever the executor puts it (a thread here, a Dask worker elsewhere);
 sealing and logging happen in the caller, so every record lands in the caller's log.
