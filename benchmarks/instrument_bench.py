@@ -7,7 +7,7 @@ loops, and on the C probe of the course; the compile time of that module with an
 the rewrite (the engine also validates the original first); and the run time of a counting
 loop of N iterations, rewritten against original (a tight loop: the worst case); and the
 C programs of `metering_bench.py` (``benchmarks/c/``) as WASI ``_start`` under our
-``_config()``, original and rewritten taking turns (medians of the per-round ratios, so
+``compiled.config()``, original and rewritten taking turns (medians of the per-round ratios, so
 load from other work hits both alike), with the fuel each used.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import wasmtime
 
 from wasm_sandbox import instrument
-from wasm_sandbox.engine import _config
+from wasm_sandbox.compiled import config as engine_config
 from wasm_sandbox.sources import compile_c
 
 PROBE = Path(__file__).parents[1] / "notebooks" / "programs" / "probe.wasm"
@@ -60,7 +60,7 @@ def rewrite_speed(name: str, wasm: bytes) -> None:
 
 
 def compile_cost(wasm: bytes) -> None:
-    engine = wasmtime.Engine(_config())
+    engine = wasmtime.Engine(engine_config())
     plain = best_of(2, lambda: wasmtime.Module(engine, wasm))
 
     def ours() -> None:
@@ -75,7 +75,7 @@ def compile_cost(wasm: bytes) -> None:
 
 
 def loop_cost(iterations: int) -> None:
-    engine = wasmtime.Engine(_config())
+    engine = wasmtime.Engine(engine_config())
     wasm = bytes(wasmtime.wat2wasm(COUNT))
     results = {}
     for label, code in (("original", wasm), ("rewritten", instrument.rewrite(wasm).wasm)):
@@ -112,7 +112,7 @@ def wasi_run(engine: wasmtime.Engine, module: wasmtime.Module) -> tuple[float, i
 
 
 def program_cost(repeat: int) -> None:
-    engine = wasmtime.Engine(_config())
+    engine = wasmtime.Engine(engine_config())
     for path in sorted(PROGRAMS.glob("*.c")):
         wasm = compile_c(path.read_text())
         pair = [wasmtime.Module(engine, w) for w in (wasm, instrument.rewrite(wasm).wasm)]

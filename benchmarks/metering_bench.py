@@ -7,7 +7,7 @@ run as WASI ``_start`` with a new Store and instance per run, in five modes:
 
   raw      wasmtime-py with a default ``Config``: no fuel, no epochs
   metered  wasmtime-py, default ``Config`` plus fuel and epoch interruption only
-  config   wasmtime-py with our engine's whole ``Config`` (`_config`: also NaN
+  config   wasmtime-py with our engine's whole ``Config`` (`compiled.config`: also NaN
            canonicalization, a 1 MiB wasm stack, proposals off)
   engine   `Engine.run` under generous `Limits`: worker thread, epoch ticker and deadline
            callback, store limits, captured output
@@ -34,7 +34,8 @@ import wasmtime
 from timing import interleaved_ms
 
 from wasm_sandbox import Limits, Sandbox
-from wasm_sandbox.engine import Compiled, _config
+from wasm_sandbox.compiled import Compiled
+from wasm_sandbox.compiled import config as engine_config
 from wasm_sandbox.outcome import Outcome
 from wasm_sandbox.sources import compile_c
 
@@ -131,7 +132,7 @@ def main() -> None:
         out = Path(home)
         raw = Raw(wasmtime.Config(), metered=False, stdout=out / "raw.txt")
         metered = Raw(fuel_and_epochs(), metered=True, stdout=out / "metered.txt")
-        config = Raw(_config(), metered=True, stdout=out / "config.txt")
+        config = Raw(engine_config(), metered=True, stdout=out / "config.txt")
         for path in sorted(PROGRAMS.glob("*.c")):
             wasm = compile_c(path.read_text())
             engine, sandbox = ours(sb, sb.engine.compile(wasm))

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from . import outcome as st
-from .engine import _sigint_cancels
 from .errors import SandboxError
 from .outcome import Outcome
+from .threads import sigint_cancels
 from .worker import Job
 
 #: Seconds a worker may overstay a deadline before it is killed.
@@ -106,7 +106,7 @@ class WorkerPool:
         worker = self._acquire()
         watch = _Watch(job)  # the deadlines start once a worker has the job
         stop = threading.Event()
-        with _sigint_cancels(stop.set):
+        with sigint_cancels(stop.set):
             try:
                 result = self._follow(worker, watch, _either(stop, cancel), progress)
             except BaseException:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from wasm_sandbox import engine as engine_module
+from wasm_sandbox.compiled import MAX_WASM_STACK
+from wasm_sandbox.threads import WORKER_STACK
 
 ROOT = Path(__file__).resolve().parents[2]
 PRELUDE = """
@@ -128,8 +129,8 @@ def test_stack_overflow_from_a_small_stack_thread_is_a_clean_trap():
 
 
 def test_max_wasm_stack_stays_below_the_abort_threshold():
-    assert engine_module.MAX_WASM_STACK <= 2 << 20
-    assert engine_module.WORKER_STACK >= 16 * engine_module.MAX_WASM_STACK
+    assert MAX_WASM_STACK <= 2 << 20
+    assert WORKER_STACK >= 16 * MAX_WASM_STACK
     proc = child("print(run(programs.RECURSE, invoke='recurse').trap)")
     assert proc.returncode == 0 and proc.stdout.strip() == "stack_overflow"
 

@@ -1,0 +1,80 @@
+"""The call a run makes: the export and its arguments, checked and converted beforehand."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import binary
+from . import outcome as st
+from .errors import InvocationError
+
+_INT_RANGE = {"i32": (-(1 << 31), (1 << 32) - 1), "i64": (-(1 << 63), (1 << 64) - 1)}
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    args: tuple[Any, ...]
+    result_types: tuple[str, ...]
+
+    def finished(self, values: Any) -> dict[str, Any]:
+        """The Outcome's status fields for a call that returned ``values``."""
+        if values is None:
+            returns: tuple[Any, ...] = ()
+        elif isinstance(values, (list, tuple)):
+            returns = tuple(values)
+        else:
+            returns = (values,)
+        exit_code = 0 if self.name == "_start" else None
+        return {"status": st.OK, "returns": returns, "exit_code": exit_code}
+
+
+def prepare_call(
+    funcs: dict[str, binary.Signature], invoke: str | None, args: Sequence[Any]
+) -> Call:
+    """Check the export and convert ``args`` to its parameter types before running."""
+    name = invoke or "_start"
+    if name not in funcs:
+        hint = ", ".join(sorted(funcs)) or "none"
+        if invoke is None:
+            raise InvocationError(
+                f"the module has no _start; pick an export to invoke (exported functions: {hint})"
+            )
+        raise InvocationError(f"no exported function {invoke!r} (exported functions: {hint})")
+    params, results = funcs[name]
+    unsupported = [t for t in (*params, *results) if t not in binary.NUMBERS]
+    if unsupported:
+        raise InvocationError(
+            f"{name} has a {unsupported[0]} in its signature; only i32, i64, f32 and f64 "
+            "values can pass between the host and the guest"
+        )
+    if len(args) != len(params):
+        raise InvocationError(
+            f"{name} takes {len(params)} argument(s) ({', '.join(params)}), got {len(args)}"
+        )
+    converted = tuple(
+        _convert(value, kind, name, i)
+        for i, (value, kind) in enumerate(zip(args, params, strict=True))
+    )
+    return Call(name, converted, results)
+
+
+def _convert(value: Any, kind: str, name: str, index: int) -> int | float:
+    where = f"{name} argument {index + 1} ({kind})"
+    try:
+        if kind in _INT_RANGE:
+            if isinstance(value, (float, bool)):
+                raise ValueError
+            number = int(value, 0) if isinstance(value, str) else int(value)
+            low, high = _INT_RANGE[kind]
+            if not low <= number <= high:
+                raise InvocationError(f"{where}: {number} is out of range")
+            bits = 32 if kind == "i32" else 64
+            return number - (1 << bits) if number >= 1 << (bits - 1) else number
+        if kind in ("f32", "f64"):
+            return float(value)
+    except (TypeError, ValueError):
+        raise InvocationError(f"{where}: cannot use {value!r}") from None
+    raise InvocationError(f"{where}: parameters of type {kind} cannot be passed")

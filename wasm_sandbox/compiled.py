@@ -1,0 +1,106 @@
+"""The engine's configuration and what compiling a module under it yields (`Compiled`)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+from dataclasses import dataclass, field
+
+import wasmtime
+
+from . import binary, instrument, wasi
+from .errors import CompileError
+
+#: Below the 2 MiB at which ``wasmtime.Engine()`` aborts (FIELD-NOTES.md).
+MAX_WASM_STACK = 1 << 20
+#: Bump when `config` or the rewrite (`instrument`) changes: cached compiled code from
+#: another configuration is ignored.
+CONFIG_VERSION = 3
+#: WASI functions through which a guest can observe time or randomness.
+NONDETERMINISTIC_IMPORTS = frozenset(
+    {"clock_time_get", "clock_res_get", "random_get", "poll_oneoff"}
+)
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A validated, compiled module and what the sandbox needs to know about it."""
+
+    module: wasmtime.Module = field(repr=False)
+    wasm: bytes = field(repr=False)
+    digest: str
+    cache: str
+    compile_ms: float
+    imports: tuple[tuple[str, str], ...]
+    functions: dict[str, binary.Signature] = field(repr=False)
+    memories: tuple[str, ...] = ()
+    rewrite: instrument.Rewrite = field(default=instrument.unchanged(b""), repr=False)
+
+    @classmethod
+    def inspect(cls, module: wasmtime.Module, wasm: bytes, digest: str) -> Compiled:
+        """Read imports and exported function signatures once, from the original bytes
+        (never through wasmtime's type API: see `wasm_sandbox.binary`)."""
+        try:
+            face = binary.interface(wasm)
+        except (ValueError, IndexError, UnicodeDecodeError) as exc:
+            raise CompileError(f"cannot read the module's imports and exports: {exc}") from None
+        imports = tuple((mod, name) for mod, name, _kind in face.imports)
+        memories = tuple(name for name, kind in face.exports if kind == "memory")
+        return cls(module, bytes(wasm), digest, "miss", 0.0, imports, face.functions, memories)
+
+    @property
+    def uses_wasi(self) -> bool:
+        return any(mod == wasi.WASI for mod, _ in self.imports)
+
+    @property
+    def observes_time_or_randomness(self) -> bool:
+        return any(
+            mod == wasi.WASI and name in NONDETERMINISTIC_IMPORTS for mod, name in self.imports
+        )
+
+
+def config() -> wasmtime.Config:
+    """Fuel and epochs on; proposals whose types wasmtime-py cannot handle turned off.
+
+    With GC, typed function references, exceptions or stack switching on, a module may
+    export a function whose signature holds a reference type other than funcref and
+    externref; merely reading that signature aborts the process inside wasmtime-py
+    (found by the hardening campaign). Such modules are refused at compile time instead.
+    Relaxed SIMD and NaNs are made deterministic so replays compute the same bits.
+    """
+    settings = wasmtime.Config()
+    settings.consume_fuel = True
+    settings.epoch_interruption = True
+    settings.max_wasm_stack = MAX_WASM_STACK
+    settings.wasm_gc = False
+    settings.wasm_function_references = False
+    settings.wasm_exceptions = False
+    settings.wasm_stack_switching = False
+    settings.wasm_threads = False
+    settings.wasm_component_model = False
+    settings.wasm_relaxed_simd_deterministic = True
+    settings.cranelift_nan_canonicalization = True
+    return settings
+
+
+def fingerprint() -> str:
+    """Names the wasmtime version and this configuration, for the disk cache."""
+    version = importlib.metadata.version("wasmtime")
+    return hashlib.sha256(f"{version}/{CONFIG_VERSION}/{MAX_WASM_STACK}".encode()).hexdigest()[:16]
+
+
+def compile_rewritten(engine: wasmtime.Engine, wasm: bytes) -> tuple[wasmtime.Module, bytes]:
+    """Validate the original (its errors are the user's), then compile it rewritten by
+    `instrument`, or unchanged if the rewrite cannot be made or compiled. Returns the
+    module and the rewrite's bytes for the cache."""
+    wasmtime.Module.validate(engine, wasm)
+    try:
+        rewrite = instrument.rewrite(wasm)
+    except (ValueError, IndexError):
+        rewrite = instrument.unchanged(wasm)
+    try:
+        module = wasmtime.Module(engine, rewrite.wasm)
+    except wasmtime.WasmtimeError:  # not the user's error: run the original unchanged
+        rewrite = instrument.unchanged(wasm, rewrite.memory_caps)
+        module = wasmtime.Module(engine, wasm)
+    return module, rewrite.to_bytes()
