@@ -25,6 +25,7 @@ from .errors import VerificationError
 __all__ = [
     "ED25519",
     "MAX_SIGNATURES",
+    "PREVIOUS",
     "SIGNATURE_PREFIX",
     "Checkpoint",
     "VerifierKey",
@@ -33,6 +34,7 @@ __all__ = [
     "key_id",
     "open_note",
     "parse_verifier_key",
+    "previous_size",
     "sign_note",
     "split_note",
     "verifier_key",
@@ -41,6 +43,7 @@ __all__ = [
 ED25519 = 0x01  # signature type byte of Ed25519 note signatures
 SIGNATURE_PREFIX = "\u2014 "  # em dash, space
 MAX_SIGNATURES = 64
+PREVIOUS = "previous"  # extension line "previous <size>": the checkpoint before this one
 _SIZE = re.compile(r"0|[1-9][0-9]*")
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
 _KEY_ID = re.compile(r"[0-9a-f]{8}")
@@ -146,6 +149,15 @@ def format_checkpoint(origin: str, size: int, root: bytes) -> str:
     if not isinstance(root, bytes) or len(root) != 32:
         raise ValueError("root must be 32 bytes")
     return f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n"
+
+
+def previous_size(note: str) -> int | None:
+    """The size named by a checkpoint's `PREVIOUS` extension line, if it has one."""
+    for line in note[: note.find("\n\n")].split("\n")[3:]:
+        name, _, digits = line.partition(" ")
+        if name == PREVIOUS and digits.isascii() and digits.isdigit():
+            return int(digits)
+    return None
 
 
 def sign_note(body: str, name: str, private_key: Ed25519PrivateKey) -> str:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from . import record
 from .checkpoint import open_note
 from .errors import EnvelopeError, VerificationError
-from .ledger import verify_receipt
+from .tlog_proof import verify_receipt
 from .witness import check_cosigners
 
 if TYPE_CHECKING:

@@ -242,6 +242,61 @@ def test_close_is_idempotent_and_final(tmp_path, key):
         _ = log.size
 
 
+# A damaged file: every failure is a LedgerError, never a sqlite3 one
+
+CALLS = {
+    "size": lambda log: log.size,
+    "get by id": lambda log: log.get("rec0001"),
+    "get by index": lambda log: log.get(1),
+    "entries": lambda log: log.entries(),
+    "recent": lambda log: log.recent(),
+    "root": lambda log: log.root(),
+    "inclusion_proof": lambda log: log.inclusion_proof(0),
+    "consistency_proof": lambda log: log.consistency_proof(1),
+    "latest_checkpoint": lambda log: log.latest_checkpoint(),
+    "checkpoints": lambda log: log.checkpoints(),
+    "verify_entry": lambda log: log.verify_entry("rec0001"),
+    "verify_all": lambda log: log.verify_all(check_entry),
+    "verify_chain": lambda log: log.verify_chain(),
+    "cosigned_note": lambda log: log.cosigned_note(),
+    "receipt": lambda log: log.receipt("rec0001"),
+    "append": lambda log: log.append(*item(7)),
+}
+
+
+def _garble_all_but_the_schema(path: Path) -> None:
+    """Overwrite every page but the first (the schema) with garbage: the file still opens."""
+    data = path.read_bytes()
+    page = int.from_bytes(data[16:18], "big")
+    path.write_bytes(data[:page] + b"\xa5" * (len(data) - page))
+
+
+@pytest.mark.parametrize("call", CALLS.values(), ids=CALLS.keys())
+def test_a_garbled_file_is_a_ledger_error_from_every_method(log, key, call):
+    log.close()
+    _garble_all_but_the_schema(Path(log.path))
+    damaged = Ledger(log.path, origin=ORIGIN, signing_key=key)
+    with damaged, pytest.raises(LedgerError, match="malformed") as info:
+        call(damaged)
+    assert not isinstance(info.value, sqlite3.Error)
+    assert info.value.__cause__ is None and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "directory"])
+def test_an_unreadable_file_is_a_ledger_error_when_opened(log, key, damage):
+    log.close()
+    path = Path(log.path)
+    if damage == "directory":
+        path.unlink()
+        path.mkdir()
+    else:
+        data = path.read_bytes()
+        path.write_bytes(b"not a database " * 100 if damage == "garbage" else data[:1000])
+    with pytest.raises(LedgerError, match="cannot open ledger") as info:
+        Ledger(path, origin=ORIGIN, signing_key=key)
+    assert not isinstance(info.value, sqlite3.Error)
+
+
 # Verifying
 
 
