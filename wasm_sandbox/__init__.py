@@ -23,7 +23,7 @@ _EXPORTS = {
     "DecryptionError": "errors",
     "DirGrant": "limits",
     "EnvelopeError": "errors",
-    "Execution": "sandbox",
+    "Execution": "execution",
     "GrantError": "errors",
     "Grants": "limits",
     "HomeError": "errors",
@@ -34,9 +34,11 @@ _EXPORTS = {
     "LimitsError": "errors",
     "Outcome": "outcome",
     "RecordNotFound": "errors",
+    "RunFailed": "errors",
+    "RunOptions": "run_options",
     "Sandbox": "sandbox",
     "SandboxError": "errors",
-    "Verification": "sandbox",
+    "Verification": "execution",
     "VerificationError": "errors",
 }
 
@@ -58,6 +60,8 @@ __all__ = [
     "LimitsError",
     "Outcome",
     "RecordNotFound",
+    "RunFailed",
+    "RunOptions",
     "Sandbox",
     "SandboxError",
     "Verification",
@@ -79,12 +83,15 @@ if TYPE_CHECKING:
         LedgerError,
         LimitsError,
         RecordNotFound,
+        RunFailed,
         SandboxError,
         VerificationError,
     )
+    from .execution import Execution, Verification
     from .limits import DirGrant, Grants, Limits
     from .outcome import Outcome
-    from .sandbox import Execution, Sandbox, Verification
+    from .run_options import RunOptions
+    from .sandbox import Sandbox
 
 
 def __getattr__(name: str) -> Any:

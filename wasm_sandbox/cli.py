@@ -71,9 +71,6 @@ def _dispatch(args: argparse.Namespace) -> int:
     try:
         return int(args.handler(args) or 0)
     except SandboxError as exc:
-        execution = getattr(exc, "execution", None)
-        if execution is not None and getattr(args, "json", False):
-            _print_json(execution.to_json())
         print(f"wasm-sandbox: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -172,8 +169,30 @@ def _sandbox(args: argparse.Namespace) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    options = _options_of(args)
+    status = None if args.json else _status_line
+    with _sandbox(args) as sb:
+        if len(args.files) > 1:  # a batch: in parallel, a broken file is an error row
+            files = [Path(f) for f in args.files]
+            runs = list(sb.map_programs(files, options, progress=not args.json))
+        else:
+            runs = [sb.run(Path(args.files[0]), options, status=status)]
+    if args.json:
+        _print_json(runs[0].to_json() if len(runs) == 1 else [r.to_json() for r in runs])
+    elif len(runs) > 1 or runs[0].error is None:
+        for ex in runs:
+            _print_run(ex)
+    if len(runs) == 1 and runs[0].error is not None:  # logged, but it could not start
+        print(f"wasm-sandbox: {runs[0].error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _options_of(args: argparse.Namespace) -> Any:
+    """The `RunOptions` of ``wasm-sandbox run``'s command line."""
     from .keys import KeyStore
     from .limits import Grants, Limits
+    from .run_options import RunOptions
 
     limits = Limits.parse(
         fuel=args.fuel,
@@ -187,44 +206,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     grants = Grants.parse(
         dirs=args.dirs, env=args.env, argv=args.argv, stdin=stdin, deterministic=args.deterministic
     )
-    grants.check()  # before any run: a batch would log each file as an error otherwise
-    recipient = (
-        KeyStore.load_public_pem(_read(args.recipient, "--recipient")) if args.recipient else None
-    )
+    pem = _read(args.recipient, "--recipient") if args.recipient else None
     invoke, call_args = (args.invoke[0], args.invoke[1:]) if args.invoke else (None, [])
-    status = None if args.json else _status_line
-    with _sandbox(args) as sb:
-        if len(args.files) > 1:  # a batch: in parallel, a broken file is an error row
-            runs = sb.map_programs(
-                [Path(f) for f in args.files],
-                call_args,
-                invoke=invoke,
-                limits=limits,
-                grants=grants,
-                recipient=recipient,
-                progress=not args.json,
-                isolation=args.isolation,
-            )
-        else:
-            runs = [
-                sb.run(
-                    Path(args.files[0]),
-                    lang=args.lang,
-                    invoke=invoke,
-                    args=call_args,
-                    limits=limits,
-                    grants=grants,
-                    recipient=recipient,
-                    status=status,
-                    isolation=args.isolation,
-                )
-            ]
-    if args.json:
-        _print_json(runs[0].to_json() if len(runs) == 1 else [r.to_json() for r in runs])
-    else:
-        for ex in runs:
-            _print_run(ex)
-    return 0
+    return RunOptions(
+        invoke=invoke,
+        args=tuple(call_args),
+        limits=limits,
+        grants=grants,
+        lang=args.lang,
+        recipient=KeyStore.load_public_pem(pem) if pem else None,
+        isolation=args.isolation,
+    )
 
 
 def _read_stdin(limits: Any) -> bytes:

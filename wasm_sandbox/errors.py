@@ -21,6 +21,8 @@ never an exception. Exceptions are for input and state that the caller must fix:
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SandboxError(Exception):
     """Root of every error raised by wasm_sandbox."""
@@ -96,3 +98,13 @@ class RecordNotFound(LedgerError, KeyError):
 
 class VerificationError(LedgerError):
     """A proof, root, signature or stored value that does not verify."""
+
+
+class RunFailed(SandboxError):
+    """A run that was carried out and logged but did not succeed (a trap, a timeout, an
+    ``error``...), raised by `Execution.raise_for_status`; ``execution`` is that run."""
+
+    def __init__(self, execution: Any) -> None:
+        outcome = execution.outcome
+        super().__init__(outcome.message or f"the run ended with status {outcome.status}")
+        self.execution = execution

@@ -17,9 +17,9 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .engine import Compiled, Engine
 from .errors import CompileError, SandboxError
@@ -27,6 +27,9 @@ from .limits import Grants, Limits
 from .outcome import Outcome
 from .pool import WorkerPool
 from .worker import ISOLATIONS, Job
+
+if TYPE_CHECKING:
+    from .job import Job as RunJob
 
 #: Bytes a compile may add to a worker's data segment (``RLIMIT_DATA``).
 COMPILE_MEMORY = 2 << 30
@@ -61,27 +64,23 @@ class Isolation:
 
     def run(
         self,
-        wasm: bytes,
-        compiled: Compiled | None = None,
+        job: RunJob,
         *,
-        invoke: str | None = None,
-        args: Sequence[Any] = (),
-        limits: Limits | None = None,
-        grants: Grants | None = None,
         cancel: threading.Event | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> Outcome:
-        """Compile ``wasm`` (unless ``compiled`` is given) and run it; see `Engine.run`."""
-        limits = limits or Limits()
-        built = compiled or self.compile(wasm, limits)
+        """Compile the job's program (unless it carries its module) and run it with its
+        options; see `Engine.run`."""
+        options = job.options
+        built = job.compiled or self.compile(job.program.wasm, options.limits)
         if isinstance(built, Outcome):
             return built
         return self.engine.run(
             built,
-            invoke=invoke,
-            args=args,
-            limits=limits,
-            grants=grants,
+            invoke=options.invoke,
+            args=options.args,
+            limits=options.limits,
+            grants=options.grants,
             cancel=cancel,
             progress=progress,
         )
@@ -94,26 +93,22 @@ class ProcessIsolation(Isolation):
 
     def run(
         self,
-        wasm: bytes,
-        compiled: Compiled | None = None,
+        job: RunJob,
         *,
-        invoke: str | None = None,
-        args: Sequence[Any] = (),
-        limits: Limits | None = None,
-        grants: Grants | None = None,
         cancel: threading.Event | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> Outcome:
-        job = Job(
-            wasm,
-            limits or Limits(),
+        options = job.options
+        order = Job(
+            job.program.wasm,
+            options.limits,
             COMPILE_MEMORY,
-            invoke,
-            tuple(args),
-            _absolute(grants or Grants()),
+            options.invoke,
+            options.args,
+            _absolute(options.grants),
             progress is not None,
         )
-        outcome = self.pool.execute(job, cancel=cancel, progress=progress)
+        outcome = self.pool.execute(order, cancel=cancel, progress=progress)
         assert outcome is not None
         return outcome
 

@@ -26,8 +26,8 @@ from .tlog_proof import verify_receipt
 from .witness import check_cosigners
 
 if TYPE_CHECKING:
+    from .execution import Execution
     from .ledger import Ledger
-    from .sandbox import Execution
 
 METADATA_KEY = "wasm-sandbox"
 #: Record outcome fields a disclosed result payload must agree with.

@@ -217,6 +217,8 @@ def read_regular_file(path: Path) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise CompileError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError:  # a NUL in the name
+        raise CompileError(f"cannot read {str(path)!r}: not a file name") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise CompileError(f"cannot read {path}: not a regular file")
@@ -225,6 +227,19 @@ def read_regular_file(path: Path) -> bytes:
             return file.read()
         except OSError as exc:
             raise CompileError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def raw_bytes(source: str | bytes | os.PathLike[str]) -> bytes:
+    """What a source that did not compile is, as bytes to seal: its bytes, the file's
+    bytes (never blocking on a FIFO), or else its text."""
+    if isinstance(source, bytes):
+        return source
+    if isinstance(source, str) and not os.path.exists(source):
+        return source.encode()
+    try:
+        return read_regular_file(Path(source))
+    except CompileError:
+        return str(source).encode()
 
 
 def _looks_like_path(source: object) -> bool:

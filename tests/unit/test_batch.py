@@ -47,7 +47,7 @@ def test_many_programs_one_input_including_broken_submissions(sandbox):
         "(module (func i33.add))",
         programs.ADD.replace("i32.add", "i32.sub"),
     ]
-    batch = sandbox.map_programs(submissions, (5, 3), invoke="add", progress=False)
+    batch = sandbox.map_programs(submissions, args=(5, 3), invoke="add", progress=False)
     assert [ex.outcome.status for ex in batch] == ["ok", "error", "ok"]
     assert batch[0].outcome.returns == (8,) and batch[2].outcome.returns == (2,)
     assert "WAT line 1" in batch[1].outcome.message
@@ -69,7 +69,7 @@ def test_batches_seal_to_the_recipient_and_record_what_single_runs_record(sandbo
 
     with Sandbox(home=tmp_path / "teacher") as teacher:
         public = teacher.keys.recipient_public_key()
-        many = sandbox.map_programs([programs.ADD] * 2, (2, 3), invoke="add", recipient=public)
+        many = sandbox.map_programs([programs.ADD] * 2, args=(2, 3), invoke="add", recipient=public)
         single = sandbox.run(programs.ADD, invoke="add", args=[2, 3], recipient=public)
         mapped = sandbox.map(programs.ADD, [(2, 3)], invoke="add", recipient=public)
         for ex in [*many, *mapped, single]:

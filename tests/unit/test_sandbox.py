@@ -1,6 +1,8 @@
 """The pipeline end to end: real wasmtime, real crypto, a real SQLite log in a temp home."""
 
 import pytest
+
+import wasm_sandbox
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -12,6 +14,7 @@ from wasm_sandbox import (
     InvocationError,
     Limits,
     RecordNotFound,
+    RunFailed,
     Sandbox,
 )
 from wasm_sandbox.sources import compile_wat
@@ -45,19 +48,31 @@ def test_every_run_is_in_the_log_failed_ones_included(sandbox):
     assert sandbox.verify_log().ok
 
 
-def test_invalid_binary_is_logged_then_raised_with_its_execution(sandbox):
-    with pytest.raises(CompileError) as err:
-        sandbox.run(b"\0asm\x01\0\0\0\x01")
-    ex = err.value.execution
+def test_invalid_binary_is_logged_and_returned_with_its_error(sandbox):
+    ex = sandbox.run(b"\0asm\x01\0\0\0\x01")
     assert ex.outcome.status == "error" and "end-of-file" in ex.outcome.message
+    assert isinstance(ex.error, CompileError) and str(ex.error) == ex.outcome.message
+    with pytest.raises(RunFailed, match="end-of-file") as err:
+        ex.raise_for_status()
+    assert err.value.execution is ex and err.value.__cause__ is ex.error
     assert sandbox.record(ex.id)["outcome"]["status"] == "error"
     assert sandbox.decrypt(ex.id).program == b"\0asm\x01\0\0\0\x01"
 
 
-def test_missing_export_is_logged_then_raised(sandbox):
-    with pytest.raises(InvocationError) as err:
-        sandbox.run(programs.ADD, invoke="sub")
-    assert sandbox.verify(err.value.execution.id).verified
+def test_missing_export_is_logged_as_an_error_run(sandbox):
+    ex = sandbox.run(programs.ADD, invoke="sub")
+    assert isinstance(ex.error, InvocationError) and not ex.succeeded
+    assert sandbox.verify(ex.id).verified
+
+
+def test_raise_for_status_passes_success_and_raises_every_other_status(sandbox):
+    ok = sandbox.run(programs.ADD, invoke="add", args=[1, 2])
+    assert ok.raise_for_status() is ok and ok.succeeded and ok.error is None
+    trapped = sandbox.run(programs.TRAP, invoke="boom")
+    with pytest.raises(RunFailed, match="unreachable") as err:
+        trapped.raise_for_status()
+    assert err.value.execution is trapped and err.value.__cause__ is None
+    assert isinstance(err.value, wasm_sandbox.SandboxError)
 
 
 TYPE_ERROR = """(module
@@ -67,13 +82,13 @@ TYPE_ERROR = """(module
 
 
 def test_wat_type_error_points_at_the_wat_line_and_column_and_is_logged(sandbox):
-    with pytest.raises(CompileError) as err:
-        sandbox.run(TYPE_ERROR, invoke="f", args=[1])
-    exc = err.value
+    ex = sandbox.run(TYPE_ERROR, invoke="f", args=[1])
+    exc = ex.error
+    assert isinstance(exc, CompileError)
     assert str(exc) == "WAT line 3, column 6: type mismatch: expected i32, found f32"
     assert (exc.line, exc.column, exc.source_line) == (3, 6, "    (i32.add (local.get 0)")
-    assert exc.execution.outcome.message == str(exc)
-    assert sandbox.verify(exc.execution.id).verified
+    assert ex.outcome.message == str(exc)
+    assert sandbox.verify(ex.id).verified
 
 
 def test_compile_for_a_bound_module_locates_type_errors_too(sandbox):
@@ -179,9 +194,8 @@ def test_decrypt_shows_the_wat_text_that_was_run(sandbox):
 
 
 def test_a_failed_run_keeps_its_source_too(sandbox):
-    with pytest.raises(InvocationError) as err:
-        sandbox.run(programs.ADD, invoke="sub")
-    assert sandbox.decrypt(err.value.execution.id).shown_source() == ("wat", programs.ADD)
+    ex = sandbox.run(programs.ADD, invoke="sub")
+    assert sandbox.decrypt(ex.id).shown_source() == ("wat", programs.ADD)
 
 
 def test_a_binary_is_shown_disassembled(sandbox):
@@ -193,9 +207,8 @@ def test_a_binary_is_shown_disassembled(sandbox):
 
 
 def test_bytes_that_are_no_module_have_no_source_to_show(sandbox):
-    with pytest.raises(CompileError) as err:
-        sandbox.run(b"\0asm\x01\0\0\0\x01")
-    assert sandbox.decrypt(err.value.execution.id).shown_source() == (None, None)
+    ex = sandbox.run(b"\0asm\x01\0\0\0\x01")
+    assert sandbox.decrypt(ex.id).shown_source() == (None, None)
 
 
 def _version_1_record(sandbox, stdin: bytes) -> str:

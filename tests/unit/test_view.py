@@ -159,7 +159,7 @@ def test_verification_bundle(sandbox, run):
 
 
 def test_verification_checks_may_be_bools():
-    from wasm_sandbox.sandbox import Verification
+    from wasm_sandbox.execution import Verification
 
     v = Verification("id1", False, 0, 1, "00" * 32, {"inclusion": True, "leaf": False})
     text = html.verification(v)["text/plain"]

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ..limits import WASM_PAGE
 
 if TYPE_CHECKING:
+    from ..execution import Execution, Opened, Verification
     from ..outcome import Outcome
-    from ..sandbox import Execution, Opened, Verification
 
 RUNNING = "running"
 _COLORS = {

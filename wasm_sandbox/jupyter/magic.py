@@ -20,6 +20,7 @@ import contextlib
 import copy
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.display import display
 
-from ..errors import CompileError, SandboxError
+from ..errors import CompileError, RunFailed, SandboxError
 from . import command, html, teach, view
 from .settings import WasmSandbox
 
@@ -54,7 +55,7 @@ class WasmMagics(Magics):
             cmd = command.parse_run(line, cell)
             try:
                 self._run(cmd)
-            except CompileError as exc:
+            except (CompileError, RunFailed) as exc:
                 raise exc if cmd.cell is None else _numbered_as_in_the_cell(exc) from None
 
     @line_magic
@@ -73,35 +74,25 @@ class WasmMagics(Magics):
 
     def _run(self, cmd: command.RunCommand) -> None:
         settings = self.settings
-        sb, limits, grants = settings.sandbox(), settings.limits(cmd), settings.grants(cmd)
-        recipient = settings.recipient_key()
+        sb, options = settings.sandbox(), settings.run_options(cmd)
         source = self._source(sb, cmd)
         if source is None:
             return
-        shown = view.for_mode(settings.display, cmd.quiet, sb, limits, _title(cmd))
+        shown = view.for_mode(settings.display, cmd.quiet, sb, options.limits, _title(cmd))
         shown.show()
         try:
-            execution = sb.run(
-                source,
-                lang=cmd.lang,
-                invoke=cmd.invoke,
-                args=cmd.args,
-                limits=limits,
-                grants=grants,
-                recipient=recipient,
-                progress=shown.progress,
-                status=shown.status,
-                isolation=cmd.isolation or settings.isolation,
-            )
-        except SandboxError as exc:  # a failed run that was logged carries its Execution
-            shown.discard()  # the error says it all (and that the run was logged)
-            self._bind(cmd.out, getattr(exc, "execution", None))
+            execution = sb.run(source, options, progress=shown.progress, status=shown.status)
+        except SandboxError:  # nothing was logged: the error says it all
+            shown.discard()
             raise
         except BaseException as exc:  # KeyboardInterrupt outside the guest, or a bug
             shown.abandon(exc)
             raise
-        shown.finish(execution)
         self._bind(cmd.out, execution)
+        if execution.error is not None:  # logged, but it could not start: the error says it
+            shown.discard()
+            raise RunFailed(execution) from execution.error
+        shown.finish(execution)
 
     def _source(self, sb: Sandbox, cmd: command.RunCommand) -> str | Path | Compiled | None:
         """What to hand to `Sandbox.run`; compiles first only for --name, --show, --module.
@@ -155,10 +146,13 @@ class WasmMagics(Magics):
 
 
 def message(exc: BaseException) -> str:
-    """One line for the user; a compile error adds its source line and a caret."""
+    """One line for the user; a compile error adds its source line and a caret, a run that
+    was logged although it could not start says where."""
+    logged = exc.execution if isinstance(exc, RunFailed) else None
+    if logged is not None and logged.error is not None:
+        exc = logged.error
     lines = str(exc).strip().splitlines() or [type(exc).__name__]
     text = lines[0]
-    logged = getattr(exc, "execution", None)
     if logged is not None:
         text += f" (run logged as #{logged.leaf_index})"
     if isinstance(exc, CompileError) and exc.source_line is not None and exc.line:
@@ -168,12 +162,19 @@ def message(exc: BaseException) -> str:
     return text
 
 
-def _numbered_as_in_the_cell(exc: CompileError) -> CompileError:
+def _numbered_as_in_the_cell(exc: CompileError | RunFailed) -> CompileError | RunFailed:
     """The error with the line number the editor shows: the ``%%wasm`` line is line 1, so
     line N of the body is line N + 1 of the cell."""
+    if isinstance(exc, RunFailed):
+        error = exc.execution.error
+        if not isinstance(error, CompileError):
+            return exc
+        moved_run = RunFailed(replace(exc.execution, error=_numbered_as_in_the_cell(error)))
+        moved_run.__cause__ = exc.__cause__
+        return moved_run
     if not exc.line:
         return exc
-    moved = copy.copy(exc)  # keeps column, source line and the logged execution
+    moved = copy.copy(exc)  # keeps column and source line
     moved.args = (re.sub(rf"\bline {exc.line}\b", f"line {exc.line + 1}", str(exc), count=1),)
     moved.line = exc.line + 1
     return moved
@@ -235,7 +236,7 @@ def load_ipython_extension(ipython: Any) -> None:
     # An `Execution` shown as a cell's value gets its static card. Registered here, by
     # name, so the core knows no face and `%load_ext` imports no wasmtime.
     formatter = ipython.display_formatter.mimebundle_formatter
-    formatter.for_type_by_name("wasm_sandbox.sandbox", "Execution", _execution_bundle)
+    formatter.for_type_by_name("wasm_sandbox.execution", "Execution", _execution_bundle)
     cleanup = ipython.input_transformers_cleanup
     cleanup[:] = [t for t in cleanup if getattr(t, "__name__", "") != _empty_cell_body.__name__]
     cleanup.append(_empty_cell_body)

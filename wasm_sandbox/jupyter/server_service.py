@@ -38,9 +38,10 @@ from wasm_sandbox.errors import (
     LedgerError,
     RecordNotFound,
 )
+from wasm_sandbox.execution import Execution
 from wasm_sandbox.limits import Limits
 from wasm_sandbox.outcome import STATUSES
-from wasm_sandbox.sandbox import Execution, Sandbox
+from wasm_sandbox.sandbox import Sandbox
 
 from .server_request import BadField, sealed_program_info
 from .server_workers import run_request

@@ -14,9 +14,11 @@ import functools
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from wasm_sandbox.errors import CompileError, KeyStoreError, SandboxError
+from wasm_sandbox.errors import CompileError, KeyStoreError
+from wasm_sandbox.execution import Execution
 from wasm_sandbox.limits import Grants, Limits
-from wasm_sandbox.sandbox import Execution, Sandbox
+from wasm_sandbox.run_options import RunOptions
+from wasm_sandbox.sandbox import Sandbox
 
 from .server_request import BadField, parse
 
@@ -29,26 +31,19 @@ def run_request(sandbox: Sandbox, body: bytes, default: Limits, maximum: Limits)
     returned like any other result.
     """
     request = parse(body, functools.partial(_private_key, sandbox))
-    limits = request.limits_within(default, maximum)
+    options = RunOptions(
+        invoke=request.invoke,
+        args=tuple(request.args),
+        limits=request.limits_within(default, maximum),
+        grants=Grants(argv=request.argv, deterministic=request.deterministic),
+        lang=request.lang,
+        recipient=request.recipient,
+    )
     try:
-        return sandbox.run(
-            request.program,
-            lang=request.lang,
-            invoke=request.invoke,
-            args=request.args,
-            limits=limits,
-            grants=Grants(argv=request.argv, deterministic=request.deterministic),
-            stdin=request.stdin,
-            recipient=request.recipient,
-        )
-    except SandboxError as exc:
-        execution: Execution | None = getattr(exc, "execution", None)
-        if execution is not None:  # logged as status "error": a result, not a failure
-            return execution
-        if isinstance(exc, CompileError):  # never became a module: nothing was logged
-            where = {"line": exc.line, "column": exc.column}
-            raise BadField(request.source_field, str(exc), **where) from None
-        raise
+        return sandbox.run(request.program, options, stdin=request.stdin)
+    except CompileError as exc:  # never became a module: nothing was logged
+        where = {"line": exc.line, "column": exc.column}
+        raise BadField(request.source_field, str(exc), **where) from None
 
 
 def _private_key(sandbox: Sandbox) -> ec.EllipticCurvePrivateKey:

@@ -21,6 +21,7 @@ from ..worker import ISOLATIONS
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
 
+    from ..run_options import RunOptions
     from ..sandbox import Sandbox
     from .command import RunCommand
 
@@ -123,6 +124,20 @@ class WasmSandbox(Configurable):
             argv=cmd.argv,
             stdin=cmd.stdin,
             deterministic=cmd.deterministic or self.deterministic,
+        )
+
+    def run_options(self, cmd: RunCommand) -> RunOptions:
+        """The `RunOptions` of a run: these defaults, overridden by the run's options."""
+        from ..run_options import RunOptions
+
+        return RunOptions(
+            invoke=cmd.invoke,
+            args=tuple(cmd.args),
+            limits=self.limits(cmd),
+            grants=self.grants(cmd),
+            lang=cmd.lang,
+            recipient=self.recipient_key(),
+            isolation=cmd.isolation or self.isolation,
         )
 
     def recipient_key(self) -> ec.EllipticCurvePublicKey | None:

@@ -25,8 +25,9 @@ from IPython.display import clear_output, display
 from . import html
 
 if TYPE_CHECKING:
+    from ..execution import Execution
     from ..limits import Limits
-    from ..sandbox import Execution, Sandbox
+    from ..sandbox import Sandbox
 
 _log = logging.getLogger(__name__)
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
