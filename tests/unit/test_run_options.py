@@ -20,7 +20,7 @@ def test_updated_changes_fields_folds_stdin_and_refuses_unknown_names():
     changed = base.updated(stdin="hi", limits=None, invoke="sub")
     assert (changed.invoke, changed.grants.stdin, changed.grants.argv) == ("sub", b"hi", ("x",))
     assert changed.limits == Limits() and base.invoke == "add"
-    with pytest.raises(TypeError, match="unknown run option.*: invoek"):
+    with pytest.raises(TypeError, match=r"unknown run option.*: invoek"):
         base.updated(invoek="f")
 
 

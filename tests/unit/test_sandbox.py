@@ -1,11 +1,10 @@
 """The pipeline end to end: real wasmtime, real crypto, a real SQLite log in a temp home."""
 
 import pytest
-
-import wasm_sandbox
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+import wasm_sandbox
 from tests import programs
 from wasm_sandbox import (
     CompileError,
