@@ -178,6 +178,38 @@ def open_part(
     return opened
 
 
+#: The HPKE purpose of a program sealed to a server (``POST executions`` with
+#: ``sealed_program``): not a record part, so it has no commitment and no salt.
+SEALED_PROGRAM_PURPOSE = "wasm-sandbox/v1/rest/sealed-program"
+
+
+def sealed_program_info(server_key: ec.EllipticCurvePublicKey) -> bytes:
+    """The HPKE ``info`` of a program sealed to ``server_key``:
+    ``lp(purpose) || lp(hex key id of server_key)``."""
+    return _lp(SEALED_PROGRAM_PURPOSE.encode(), key_id(server_key).encode())
+
+
+def seal_program(program: bytes, server_key: ec.EllipticCurvePublicKey) -> tuple[bytes, bytes]:
+    """``(enc, ciphertext)`` of ``program`` sealed to a server's key."""
+    sealed = SUITE.encrypt(program, server_key, info=sealed_program_info(server_key))
+    return sealed[:ENC_LEN], sealed[ENC_LEN:]
+
+
+def open_program(enc: bytes, ciphertext: bytes, private_key: ec.EllipticCurvePrivateKey) -> bytes:
+    """Open a program sealed with `seal_program`; raises `DecryptionError` when it does not
+    open with this key (sealed to another key, or altered)."""
+    if len(enc) != ENC_LEN:
+        raise DecryptionError(f"enc is {len(enc)} bytes, expected {ENC_LEN}")
+    try:
+        return SUITE.decrypt(
+            enc + ciphertext, private_key, info=sealed_program_info(private_key.public_key())
+        )
+    except (InvalidTag, ValueError):
+        raise DecryptionError(
+            "does not open with this server's key (sealed to another key, or altered)"
+        ) from None
+
+
 def _lp(*fields: bytes) -> bytes:
     """Each field prefixed with its length as 8 bytes big-endian, concatenated."""
     return b"".join(len(f).to_bytes(8, "big") + f for f in fields)

@@ -8,13 +8,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from wasm_sandbox import envelope
+from wasm_sandbox.envelope import SEALED_PROGRAM_PURPOSE, sealed_program_info
 from wasm_sandbox.jupyter.server_request import (
-    SEALED_PROGRAM_PURPOSE,
     BadField,
     open_program,
     parse,
     seal_program,
-    sealed_program_info,
 )
 from wasm_sandbox.limits import UNLIMITED_FUEL, Limits
 

@@ -26,15 +26,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from wasm_sandbox.envelope import ENC_LEN, SUITE, key_id
-from wasm_sandbox.errors import KeyStoreError, LimitsError
+from wasm_sandbox import envelope
+from wasm_sandbox.errors import DecryptionError, KeyStoreError, LimitsError
 from wasm_sandbox.keys import KeyStore
 from wasm_sandbox.limits import Limits
 
-SEALED_PROGRAM_PURPOSE = "wasm-sandbox/v1/rest/sealed-program"
 WASM_MAGIC = b"\0asm"
 LIMIT_NAMES = ("fuel", "memory", "timeout", "output", "dir_quota")
 FIELDS = (
@@ -96,33 +94,23 @@ class RunRequest:
         return limits.capped(maximum)
 
 
-def sealed_program_info(server_key: ec.EllipticCurvePublicKey) -> bytes:
-    """The HPKE ``info`` of a program sealed to ``server_key``."""
-    return _lp(SEALED_PROGRAM_PURPOSE.encode()) + _lp(key_id(server_key).encode())
-
-
 def seal_program(program: bytes | str, server_key: ec.EllipticCurvePublicKey) -> dict[str, str]:
     """The ``sealed_program`` object for ``program`` (wasm bytes or WAT text)."""
     data = program.encode() if isinstance(program, str) else bytes(program)
-    sealed = SUITE.encrypt(data, server_key, info=sealed_program_info(server_key))
+    enc, ciphertext = envelope.seal_program(data, server_key)
     return {
-        "enc": base64.b64encode(sealed[:ENC_LEN]).decode(),
-        "ciphertext": base64.b64encode(sealed[ENC_LEN:]).decode(),
+        "enc": base64.b64encode(enc).decode(),
+        "ciphertext": base64.b64encode(ciphertext).decode(),
     }
 
 
 def open_program(enc: bytes, ciphertext: bytes, private_key: ec.EllipticCurvePrivateKey) -> bytes:
     """Open a sealed program; raises `BadField` when it does not open with this key."""
-    if len(enc) != ENC_LEN:
-        raise BadField("sealed_program.enc", f"is {len(enc)} bytes, expected {ENC_LEN}")
-    info = sealed_program_info(private_key.public_key())
     try:
-        return SUITE.decrypt(enc + ciphertext, private_key, info=info)
-    except (InvalidTag, ValueError):
-        raise BadField(
-            "sealed_program",
-            "does not open with this server's key (sealed to another key, or altered)",
-        ) from None
+        return envelope.open_program(enc, ciphertext, private_key)
+    except DecryptionError as exc:
+        where = "sealed_program.enc" if len(enc) != envelope.ENC_LEN else "sealed_program"
+        raise BadField(where, str(exc)) from None
 
 
 def parse(
@@ -304,7 +292,3 @@ def _recipient(value: Any) -> ec.EllipticCurvePublicKey | None:
 def _strip(message: str, prefix: str) -> str:
     """``"fuel: cannot read ..."`` -> ``"cannot read ..."`` (the field is named separately)."""
     return message.removeprefix(f"{prefix}: ")
-
-
-def _lp(data: bytes) -> bytes:
-    return len(data).to_bytes(8, "big") + data

@@ -33,7 +33,7 @@ from prometheus_client.core import (
 
 from wasm_sandbox import __version__, record
 from wasm_sandbox.checkpoint import Checkpoint
-from wasm_sandbox.envelope import SUITE_NAME
+from wasm_sandbox.envelope import SUITE_NAME, sealed_program_info
 from wasm_sandbox.errors import (
     LedgerError,
     RecordNotFound,
@@ -43,7 +43,7 @@ from wasm_sandbox.limits import Limits
 from wasm_sandbox.outcome import STATUSES
 from wasm_sandbox.sandbox import Sandbox
 
-from .server_request import BadField, sealed_program_info
+from .server_request import BadField
 from .server_workers import run_request
 
 T = TypeVar("T")
