@@ -33,7 +33,7 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from prometheus_client import CONTENT_TYPE_LATEST
-from traitlets import Bool, Float, Int, TraitError, Unicode, Union, default, validate
+from traitlets import Bool, Int, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from wasm_sandbox.errors import (
@@ -43,10 +43,11 @@ from wasm_sandbox.errors import (
     RecordNotFound,
     SandboxError,
 )
-from wasm_sandbox.limits import Limits, parse_count, parse_duration, parse_size
+from wasm_sandbox.limits import Limits
 
 from .server_request import BadField
 from .server_service import Busy, Service, Settings
+from .traits import check_limit, limit
 
 API_PATH = "wasm-sandbox/api"
 RESOURCE = "wasm_sandbox"
@@ -62,11 +63,6 @@ def _authorized(action: str) -> Callable[[_Method], _Method]:
     return cast("Callable[[_Method], _Method]", authorized(action, resource=RESOURCE))
 
 
-def _limit(value: str, text: str) -> Union:
-    """A limit in CLI units (``"2s"``, ``"64MiB"``, ``1e9``), checked when set."""
-    return Union([Unicode(), Int(), Float()], default_value=value, config=True, help=text)
-
-
 class WasmSandboxServer(LoggingConfigurable):
     """Options of the wasm-sandbox REST API (``c.WasmSandboxServer.<name>``)."""
 
@@ -75,10 +71,10 @@ class WasmSandboxServer(LoggingConfigurable):
         config=True,
         help="Sandbox home (keys and log); empty: $WASM_SANDBOX_HOME or the per-user data dir.",
     )
-    max_fuel = _limit("1e10", "Highest fuel a request may ask for, e.g. 1e9.")
-    max_memory = _limit("256MiB", "Highest linear memory a request may ask for, e.g. 64MiB.")
-    max_timeout = _limit("10s", "Longest wall-clock limit a request may ask for, e.g. 2s.")
-    max_output = _limit("1MiB", "Most stdout and stderr bytes kept per run, e.g. 64KiB.")
+    max_fuel = limit("1e10", "Highest fuel a request may ask for, e.g. 1e9.")
+    max_memory = limit("256MiB", "Highest linear memory a request may ask for, e.g. 64MiB.")
+    max_timeout = limit("10s", "Longest wall-clock limit a request may ask for, e.g. 2s.")
+    max_output = limit("1MiB", "Most stdout and stderr bytes kept per run, e.g. 64KiB.")
     max_concurrent_runs = Int(
         config=True, help="Runs carried out at once (worker processes, started by the first run)."
     )
@@ -109,19 +105,8 @@ class WasmSandboxServer(LoggingConfigurable):
         return max(2, os.cpu_count() or 2)
 
     @validate("max_fuel", "max_memory", "max_timeout", "max_output")
-    def _check_limit(self, proposal: Any) -> str | int | float:
-        parser = {
-            "max_fuel": parse_count,
-            "max_memory": parse_size,
-            "max_timeout": parse_duration,
-            "max_output": parse_size,
-        }[proposal.trait.name]
-        try:
-            parser(proposal.value, proposal.trait.name)
-        except LimitsError as exc:
-            raise TraitError(str(exc)) from None
-        value: str | int | float = proposal.value  # a traitlets Bunch: untyped
-        return value
+    def _check_limit(self, proposal: Any) -> Any:
+        return check_limit(proposal.trait.name.removeprefix("max_"), proposal.value)
 
     @validate("max_concurrent_runs", "max_queued_runs", "max_body_size", "retry_after", "run_nice")
     def _check_positive(self, proposal: Any) -> int:

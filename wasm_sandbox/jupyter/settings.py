@@ -11,12 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, Union, default, validate
+from traitlets import Bool, Enum, Unicode, default, validate
 from traitlets.config import Configurable
 
-from ..errors import KeyStoreError, LimitsError
+from ..errors import KeyStoreError
 from ..limits import Grants, Limits
 from ..worker import ISOLATIONS
+from .traits import check_limit, limit
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -29,24 +30,18 @@ _DEFAULT = Limits()
 DISPLAYS = ("card", "text", "both")
 
 
-def _limit(default_value: int | str, help: str) -> Union:
-    return Union([Int(), Float(), Unicode()], default_value=default_value, help=help).tag(
-        config=True
-    )
-
-
 class WasmSandbox(Configurable):
     """Settings of ``%%wasm``, ``%wasm``, ``%wasm_verify`` and ``%wasm_log``."""
 
-    fuel = _limit(_DEFAULT.fuel, "Default fuel per run (about one unit per wasm instruction).")
-    memory = _limit(
+    fuel = limit(_DEFAULT.fuel, "Default fuel per run (about one unit per wasm instruction).")
+    memory = limit(
         f"{_DEFAULT.memory >> 20}MiB", "Default linear memory limit (bytes, 64MiB, 16pages)."
     )
-    timeout = _limit(f"{_DEFAULT.timeout:g}s", "Default wall-clock limit per run (2s, 500ms).")
-    output = _limit(
+    timeout = limit(f"{_DEFAULT.timeout:g}s", "Default wall-clock limit per run (2s, 500ms).")
+    output = limit(
         f"{_DEFAULT.output >> 10}KiB", "Default bytes of stdout and of stderr kept per run."
     )
-    dir_quota = _limit(
+    dir_quota = limit(
         f"{_DEFAULT.dir_quota >> 20}MiB",
         "Default bytes by which the read-write grants may grow per run.",
     )
@@ -86,12 +81,7 @@ class WasmSandbox(Configurable):
 
     @validate("fuel", "memory", "timeout", "output", "dir_quota")
     def _check_limit(self, proposal: Any) -> Any:
-        name, value = proposal["trait"].name, proposal["value"]
-        try:
-            Limits.parse(**{name: value})
-        except LimitsError as exc:
-            raise TraitError(str(exc)) from None
-        return value
+        return check_limit(proposal["trait"].name, proposal["value"])
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
