@@ -152,6 +152,7 @@ class ExecutionDetail(TypedDict):
     id: str
     leaf_index: int
     record: Record
+    leaf_b64: str
     ciphertexts: Ciphertexts
     inclusion_proof: InclusionProof
     checkpoint: str
@@ -168,12 +169,14 @@ class ExecutionPage(TypedDict):
 
 
 class Checkpoint(TypedDict):
-    """``GET checkpoint?format=json``."""
+    """``GET checkpoint?format=json``: the signed note and the witnesses' cosignature lines
+    (C2SP tlog-cosignature, each ``"— <name> <base64>"``) stored on it."""
 
     checkpoint: str
     origin: str
     tree_size: int
     root: str
+    cosignatures: list[str]
 
 
 # ``GET proof/consistency?from=&to=``: functional form, since ``from`` is a keyword.

@@ -7,6 +7,7 @@ import { ServerConnection } from '@jupyterlab/services';
 
 import type {
   ICheckpoint,
+  IConsistencyProof,
   IExecutionDetail,
   IExecutionPage,
   IPublicKeys
@@ -41,6 +42,16 @@ export class ApiClient {
 
   checkpoint(): Promise<ICheckpoint> {
     return this.get('checkpoint?format=json');
+  }
+
+  /** A consistency proof from the tree of `from` leaves to the tree of `to` leaves. */
+  consistency(from: number, to: number): Promise<IConsistencyProof> {
+    return this.get(`proof/consistency?from=${from}&to=${to}`);
+  }
+
+  /** Where this client's server is, as a full URL (the key of what the browser pins). */
+  get serverUrl(): string {
+    return new URL(this.settings.baseUrl, globalThis.location?.href).href;
   }
 
   publicKeys(): Promise<IPublicKeys> {

@@ -11,10 +11,11 @@ import { ICommandPalette } from '@jupyterlab/apputils';
 import { IEditorExtensionRegistry, IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import { ILauncher } from '@jupyterlab/launcher';
 import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { WasmLanguages, wasmCellExtensionFactory } from './highlight';
-import { AuditPanel } from './panel';
+import { AuditPanel, IAuditSettings } from './panel';
 
 export namespace CommandIDs {
   export const openPanel = 'wasm-sandbox:open-audit-panel';
@@ -66,18 +67,20 @@ const auditPlugin: JupyterFrontEndPlugin<void> = {
   id: 'wasm-sandbox:audit',
   description: 'The audit-trail panel of sandboxed WebAssembly runs, and its commands.',
   autoStart: true,
-  optional: [ICommandPalette, INotebookTracker, ILayoutRestorer, ILauncher],
+  optional: [ICommandPalette, INotebookTracker, ILayoutRestorer, ILauncher, ISettingRegistry],
   activate: (
     app: JupyterFrontEnd,
     palette: ICommandPalette | null,
     tracker: INotebookTracker | null,
     restorer: ILayoutRestorer | null,
-    launcher: ILauncher | null
+    launcher: ILauncher | null,
+    registry: ISettingRegistry | null
   ) => {
     const panel = new AuditPanel();
     panel.title.icon = wasmIcon;
     app.shell.add(panel, 'right', { rank: 900 });
     restorer?.add(panel, panel.id);
+    void followSettings(registry, panel);
 
     app.commands.addCommand(CommandIDs.openPanel, {
       label: args => (args.isLauncher ? 'WebAssembly Audit Trail' : 'Open WebAssembly Audit Trail'),
@@ -133,6 +136,21 @@ const auditPlugin: JupyterFrontEndPlugin<void> = {
     });
   }
 };
+
+/** Configure the panel from the `wasm-sandbox:audit` settings, now and on every change. */
+async function followSettings(registry: ISettingRegistry | null, panel: AuditPanel): Promise<void> {
+  if (!registry) {
+    return;
+  }
+  try {
+    const settings = await registry.load(auditPlugin.id);
+    const apply = () => void panel.configure(settings.composite as unknown as IAuditSettings);
+    settings.changed.connect(apply);
+    apply();
+  } catch (error) {
+    console.warn('wasm-sandbox: cannot load the audit panel settings', error);
+  }
+}
 
 /** A new notebook's cells: `%load_ext wasm_sandbox`, then the example. */
 function starterCells(panel: NotebookPanel): void {

@@ -4,36 +4,28 @@
  *
  * It polls `GET checkpoint` every few seconds while it is visible and reloads the list when
  * the tree grows; `refreshSoon()` lets the plugin refresh it right after a `%%wasm` cell ran.
+ * Every checkpoint it sees goes through the pin (`trust.ts`): signed by the pinned log key and
+ * consistent with the one seen before, or the panel raises an alarm and verifies nothing.
  */
 import { Widget } from '@lumino/widgets';
 
 import { ApiClient } from './api';
+import { Child, el, short } from './dom';
+import { IPin, Trust } from './trust';
+import { renderCosignatures, renderPin } from './trustview';
 import type { ICheckpoint, IExecutionDetail, IListedRecord, IRecord } from './types';
-import { browserChecks, leafHash, passed } from './verify';
+import { browserChecks, checkCosignatures, leafHash, parseNote, parseVerifierKey, passed } from './verify';
+
+/** What the user configures (the `wasm-sandbox:audit` settings). */
+export interface IAuditSettings {
+  /** The log's C2SP verifier key; empty: trusted on first use. */
+  logVerifierKey: string;
+  /** Witnesses' C2SP verifier keys (type 0x04) whose cosignatures are checked. */
+  witnesses: string[];
+}
 
 const PAGE_SIZE = 15;
 const POLL_MS = 3000;
-
-type Child = Node | string | null | undefined | false;
-
-/** `el('td', {class: 'x'}, 'text', child)`: a small DOM builder. */
-function el(tag: string, attrs: Record<string, string> = {}, ...children: Child[]): HTMLElement {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    node.setAttribute(key, value);
-  }
-  for (const child of children) {
-    if (child !== null && child !== undefined && child !== false) {
-      node.append(child);
-    }
-  }
-  return node;
-}
-
-/** A hex value cut to `chars`, full on hover. */
-function short(hex: string, chars = 12): HTMLElement {
-  return el('code', { title: hex, class: 'jp-WasmSandbox-hash' }, `${hex.slice(0, chars)}…`);
-}
 
 function formatTime(ms: number): string {
   const d = new Date(ms);
@@ -78,7 +70,10 @@ function statusBadge(status: string): HTMLElement {
 }
 
 export class AuditPanel extends Widget {
-  constructor(private readonly api = new ApiClient()) {
+  constructor(
+    private readonly api = new ApiClient(),
+    private readonly trust = new Trust(api)
+  ) {
     super();
     this.id = 'wasm-sandbox-audit';
     this.addClass('jp-WasmSandbox-audit');
@@ -90,6 +85,7 @@ export class AuditPanel extends Widget {
         el('h2', {}, 'WebAssembly audit trail'),
         this.button('Refresh', 'jp-WasmSandbox-refresh', () => this.refresh(true))
       ),
+      this.pinNode,
       this.checkpointNode,
       this.messageNode,
       el(
@@ -116,6 +112,13 @@ export class AuditPanel extends Widget {
       el('div', { class: 'jp-WasmSandbox-pager' }, this.newerButton, this.pageNode, this.olderButton),
       this.detailNode
     );
+  }
+
+  /** Take the user's settings (the pinned key, the witnesses) and check again. */
+  configure(settings: IAuditSettings): Promise<void> {
+    this.trust.configuredKey = settings.logVerifierKey;
+    this._witnesses = settings.witnesses;
+    return this.refresh(true);
   }
 
   /** Reload the checkpoint, and the list when the log grew (or when `force`). */
@@ -178,8 +181,13 @@ export class AuditPanel extends Widget {
     const verdict = this.detailNode.querySelector('.jp-WasmSandbox-checks');
     verdict?.replaceChildren(el('div', { class: 'jp-WasmSandbox-verdict' }, 'Verifying…'));
     try {
-      const [detail, keys] = await Promise.all([this.api.execution(id), this.keys()]);
-      const mine = await browserChecks(detail, keys);
+      const detail = await this.api.execution(id);
+      const pin = await this.trust.observe(detail.checkpoint);
+      this.renderPin(pin);
+      const mine = await browserChecks(detail, pin.key);
+      mine['browser: log consistency'] = pin.alarm
+        ? `failed: ${pin.alarm.message}`
+        : `ok: consistent with every checkpoint this browser saw (now ${pin.seen?.size})`;
       await this.renderDetail(detail, { ...detail.verification.checks, ...mine });
     } catch (error) {
       verdict?.replaceChildren(
@@ -218,8 +226,16 @@ export class AuditPanel extends Widget {
       this.showMessage(String(error));
       return;
     }
+    let pin: IPin;
+    try {
+      pin = await this.trust.observe(checkpoint.checkpoint);
+    } catch (error) {
+      this.showMessage(`Cannot check the checkpoint: ${String(error)}`);
+      return;
+    }
     this.showMessage('');
-    this.renderCheckpoint(checkpoint);
+    this.renderPin(pin);
+    await this.renderCheckpoint(checkpoint, pin);
     if (force || checkpoint.tree_size !== this._treeSize) {
       this._treeSize = checkpoint.tree_size;
       await this.loadPage();
@@ -286,9 +302,26 @@ export class AuditPanel extends Widget {
     return tr;
   }
 
-  private renderCheckpoint(cp: ICheckpoint): void {
+  private renderPin(pin: IPin): void {
+    this.pinNode.replaceChildren(...renderPin(pin, () => {
+      this.trust.forget();
+      void this.refresh(true);
+    }));
+  }
+
+  private async renderCheckpoint(cp: ICheckpoint, pin: IPin): Promise<void> {
+    const trusted = !pin.alarm;
+    const logKeyId = await parseVerifierKey(pin.key).then(k => k.keyId, () => null);
+    const cosigned = `${cp.checkpoint}${cp.cosignatures.map(line => `${line}\n`).join('')}`;
+    const witnesses = await checkCosignatures(parseNote(cosigned), logKeyId, this._witnesses)
+      .catch(() => []);
     this.checkpointNode.replaceChildren(
-      el('h3', {}, 'Latest signed checkpoint'),
+      el('h3', {}, trusted ? 'Latest signed checkpoint' : 'Latest checkpoint (NOT trusted)'),
+      el('div', { class: `jp-WasmSandbox-pinned jp-mod-${trusted ? 'ok' : 'bad'}`,
+        'data-trusted': String(trusted) },
+        trusted
+          ? '✓ signed by the pinned log key, and consistent with every checkpoint seen before'
+          : '✗ see the alarm above'),
       el(
         'div',
         {},
@@ -298,7 +331,8 @@ export class AuditPanel extends Widget {
         short(cp.root, 16)
       ),
       el('div', { class: 'jp-WasmSandbox-origin' }, cp.origin),
-      el('details', {}, el('summary', {}, 'signed note'), el('pre', {}, cp.checkpoint))
+      renderCosignatures(witnesses),
+      el('details', {}, el('summary', {}, 'signed note'), el('pre', {}, cosigned))
     );
   }
 
@@ -365,20 +399,13 @@ export class AuditPanel extends Widget {
     this.messageNode.hidden = !text;
   }
 
-  private async keys(): Promise<string> {
-    this._verifierKey ??= this.api.publicKeys().then(k => k.log_verifier_key);
-    return this._verifierKey.catch(error => {
-      this._verifierKey = null;
-      throw error;
-    });
-  }
-
   private button(label: string, cls: string, onClick: () => unknown): HTMLElement {
     const b = el('button', { class: `jp-Button jp-mod-styled jp-mod-accept ${cls}` }, label);
     b.addEventListener('click', () => void onClick());
     return b;
   }
 
+  private readonly pinNode = el('section', { class: 'jp-WasmSandbox-pin' });
   private readonly checkpointNode = el('section', { class: 'jp-WasmSandbox-checkpoint' });
   private readonly messageNode = el('div', { class: 'jp-WasmSandbox-message', hidden: '' });
   private readonly rowsNode = el('tbody');
@@ -397,7 +424,7 @@ export class AuditPanel extends Widget {
   private _treeSize = -1;
   private _pageEnd: number | null = null;
   private _selected: string | null = null;
-  private _verifierKey: Promise<string> | null = null;
+  private _witnesses: string[] = [];
   private _refreshing: Promise<void> | null = null;
   private _again = false;
   private _timer = 0;

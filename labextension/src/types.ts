@@ -90,6 +90,8 @@ export interface IExecutionDetail {
   id: string;
   leaf_index: number;
   record: IRecord;
+  /** base64 of the logged leaf: the record's canonical bytes, `record` decoded from them. */
+  leaf_b64: string;
   ciphertexts: { program: string; input: string; result: string };
   inclusion_proof: IInclusionProof;
   checkpoint: string;
@@ -97,12 +99,22 @@ export interface IExecutionDetail {
   verification: IVerification;
 }
 
-/** `GET checkpoint?format=json`. */
+/** `GET checkpoint?format=json`; `cosignatures` are the witnesses' lines on the note. */
 export interface ICheckpoint {
   checkpoint: string;
   origin: string;
   tree_size: number;
   root: string;
+  cosignatures: string[];
+}
+
+/** `GET proof/consistency?from=&to=`: RFC 6962 consistency proof between two tree sizes. */
+export interface IConsistencyProof {
+  from: number;
+  to: number;
+  from_root: string;
+  to_root: string;
+  hashes: string[];
 }
 
 /** `GET keys/public`. */

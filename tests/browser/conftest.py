@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,8 +72,9 @@ def _labextensions_path(tmp: Path) -> list[str]:
     if not (build / "package.json").exists():
         return []
     extra = tmp / "labextensions"
-    extra.mkdir()
-    (extra / "wasm-sandbox").symlink_to(build, target_is_directory=True)
+    if not extra.exists():
+        extra.mkdir()
+        (extra / "wasm-sandbox").symlink_to(build, target_is_directory=True)
     return [f"--LabServerApp.extra_labextensions_path={extra}"]
 
 
@@ -94,30 +96,38 @@ def _wait_ready(lab: Lab, proc: subprocess.Popen[bytes], timeout: float = 90) ->
     raise RuntimeError(f"jupyter lab did not answer in {timeout:.0f} s; see {lab.log}")
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """JupyterLab with the wasm-sandbox server extension, on a free port of 127.0.0.1: one
-    per test module, each with its own ``WASM_SANDBOX_HOME`` (its kernels inherit it).
-    ``window.jupyterapp`` is exposed so tests can run JupyterLab commands."""
-    tmp = tmp_path_factory.mktemp("lab")
-    root, home, config = tmp / "root", tmp / "home", tmp / "config"
+def _prepare(tmp: Path) -> None:
+    """The server's root, config and settings dirs under ``tmp`` (kept across restarts)."""
+    root, config = tmp / "root", tmp / "config"
     for d in (root, config):
-        d.mkdir()
+        d.mkdir(exist_ok=True)
     (config / "jupyter_server_config.json").write_text(
         json.dumps({"ServerApp": {"jpserver_extensions": {"wasm_sandbox": True}}})
     )
     # No "get notified about Jupyter news?" toast over the page (and no request for news).
     news = tmp / "settings" / "@jupyterlab" / "apputils-extension"
-    news.mkdir(parents=True)
+    news.mkdir(parents=True, exist_ok=True)
     (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
+
+
+@contextmanager
+def running_lab(
+    tmp: Path, home: Path, *, port: int | None = None, token: str | None = None
+) -> Iterator[Lab]:
+    """JupyterLab with the wasm-sandbox server extension on 127.0.0.1 (a free port unless
+    given), its ``WASM_SANDBOX_HOME`` at ``home`` (its kernels inherit it), its root, config,
+    settings and workspaces under ``tmp``. Stopping it and starting it again with the same
+    ``tmp``, port and token is a restart of the same server, as a browser sees it.
+    ``window.jupyterapp`` is exposed so tests can run JupyterLab commands."""
+    _prepare(tmp)
     ARTIFACTS.mkdir(exist_ok=True)
-    port, token = _free_port(), secrets.token_hex(16)
-    log_name = f"jupyterlab-{Path(str(tmp)).name}.log"
-    lab = Lab(f"{LOCAL}:{port}/", token, root, home, ARTIFACTS / log_name)
+    port, token = port or _free_port(), token or secrets.token_hex(16)
+    log_name = f"jupyterlab-{Path(str(tmp)).name}-{home.name}.log"
+    lab = Lab(f"{LOCAL}:{port}/", token, tmp / "root", home, ARTIFACTS / log_name)
     env = {
         **os.environ,
         "WASM_SANDBOX_HOME": str(home),
-        "JUPYTER_CONFIG_DIR": str(config),
+        "JUPYTER_CONFIG_DIR": str(tmp / "config"),
         "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
         "JUPYTERLAB_SETTINGS_DIR": str(tmp / "settings"),
         "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"),
@@ -126,14 +136,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     command = [
         sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={lab.root}",
         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--LabApp.expose_app_in_browser=True",
         *_labextensions_path(tmp),
     ]  # fmt: skip
     with lab.log.open("wb") as log:
         proc = subprocess.Popen(
-            command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+            command, cwd=lab.root, env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
     try:
@@ -147,6 +157,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """One JupyterLab per test module, each with its own ``WASM_SANDBOX_HOME``."""
+    tmp = tmp_path_factory.mktemp("lab")
+    with running_lab(tmp, tmp / "home") as lab:
+        yield lab
 
 
 @pytest.fixture(scope="session")

@@ -16,13 +16,12 @@ import re
 import subprocess
 import sys
 import time
-import urllib.request
 from typing import Any
 
 import pytest
 
 from .conftest import ARTIFACTS, Lab
-from .ui import NOTEBOOK, notebook_json, palette, run_all, run_cell
+from .ui import NOTEBOOK, notebook_json, palette, post_runs, run_all, run_cell
 
 pytestmark = pytest.mark.slow
 
@@ -61,19 +60,6 @@ def _style(cell: Any, word: str) -> dict[str, Any]:
 
 def _bold(style: dict[str, Any]) -> bool:
     return int(style["weight"]) >= 600
-
-
-def _post_runs(lab: Lab, count: int) -> None:
-    """Log `count` runs through the REST API (so the panel has more than one page)."""
-    body = json.dumps({"wat": '(module (func (export "one") (result i32) i32.const 1))',
-                       "invoke": "one"}).encode()  # fmt: skip
-    for _ in range(count):
-        request = urllib.request.Request(
-            lab.url + "wasm-sandbox/api/executions", data=body, method="POST",
-            headers={"Authorization": f"token {lab.token}", "Content-Type": "application/json"},
-        )  # fmt: skip
-        with urllib.request.urlopen(request, timeout=30) as response:
-            assert response.status == 201
 
 
 # The panel's width, and what sticks out to the right of it.
@@ -123,7 +109,7 @@ def test_highlight_run_and_verify_in_the_audit_panel(lab: Lab, browser_context: 
     page.locator(".lm-TabBar-tab[data-id='wasm-sandbox-audit']").wait_for()  # plugin active
 
     # The audit panel, from the command palette, over a log that already fills one page.
-    _post_runs(lab, PAGE_SIZE)
+    post_runs(lab, PAGE_SIZE)
     palette(page, "Open WebAssembly Audit Trail")
     panel = page.locator("#wasm-sandbox-audit")
     rows = panel.locator(".jp-WasmSandbox-record")

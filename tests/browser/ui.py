@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
+import urllib.request
 from typing import Any
 
 from .conftest import Lab
@@ -108,3 +110,16 @@ def notebook_json(cells: list[str]) -> dict[str, Any]:
         "nbformat": 4,
         "nbformat_minor": 5,
     }  # fmt: skip
+
+
+def post_runs(lab: Lab, count: int) -> None:
+    """Log `count` runs through the REST API."""
+    body = json.dumps({"wat": '(module (func (export "one") (result i32) i32.const 1))',
+                       "invoke": "one"}).encode()  # fmt: skip
+    for _ in range(count):
+        request = urllib.request.Request(
+            lab.url + "wasm-sandbox/api/executions", data=body, method="POST",
+            headers={"Authorization": f"token {lab.token}", "Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 201

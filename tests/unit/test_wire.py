@@ -112,6 +112,7 @@ def test_the_comparison_sees_a_wrong_type_a_missing_key_and_a_wrong_required_key
         checkpoint: str
         origin: int
         tree_size: int
+        cosignatures: list[str]
 
     found = mismatches(Checkpoint, SCHEMAS["Checkpoint"], "Checkpoint")
     assert any("keys ['root']" in f for f in found)
@@ -234,9 +235,9 @@ def _conforms_to_message(value, message, path) -> list[str]:
 
 
 def test_conforms_sees_a_missing_key_an_extra_key_and_a_wrong_type():
-    good = {"checkpoint": "note", "origin": "o", "tree_size": 1, "root": "00"}
+    good = {"checkpoint": "note", "origin": "o", "tree_size": 1, "root": "00", "cosignatures": []}
     assert conforms(good, wire.Checkpoint) == []
-    bad = {"checkpoint": "note", "origin": "o", "tree_size": True, "extra": 1}
+    bad = {"checkpoint": "note", "origin": "o", "tree_size": True, "extra": 1, "cosignatures": []}
     assert set(conforms(bad, wire.Checkpoint)) == {
         ": missing root",
         ": unexpected extra",

@@ -175,6 +175,7 @@ class Service:
             "id": record_id,
             "leaf_index": entry.index,
             "record": record.decode(entry.leaf),
+            "leaf_b64": base64.b64encode(entry.leaf).decode(),
             "ciphertexts": {k: base64.b64encode(v).decode() for k, v in entry.blobs.items()},
             "inclusion_proof": {
                 "leaf_index": entry.index,
@@ -207,12 +208,15 @@ class Service:
             raise
 
     def checkpoint(self) -> dict[str, Any]:
+        """The latest signed note, and the witnesses' cosignature lines stored on it."""
         cp = self._latest_checkpoint()
+        cosigned = self.sandbox.ledger.cosigned_note(cp.size)
         return {
             "checkpoint": cp.note,
             "origin": self.sandbox.origin,
             "tree_size": cp.size,
             "root": cp.root.hex(),
+            "cosignatures": cosigned[len(cp.note) :].splitlines(),
         }
 
     def consistency(self, first: int, second: int | None) -> dict[str, Any]:
