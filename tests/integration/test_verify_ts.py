@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -30,9 +29,7 @@ VECTORS = json.loads((ROOT / "tests" / "testdata" / "merkle_rfc6962.json").read_
 
 
 def _need(what: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is missing (pip install -e . runs jlpm install)")
-    pytest.skip(f"needs {what}")
+    pytest.fail(f"{what} is missing (pip install -e . runs jlpm install): never skipped")
 
 
 def call(*calls: tuple[str, list[Any]]) -> list[Any]:
