@@ -38,6 +38,9 @@ STATUSES = (
     COMPILE_LIMIT,
 )
 
+#: The fields of a record's public ``outcome`` that its sealed result repeats: whoever opens
+#: the result (`Sandbox.verify` with the key, a notebook's disclosure) checks they agree.
+CHECKED_FIELDS = ("status", "trap", "exit_code", "fuel_used", "memory_bytes")
 #: ``Outcome.trap``: wasmtime 50's trap codes, lowercased (``out_of_fuel`` comes with status
 #: ``out_of_fuel``, ``interrupt`` never reaches an outcome: the clock makes it ``timeout`` or
 #: ``interrupted``), and ``host`` for a trap without a code (a host function failed).

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from . import record
 from .checkpoint import open_note
 from .errors import EnvelopeError, VerificationError
+from .outcome import CHECKED_FIELDS
 from .tlog_proof import verify_receipt
 from .witness import check_cosigners
 
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
     from .ledger import Ledger
 
 METADATA_KEY = "wasm-sandbox"
-#: Record outcome fields a disclosed result payload must agree with.
-_OUTCOME_FIELDS = ("status", "trap", "exit_code", "fuel_used", "memory_bytes")
 _CUT = " (cut at the output limit)"
 
 
@@ -146,7 +145,7 @@ def _open_disclosure(rec: Mapping[str, Any], disclosure: Any) -> tuple[dict[str,
         return {}, "disclosure: malformed payload or salt"
     if opened.hex() != rec["result"]["commitment"]:
         return {}, "disclosure: does not open the record's result commitment"
-    differ = [k for k in _OUTCOME_FIELDS if payload.get(k) != rec["outcome"].get(k)]
+    differ = [k for k in CHECKED_FIELDS if payload.get(k) != rec["outcome"].get(k)]
     if differ:
         return {}, f"disclosure: {', '.join(differ)} differ from the record's outcome"
     return payload, ""

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -23,12 +21,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
-from . import merkle, record, sources
+from . import merkle, record, sources, verification
 from .engine import Compiled, Engine
 from .envelope import key_id
-from .errors import CompileError, GrantError, RecordNotFound, SandboxError
+from .errors import CompileError, RecordNotFound, SandboxError
 from .execution import Execution, Opened, Verification
 from .fanout import Batch, fan_out
 from .highwater import HighWater
@@ -39,11 +35,9 @@ from .isolation import runner as make_runner
 from .job import Job, execute
 from .keys import KeyStore
 from .ledger import Ledger, LogReport
-from .limits import Grants, Limits
 from .metrics import Metrics
-from .outcome import ERROR, Outcome
+from .outcome import Outcome
 from .pool import KEEP_IDLE, WorkerPool
-from .record import OpenedRecord
 from .run_options import RunOptions
 
 Source = str | bytes | os.PathLike[str]
@@ -282,81 +276,13 @@ class Sandbox:
         """Check a record: its form, ciphertexts, inclusion in the signed log and, with the
         private key, its commitments and that its public outcome is the sealed one
         (``checks["outcome"]``), and a deterministic replay when asked."""
-        entry = self.ledger.get(record_id)
-        checks: dict[str, str] = {}
-        rec = _check(checks, "record", lambda: record.decode(entry.leaf))
-        if rec is not None:
-            _check(checks, "ciphertexts", lambda: _raise_if(record.check_blobs(rec, entry.blobs)))
-        for name, passed in self.ledger.verify_entry(record_id).items():
-            checks[name] = "ok" if passed else "failed"
-        opened = None
-        key = self._opening_key(rec["recipient"]) if rec is not None else None
-        if rec is not None and key is not None:
-            opened = _check(
-                checks, "commitments", lambda: record.open_record(rec, entry.blobs, key)
-            )
-        elif rec is not None:
-            checks["commitments"] = (
-                f"skipped: sealed to recipient {rec['recipient'][:16]}..., "
-                "whose private key is not in this home"
-            )
-        if opened is not None:
-            problem = _outcome_problem(rec["outcome"], opened.result)
-            checks["outcome"] = f"failed: {problem}" if problem else "ok"
-        replayed = self._replay(rec, opened) if replay and opened is not None else None
-        if replayed is not None:
-            checks["replay"] = "ok" if replayed["matches"] else f"failed: {replayed['reason']}"
-        verified = all(v == "ok" or v.startswith("skipped") for v in checks.values())
-        return Verification(
-            record_id,
-            verified,
-            entry.index,
-            self.ledger.size,
-            self.ledger.root().hex(),
-            checks,
-            replayed,
-        )
+        return verification.verify(self, record_id, replay=replay)
 
-    def _opening_key(self, recipient_id: str) -> ec.EllipticCurvePrivateKey | None:
-        """This home's private key, if it is the one the record was sealed to."""
-        try:
-            key = self.keys.recipient_private_key()
-        except SandboxError:
-            return None
-        return key if key_id(key.public_key()) == recipient_id else None
-
-    def _replay(self, rec: dict[str, Any] | None, opened: OpenedRecord) -> dict[str, Any]:
-        """Re-run the decrypted program with the recorded limits and inputs; compare the
-        result commitment with the recorded one."""
-        assert rec is not None
-        grants = Grants.from_payload(opened.input["grants"], opened.stdin)
-        if not rec["deterministic"]:
-            grants = replace(grants, deterministic=True)
-        options = RunOptions(
-            invoke=opened.input["invoke"],
-            args=opened.input["args"],
-            limits=Limits.from_record(rec["limits"]),
-        )
-        with tempfile.TemporaryDirectory(prefix="wasm-sandbox-replay-") as scratch:
-            try:
-                options = replace(options, grants=_scratch_grants(grants, Path(scratch)))
-                job = Job(sources.Program(opened.program, "wasm"), options)
-                outcome = execute(job, self.runner()).outcome
-            except SandboxError as exc:
-                outcome = Outcome(status=ERROR, message=str(exc))
-        again = record.recommit(
-            "result", rec["id"], outcome.result_payload(), opened.salts["result"]
-        )
-        matches = again.hex() == rec["result"]["commitment"]
-        reason = "" if matches else _difference(opened.result, outcome.result_payload())
-        if not matches and not rec["deterministic"]:
-            reason += " (the run was not recorded as deterministic)"
-        return {
-            "matches": matches,
-            "deterministic": rec["deterministic"],
-            "status": outcome.status,
-            "reason": reason,
-        }
+    def verify_log(self) -> LogReport:
+        """Recompute the whole log: every record, stored hash and checkpoint, the chain of
+        checkpoints, and compare it with the high-water mark (a log emptied or rolled back
+        below it fails); a clean log raises the mark."""
+        return verification.verify_log(self)
 
     def decrypt(self, record_id: str) -> Opened:
         """Open every sealed part with the private key and re-check every commitment."""
@@ -373,16 +299,6 @@ class Sandbox:
             opened.stdin,
             opened.source,
         )
-
-    def verify_log(self) -> LogReport:
-        """Recompute the whole log: every record, stored hash and checkpoint, the chain of
-        checkpoints, and compare it with the high-water mark (a log emptied or rolled back
-        below it fails); a clean log raises the mark."""
-        report = self.ledger.verify_all(check_entry=_check_entry, seen=self.high_water.read())
-        report = _with_chain(report, self.ledger.verify_chain())
-        if report.ok and report.tree_size:
-            self.high_water.raise_to(report.tree_size, self.ledger.root(report.tree_size))
-        return report
 
     def map(
         self,
@@ -452,72 +368,3 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _check(checks: dict[str, str], name: str, fn: Callable[[], Any]) -> Any:
-    try:
-        value = fn()
-    except SandboxError as exc:
-        checks[name] = f"failed: {exc}"
-        return None
-    checks[name] = "ok"
-    return value
-
-
-def _scratch_grants(grants: Grants, scratch: Path) -> Grants:
-    """``grants`` with each writable directory replaced by a copy under ``scratch``, so a
-    replay never changes the host. Read-only grants stay: the guest cannot write them."""
-    dirs = []
-    for i, grant in enumerate(grants.dirs):
-        if grant.writable:
-            copy = scratch / str(i)
-            try:
-                shutil.copytree(grant.host, copy, symlinks=True)
-            except (OSError, shutil.Error) as exc:
-                raise GrantError(f"replay: cannot copy {grant.host!r} ({exc})") from None
-            grant = replace(grant, host=str(copy))
-        dirs.append(grant)
-    return replace(grants, dirs=tuple(dirs))
-
-
-def _raise_if(problem: str | None) -> None:
-    if problem:
-        raise SandboxError(problem)
-
-
-def _check_entry(entry: Any) -> str | None:
-    """The ledger's per-entry hook: the leaf is a valid record and its blobs match it."""
-    try:
-        rec = record.decode(entry.leaf)
-    except SandboxError as exc:
-        return str(exc)
-    if rec["id"] != entry.record_id:
-        return f"record id {rec['id']} stored under id {entry.record_id}"
-    return record.check_blobs(rec, entry.blobs)
-
-
-def _difference(before: dict[str, Any], after: dict[str, Any]) -> str:
-    changed = [k for k in sorted(before) if before.get(k) != after.get(k)]
-    return "result differs in " + ", ".join(changed) if changed else "result differs"
-
-
-def _with_chain(report: LogReport, chain: list[tuple[int, str]]) -> LogReport:
-    """``report`` failed by the breaks `Ledger.verify_chain` found (a deleted checkpoint)."""
-    if not chain:
-        return report
-    first_bad = report.first_bad or {"checkpoint": chain[0][0]}
-    problems = report.problems + tuple(message for _, message in chain)
-    return replace(report, ok=False, first_bad=first_bad, problems=problems)
-
-
-_SUMMARY_FIELDS = ("status", "trap", "exit_code", "fuel_used", "memory_bytes")
-
-
-def _outcome_problem(summary: dict[str, Any], result: dict[str, Any]) -> str | None:
-    """How the record's public outcome differs from the sealed result, if it does."""
-    wrong = [f for f in _SUMMARY_FIELDS if summary.get(f) != result.get(f)]
-    if not wrong:
-        return None
-    return "the public outcome disagrees with the sealed result on " + ", ".join(
-        f"{f} ({summary.get(f)!r} vs sealed {result.get(f)!r})" for f in wrong
-    )
