@@ -183,6 +183,23 @@ ConsistencyProof = TypedDict(
 )
 
 
+class CosignatureRequest(TypedDict):
+    """``POST checkpoint/cosignatures``: a witness's cosignature line on a stored checkpoint."""
+
+    tree_size: int
+    cosignature: str
+    verifier_key: str
+
+
+class CosignatureAdded(TypedDict):
+    """The answer to ``POST checkpoint/cosignatures``: the note with every stored cosignature."""
+
+    tree_size: int
+    witness: str
+    time: int
+    checkpoint: str
+
+
 class SealedProgramInfo(TypedDict):
     """How to seal a program to the server (``PublicKeys.sealed_program``)."""
 
