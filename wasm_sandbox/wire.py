@@ -290,13 +290,14 @@ class CliLogReport(_CliLogFacts, total=False):
 
 
 class CliKeys(TypedDict):
-    """``wasm-sandbox keys --json``."""
+    """``wasm-sandbox keys --json``; ``protected``: the private keys are passphrase-encrypted."""
 
     recipient_public_key_pem: str
     recipient_key_id: str
     has_private_key: bool
     log_origin: str
     log_verifier_key: str
+    protected: bool
 
 
 class CliCheckpoint(TypedDict):
