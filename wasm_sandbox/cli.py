@@ -36,7 +36,8 @@ EPILOG = {
     "keys": """examples:
   wasm-sandbox keys --json
   wasm-sandbox keys --export-public me.pem
-  wasm-sandbox keys --import-recipient teacher.pem   # seal future runs to someone else""",
+  wasm-sandbox keys --import-recipient teacher.pem   # seal future runs to someone else
+  wasm-sandbox keys --protect    # encrypt the private keys ($WASM_SANDBOX_PASSPHRASE or asked)""",
     "decrypt": "example:\n  wasm-sandbox decrypt last --json",
     "course": """examples:
   wasm-sandbox course                       # JupyterLab on the course, chapter 1 open
@@ -150,6 +151,11 @@ def _keys_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--export-public", metavar="FILE", help="write the recipient public key")
     p.add_argument(
         "--import-recipient", metavar="FILE", help="seal future runs to this P-256 public key (PEM)"
+    )
+    p.add_argument(
+        "--protect",
+        action="store_true",
+        help="encrypt the private keys with a passphrase ($WASM_SANDBOX_PASSPHRASE, else asked)",
     )
 
 
@@ -293,7 +299,14 @@ def cmd_proof(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
+    from .keys import PASSPHRASE_ENV, ask_passphrase
+
     with _sandbox(args) as sb:
+        if args.protect:
+            passphrase = ask_passphrase("new passphrase: ", confirm=True)
+            if passphrase is None:
+                raise SandboxError(f"--protect: set ${PASSPHRASE_ENV} or run on a terminal")
+            sb.keys.protect(passphrase)
         if args.import_recipient:
             sb.keys.import_recipient(_read(args.import_recipient, "--import-recipient"))
         if args.export_public:
@@ -304,11 +317,13 @@ def cmd_keys(args: argparse.Namespace) -> int:
             "has_private_key": sb.keys.has_private_key,
             "log_origin": sb.origin,
             "log_verifier_key": sb.ledger.verifier_key,
+            "protected": sb.keys.protected,
         }
     if args.json:
         _print_json(out)
     else:
         print(f"recipient key id  {out['recipient_key_id']}")
+        print(f"private keys      {'passphrase-protected' if out['protected'] else 'unencrypted'}")
         print(f"log origin        {out['log_origin']}")
         print(f"log verifier key  {out['log_verifier_key']}")
         print(out["recipient_public_key_pem"], end="")

@@ -1,9 +1,14 @@
 """The key directory ``<home>/keys/`` (mode 0700).
 
-- ``recipient.pem``: the P-256 key pair runs are sealed to (PKCS8 PEM, unencrypted, 0600).
+- ``recipient.pem``: the P-256 key pair runs are sealed to (PKCS8 PEM, 0600).
 - ``recipient.pub.pem``: an imported P-256 public key; when present, runs are sealed to it and
   the local private key (if any) is used only to open older records.
-- ``signing.pem``: the Ed25519 key that signs log checkpoints (PKCS8 PEM, unencrypted, 0600).
+- ``signing.pem``: the Ed25519 key that signs log checkpoints (PKCS8 PEM, 0600).
+
+The private keys can be protected with a passphrase (`KeyStore.protect`, ``wasm-sandbox keys
+--protect``): they are then PKCS8 PEMs encrypted with cryptography's
+``BestAvailableEncryption``, opened with the passphrase from ``$WASM_SANDBOX_PASSPHRASE`` or,
+on a terminal, asked once per process. A missing or wrong passphrase is a ``KeyStoreError``.
 
 Keys are created on first use and never overwritten: a new key is written to a 0600 temporary
 file, fsynced and hard-linked into place, which fails if another process got there first; the
@@ -19,6 +24,9 @@ Example::
 
 from __future__ import annotations
 
+import getpass
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -30,11 +38,13 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from wasm_sandbox.envelope import key_id
 from wasm_sandbox.errors import KeyStoreError
-from wasm_sandbox.home import private_dir, read_private, write_new
+from wasm_sandbox.home import private_dir, read_private, replace_file, write_new
 
 RECIPIENT = "recipient.pem"
 IMPORTED = "recipient.pub.pem"
 SIGNING = "signing.pem"
+PASSPHRASE_ENV = "WASM_SANDBOX_PASSPHRASE"
+_ENCRYPTED = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
 
 _K = TypeVar("_K")
 
@@ -47,6 +57,7 @@ class KeyStore:
         self._recipient: ec.EllipticCurvePrivateKey | None = None
         self._public: ec.EllipticCurvePublicKey | None = None
         self._signing: ed25519.Ed25519PrivateKey | None = None
+        self._passphrase: bytes | None = None
 
     def recipient_private_key(self) -> ec.EllipticCurvePrivateKey:
         """The local P-256 private key; created on first use unless a public key was imported."""
@@ -106,6 +117,32 @@ class KeyStore:
             )
         return self._signing
 
+    def protect(self, passphrase: bytes) -> list[str]:
+        """Encrypt the private keys with ``passphrase`` (created first if missing); returns
+        the files rewritten. A home that seals to an imported key keeps no recipient key."""
+        if not passphrase:
+            raise KeyStoreError("an empty passphrase protects nothing")
+        keys: list[tuple[str, PrivateKeyTypes]] = [(SIGNING, self.signing_key())]
+        if (self.dir / RECIPIENT).exists() or not (self.dir / IMPORTED).exists():
+            keys.append((RECIPIENT, self.recipient_private_key()))
+        encryption = serialization.BestAvailableEncryption(passphrase)
+        for name, key in keys:
+            data = key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+            )
+            try:
+                replace_file(self.dir / name, data)
+            except OSError as exc:
+                raise KeyStoreError(f"{self.dir / name}: cannot write ({exc.strerror})") from exc
+        self._passphrase = passphrase
+        return [name for name, _ in keys]
+
+    @property
+    def protected(self) -> bool:
+        """Whether every private key file of this home is encrypted (False when there is none)."""
+        paths = [self.dir / n for n in (SIGNING, RECIPIENT) if (self.dir / n).exists()]
+        return bool(paths) and all(_read(p, 0o077).startswith(_ENCRYPTED) for p in paths)
+
     def public_pem(self) -> str:
         """The sealing key as a SubjectPublicKeyInfo PEM string."""
         return _public_pem(self.recipient_public_key()).decode()
@@ -125,7 +162,30 @@ class KeyStore:
         path = self.dir / name
         if not path.exists():
             self._create(path, _private_pem(generate()))
-        return check(path, _parse_private(path, _read(path, 0o077)))
+        return check(path, self._parse_private(path, _read(path, 0o077)))
+
+    def _parse_private(self, path: Path, data: bytes) -> PrivateKeyTypes:
+        try:
+            return serialization.load_pem_private_key(data, password=None)
+        except TypeError:  # encrypted: needs the passphrase
+            return self._decrypt(path, data)
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise KeyStoreError(
+                f"{path}: not a valid PEM private key (truncated or corrupt)"
+            ) from exc
+
+    def _decrypt(self, path: Path, data: bytes) -> PrivateKeyTypes:
+        passphrase = self._passphrase or ask_passphrase(f"passphrase of {self.dir}: ")
+        if passphrase is None:
+            raise KeyStoreError(
+                f"{path}: the key is protected by a passphrase; set ${PASSPHRASE_ENV}"
+            )
+        try:
+            key = serialization.load_pem_private_key(data, password=passphrase)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise KeyStoreError(f"{path}: wrong passphrase (or a corrupt key file)") from None
+        self._passphrase = passphrase
+        return key
 
     def _check_dir(self) -> None:
         private_dir(self.dir, "key directory", forbidden=0o077)
@@ -143,13 +203,21 @@ def _read(path: Path, forbidden: int) -> bytes:
     return read_private(path, "key file", forbidden=forbidden)
 
 
-def _parse_private(path: Path, data: bytes) -> PrivateKeyTypes:
+def ask_passphrase(prompt: str, *, confirm: bool = False) -> bytes | None:
+    """The passphrase from ``$WASM_SANDBOX_PASSPHRASE``, else asked on the terminal (twice
+    with ``confirm``), else None (no terminal: a kernel, a server, a pipe)."""
+    from_env = os.environ.get(PASSPHRASE_ENV)
+    if from_env:
+        return from_env.encode()
+    if not (sys.stdin is not None and sys.stdin.isatty()):
+        return None
     try:
-        return serialization.load_pem_private_key(data, password=None)
-    except TypeError as exc:
-        raise KeyStoreError(f"{path}: key is encrypted; expected an unencrypted PEM") from exc
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise KeyStoreError(f"{path}: not a valid PEM private key (truncated or corrupt)") from exc
+        text = getpass.getpass(prompt)
+        if confirm and getpass.getpass("again: ") != text:
+            raise KeyStoreError("the two passphrases differ")
+    except EOFError:
+        return None
+    return text.encode() or None
 
 
 def _parse_public(data: bytes, where: str) -> ec.EllipticCurvePublicKey:

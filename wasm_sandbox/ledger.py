@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from . import merkle
 from .audit import LogReport, audit, chain_problems
 from .checkpoint import (
+    MAX_SIGNATURES,
     PREVIOUS,
     SIGNATURE_PREFIX,
     Checkpoint,
@@ -466,13 +467,17 @@ class Ledger:
         """Attach a witness's cosignature line to the stored checkpoint of ``size``.
 
         Only its form is checked here (the ledger knows no witness keys); LedgerError when no
-        checkpoint of that size is stored or the line is not a note signature line.
+        checkpoint of that size is stored, the line is not a note signature line, or the
+        checkpoint already holds as many lines as a note may (`checkpoint.MAX_SIGNATURES`).
         """
         if not isinstance(line, str) or not _SIGNATURE_LINE.fullmatch(line):
             raise LedgerError(f"not a note signature line: {str(line)[:40]!r}")
         with self._transaction("IMMEDIATE") as db:
             if LogView(db, self._open).checkpoint_row(size) is None:
                 raise LedgerError(f"no checkpoint of size {size!r} to cosign")
+            sql = "SELECT count(*) FROM cosignatures WHERE size = ? AND line != ?"
+            if db.execute(sql, (size, line)).fetchone()[0] >= MAX_SIGNATURES - 1:
+                raise LedgerError(f"checkpoint {size} holds {MAX_SIGNATURES - 1} cosignatures")
             db.execute("INSERT OR IGNORE INTO cosignatures VALUES (?, ?)", (size, line))
 
     def cosigned_note(self, size: int | None = None) -> str:

@@ -186,6 +186,23 @@ ConsistencyProof = TypedDict(
 )
 
 
+class CosignatureRequest(TypedDict):
+    """``POST checkpoint/cosignatures``: a witness's cosignature line on a stored checkpoint."""
+
+    tree_size: int
+    cosignature: str
+    verifier_key: str
+
+
+class CosignatureAdded(TypedDict):
+    """The answer to ``POST checkpoint/cosignatures``: the note with every stored cosignature."""
+
+    tree_size: int
+    witness: str
+    time: int
+    checkpoint: str
+
+
 class SealedProgramInfo(TypedDict):
     """How to seal a program to the server (``PublicKeys.sealed_program``)."""
 
@@ -276,13 +293,14 @@ class CliLogReport(_CliLogFacts, total=False):
 
 
 class CliKeys(TypedDict):
-    """``wasm-sandbox keys --json``."""
+    """``wasm-sandbox keys --json``; ``protected``: the private keys are passphrase-encrypted."""
 
     recipient_public_key_pem: str
     recipient_key_id: str
     has_private_key: bool
     log_origin: str
     log_verifier_key: str
+    protected: bool
 
 
 class CliCheckpoint(TypedDict):

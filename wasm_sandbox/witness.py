@@ -51,6 +51,7 @@ __all__ = [
     "check_cosigners",
     "consistency",
     "cosignature_message",
+    "open_log_note",
     "verify_cosignature",
 ]
 
@@ -115,7 +116,8 @@ def consistency(
     return None
 
 
-def _open_log_note(note: str, log_key: str) -> Checkpoint:
+def open_log_note(note: str, log_key: str) -> Checkpoint:
+    """``note`` verified under ``log_key`` and parsed; Refused when it is not the log's."""
     try:
         vkey = parse_verifier_key(log_key)
         cp = open_note(note, vkey)
@@ -185,7 +187,7 @@ class Witness:
         consistency proof from it to the note's size (empty from 0: trust on first use).
         Raises Refused, and then records nothing.
         """
-        cp = _open_log_note(note, log_key)
+        cp = open_log_note(note, log_key)
         stamp = int(time.time()) if now is None else now
         try:
             self._db.execute("BEGIN IMMEDIATE")
@@ -227,7 +229,7 @@ class Witness:
         ``proof`` is the consistency proof from the witnessed size to the note's size.
         """
         try:
-            cp = _open_log_note(note, log_key)
+            cp = open_log_note(note, log_key)
         except Refused as exc:
             return {"consistent": False, "reason": str(exc)}
         witnessed = self.state(cp.origin)

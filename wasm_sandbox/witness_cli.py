@@ -1,4 +1,5 @@
-"""``wasm-sandbox witness init | cosign | check``: a witness over a log in a local sandbox home.
+"""``wasm-sandbox witness init | cosign | check``: a witness over a log in a local sandbox
+home or on a Jupyter server (its wasm-sandbox REST API: docs/witness.md).
 
 Exit status: 0 done (cosigned, consistent), 1 refused or not consistent, 2 bad usage.
 """
@@ -16,6 +17,7 @@ EPILOG = """examples:
   wasm-sandbox witness init --home ~/witness --json      # prints the witness's verifier key
   wasm-sandbox witness cosign --home ~/witness --log ~/.local/share/wasm-sandbox
   wasm-sandbox witness check --home ~/witness --log ~/.local/share/wasm-sandbox --json
+  wasm-sandbox witness cosign --home ~/witness --log http://127.0.0.1:8888/ --token TOKEN
   wasm-sandbox verify --all --witness VKEY             # require that witness's cosignature"""
 _RETRIES = 3  # a concurrent cosign moved the witness on: start again from its new size
 
@@ -39,7 +41,12 @@ def add_witness_command(commands: Any) -> None:
         sub = subs.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--home", required=True, help="the witness's home directory")
         if name != "init":
-            sub.add_argument("--log", required=True, help="the log: a sandbox home directory")
+            sub.add_argument(
+                "--log", required=True, help="the log: a sandbox home, or a Jupyter server's URL"
+            )
+            sub.add_argument(
+                "--token", help="the server's token (else $JUPYTER_TOKEN, Jupyter's runtime files)"
+            )
         sub.add_argument("--json", action="store_true", help="print JSON")
         sub.set_defaults(handler=handler)
 
@@ -51,18 +58,75 @@ def _witness(args: argparse.Namespace, create: bool = False) -> Any:
 
 
 def _log(args: argparse.Namespace) -> Any:
-    """The sandbox at ``--log``, refusing URLs and directories that hold no ledger."""
-    from .sandbox import Sandbox
+    """The log at ``--log``: a server URL, or a sandbox home that holds a ledger."""
+    from .jupyter.remote import is_url
 
-    if args.log.startswith(("http://", "https://")):
-        raise SandboxError("witnessing a log over HTTP is not supported yet: give its home")
+    if is_url(args.log):
+        return _ServerLog(args.log, args.token)
     if not (Path(args.log).expanduser() / "ledger.sqlite").is_file():
         raise SandboxError(f"{args.log} is not a sandbox home: it has no ledger.sqlite")
-    return Sandbox(home=args.log)
+    return _HomeLog(args.log)
 
 
-def _proof(ledger: Any, size: int, to: int) -> list[bytes]:
-    return ledger.consistency_proof(size, to) if 0 < size < to else []
+class _HomeLog:
+    """A log in a local sandbox home."""
+
+    def __init__(self, home: str) -> None:
+        from .sandbox import Sandbox
+
+        self._sb = Sandbox(home=home)
+        self._ledger = self._sb.ledger
+
+    def __enter__(self) -> _HomeLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._sb.close()
+
+    def latest(self) -> tuple[str, str]:
+        """The latest checkpoint note and the log's verifier key."""
+        return self._ledger.latest_checkpoint().note, self._ledger.verifier_key
+
+    def proof(self, size: int, to: int) -> list[bytes]:
+        return self._ledger.consistency_proof(size, to) if 0 < size < to else []
+
+    def attach(self, size: int, line: str, witness_key: str) -> None:
+        self._ledger.add_cosignature(size, line)
+
+
+class _ServerLog:
+    """A log served by a jupyter_server's wasm-sandbox REST API (docs/rest-api.md)."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        from .jupyter.remote import Remote
+
+        self._api = Remote(url, token)
+
+    def __enter__(self) -> _ServerLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._api.close()
+
+    def latest(self) -> tuple[str, str]:
+        note = self._api.get("checkpoint", format="json").get("checkpoint")
+        key = self._api.get("keys/public").get("log_verifier_key")
+        if not isinstance(note, str) or not isinstance(key, str):
+            raise SandboxError(f"{self._api.api}: no checkpoint or log key in the answer")
+        return note, key
+
+    def proof(self, size: int, to: int) -> list[bytes]:
+        if not 0 < size < to:
+            return []
+        answer = self._api.get("proof/consistency", **{"from": size, "to": to})
+        try:
+            return [bytes.fromhex(h) for h in answer["hashes"]]
+        except (KeyError, TypeError, ValueError):
+            raise SandboxError(f"{self._api.api}: malformed consistency proof") from None
+
+    def attach(self, size: int, line: str, witness_key: str) -> None:
+        body = {"tree_size": size, "cosignature": line, "verifier_key": witness_key}
+        self._api.post("checkpoint/cosignatures", body)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -73,16 +137,18 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_cosign(args: argparse.Namespace) -> int:
-    from .witness import Refused
+    from .witness import Refused, open_log_note
 
-    with _witness(args) as w, _log(args) as sb:
-        cp, key = sb.ledger.latest_checkpoint(), sb.ledger.verifier_key
+    with _witness(args) as w, _log(args) as log:
+        note, key = log.latest()
+        try:
+            cp = open_log_note(note, key)
+        except Refused as exc:
+            return _refused(args, None, 0, str(exc))
         old = w.size_of(cp.origin)
         for _ in range(_RETRIES):
             try:
-                line = w.add_checkpoint(
-                    cp.note, key, old_size=old, proof=_proof(sb.ledger, old, cp.size)
-                )
+                line = w.add_checkpoint(note, key, old_size=old, proof=log.proof(old, cp.size))
                 break
             except Refused as exc:
                 if exc.conflict is None or exc.conflict == old:
@@ -90,7 +156,7 @@ def cmd_cosign(args: argparse.Namespace) -> int:
                 old = exc.conflict
         else:
             return _refused(args, cp, old, "the witness kept moving; try again")
-        sb.ledger.add_cosignature(cp.size, line)
+        log.attach(cp.size, line, w.verifier_key)
     out = {
         "cosigned": True,
         "origin": cp.origin,
@@ -106,17 +172,23 @@ def cmd_cosign(args: argparse.Namespace) -> int:
 
 
 def _refused(args: argparse.Namespace, cp: Any, old: int, reason: str) -> int:
-    out = {"cosigned": False, "origin": cp.origin, "witnessed_size": old or None}
-    out |= {"tree_size": cp.size, "reason": reason}
+    out = {"cosigned": False, "origin": cp and cp.origin, "witnessed_size": old or None}
+    out |= {"tree_size": cp and cp.size, "reason": reason}
     _emit(args, out, f"refused: {reason}")
     return 1
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    with _witness(args) as w, _log(args) as sb:
-        cp, key = sb.ledger.latest_checkpoint(), sb.ledger.verifier_key
-        old = w.size_of(cp.origin)
-        out = w.check(cp.note, key, _proof(sb.ledger, old, cp.size))
+    from .witness import Refused, open_log_note
+
+    with _witness(args) as w, _log(args) as log:
+        note, key = log.latest()
+        try:
+            cp = open_log_note(note, key)
+            proof = log.proof(w.size_of(cp.origin), cp.size)
+        except Refused:
+            proof = []  # check says why the note is not the log's
+        out = w.check(note, key, proof)
     summary = "consistent" if out["consistent"] else f"NOT consistent: {out['reason']}"
     _emit(args, out, summary)
     return 0 if out["consistent"] else 1

@@ -117,6 +117,21 @@ export interface IConsistencyProof {
   hashes: string[];
 }
 
+/** `POST checkpoint/cosignatures`: a witness's cosignature line on a stored checkpoint. */
+export interface ICosignatureRequest {
+  tree_size: number;
+  cosignature: string;
+  verifier_key: string;
+}
+
+/** The answer to `POST checkpoint/cosignatures`: the note with every stored cosignature. */
+export interface ICosignatureAdded {
+  tree_size: number;
+  witness: string;
+  time: number;
+  checkpoint: string;
+}
+
 /** `GET keys/public`. */
 export interface IPublicKeys {
   recipient_public_key_pem: string;

@@ -159,10 +159,38 @@ def test_ec_key_in_signing_file_is_refused(tmp_path):
         KeyStore(tmp_path).signing_key()
 
 
-def test_encrypted_private_key_is_refused(tmp_path):
-    plant(tmp_path, "recipient.pem", pem(p256(), password=b"hunter2"))
-    with pytest.raises(KeyStoreError, match=r"recipient.pem: key is encrypted"):
+def test_an_encrypted_key_opens_only_with_its_passphrase(tmp_path, monkeypatch):
+    key = p256()
+    plant(tmp_path, "recipient.pem", pem(key, password=b"hunter2"))
+    monkeypatch.delenv(keys.PASSPHRASE_ENV, raising=False)
+    with pytest.raises(KeyStoreError, match=r"recipient.pem: the key is protected by a pass"):
+        KeyStore(tmp_path).recipient_private_key()  # no variable, no terminal: no prompt
+    monkeypatch.setenv(keys.PASSPHRASE_ENV, "hunter3")
+    with pytest.raises(KeyStoreError, match=r"recipient.pem: wrong passphrase"):
         KeyStore(tmp_path).recipient_private_key()
+    monkeypatch.setenv(keys.PASSPHRASE_ENV, "hunter2")
+    opened = KeyStore(tmp_path).recipient_private_key()
+    assert opened.private_numbers() == key.private_numbers()
+
+
+def test_protect_encrypts_both_keys_in_place(tmp_path, monkeypatch):
+    store = KeyStore(tmp_path)
+    signing, recipient = store.signing_key(), store.recipient_private_key()
+    assert not store.protected
+    assert sorted(store.protect(b"correct horse")) == ["recipient.pem", "signing.pem"]
+    for name in ("recipient.pem", "signing.pem"):
+        data = (tmp_path / "keys" / name).read_bytes()
+        assert data.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        assert mode(tmp_path / "keys" / name) == 0o600
+        with pytest.raises(TypeError):  # no longer readable without the passphrase
+            serialization.load_pem_private_key(data, password=None)
+    monkeypatch.setenv(keys.PASSPHRASE_ENV, "correct horse")
+    again = KeyStore(tmp_path)
+    assert again.protected
+    assert again.signing_key().public_key() == signing.public_key()
+    assert again.recipient_private_key().private_numbers() == recipient.private_numbers()
+    with pytest.raises(KeyStoreError, match="empty passphrase"):
+        again.protect(b"")
 
 
 def test_errors_are_one_line(tmp_path):

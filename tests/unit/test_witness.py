@@ -179,6 +179,23 @@ def test_the_ledger_keeps_cosignatures_beside_checkpoints(witness, log):
         log.add_cosignature(3, "\u2014 name has spaces\nand a newline")
 
 
+def test_a_checkpoint_holds_no_more_cosignatures_than_a_note_can(witness, log, tmp_path):
+    from wasm_sandbox.checkpoint import MAX_SIGNATURES
+
+    lines = [cosign(witness, log)]
+    for n in range(MAX_SIGNATURES - 2):
+        with Witness(tmp_path / f"w{n}", create=True) as other:
+            lines.append(cosign(other, log))
+    for line in lines:
+        log.add_cosignature(3, line)
+    log.add_cosignature(3, lines[0])  # a line already stored is no new one
+    with Witness(tmp_path / "one-too-many", create=True) as other:
+        line = cosign(other, log)
+    with pytest.raises(LedgerError, match=f"holds {MAX_SIGNATURES - 1} cosignatures"):
+        log.add_cosignature(3, line)
+    assert verify_cosignature(log.cosigned_note(), witness.verifier_key)  # still parses
+
+
 # Outcomes bound to sealed results, and checkpoints chained: what the log checks by itself.
 
 

@@ -3,8 +3,9 @@
 Every route lives under ``{base_url}wasm-sandbox/api/``, answers JSON (``metrics`` and, on
 request, ``checkpoint`` answer text) and requires Jupyter's authentication and
 authorization (resource ``wasm_sandbox``; ``POST executions`` needs the ``execute``
-action, every other route ``read``). The contract is the OpenAPI document shipped beside
-this module (``openapi.json``, served at ``GET openapi.json``) and docs/rest-api.md.
+action, ``POST checkpoint/cosignatures`` the ``write`` action, every other route ``read``).
+The contract is the OpenAPI document shipped beside this module (``openapi.json``, served at
+``GET openapi.json``) and docs/rest-api.md.
 
 Operators tune it in ``jupyter_server_config.py``::
 
@@ -324,6 +325,20 @@ class ConsistencyHandler(_Handler):
         self.send_json(await self.read_json(self.service.consistency, first, second))
 
 
+class CosignatureHandler(_Handler):
+    """``POST checkpoint/cosignatures``: a witness's cosignature, stored once it verifies."""
+
+    MAX_BODY = 64 * 1024  # a verifier key and one signature line need well under 1 KiB
+
+    @tornado.web.authenticated
+    @_authorized("write")
+    async def post(self) -> None:
+        body = self.request.body
+        if len(body) > self.MAX_BODY:
+            raise ApiError(413, f"request body larger than {self.MAX_BODY} bytes")
+        self.send_json(await self.read_json(self.service.add_cosignature, body), status=201)
+
+
 class KeysHandler(_Handler):
     """``GET keys/public``: what clients seal to, and what verifies the log."""
 
@@ -388,6 +403,7 @@ ROUTES: list[tuple[str, type[_Handler]]] = [
     ("executions/([^/]+)", ExecutionHandler),
     ("checkpoint", CheckpointHandler),
     ("proof/consistency", ConsistencyHandler),
+    ("checkpoint/cosignatures", CosignatureHandler),
     ("keys/public", KeysHandler),
     ("health", HealthHandler),
     ("metrics", MetricsHandler),

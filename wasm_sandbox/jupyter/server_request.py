@@ -118,7 +118,7 @@ def parse(
     private_key: Callable[[], ec.EllipticCurvePrivateKey],
 ) -> RunRequest:
     """Read a request body; ``private_key`` is asked for only when a program is sealed."""
-    body = _json_object(raw)
+    body = json_object(raw)
     unknown = [k for k in body if k not in FIELDS]
     if unknown:
         raise BadField(unknown[0], f"unknown field (expected some of: {', '.join(FIELDS)})")
@@ -137,7 +137,8 @@ def parse(
     )
 
 
-def _json_object(raw: bytes) -> dict[str, Any]:
+def json_object(raw: bytes) -> dict[str, Any]:
+    """A request body read as one strict JSON object (UTF-8, no duplicate keys, no NaN)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -43,6 +43,7 @@ from wasm_sandbox.limits import Limits
 from wasm_sandbox.outcome import STATUSES
 from wasm_sandbox.sandbox import Sandbox
 
+from .server_cosign import add_cosignature
 from .server_request import BadField
 from .server_workers import run_request
 
@@ -236,6 +237,10 @@ class Service:
             "to_root": ledger.root(second).hex(),
             "hashes": [h.hex() for h in proof],
         }
+
+    def add_cosignature(self, body: bytes) -> dict[str, Any]:
+        """Store a witness's cosignature on a checkpoint once it verifies (`server_cosign`)."""
+        return add_cosignature(self.sandbox.ledger, body)
 
     def public_keys(self) -> dict[str, Any]:
         keys = self.sandbox.keys
