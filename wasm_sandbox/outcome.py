@@ -6,6 +6,7 @@ A guest that traps, loops or floods its output produces an `Outcome`, never an e
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -186,6 +187,28 @@ class Outcome:
             "fuel_used": self.fuel_used,
             "memory_bytes": self.memory_bytes,
         }
+
+    @classmethod
+    def from_result(cls, payload: Mapping[str, Any], **facts: Any) -> Outcome:
+        """The outcome a sealed result payload (`result_payload`) describes, exactly, with
+        ``facts`` the payload does not hold (``fuel_limit``, ``duration_ms``, ...): how a
+        run that happened elsewhere (a server's, a disclosed one) is shown."""
+        pairs = [(str(t), str(v)) for t, v in payload["returns"]]
+        return cls(
+            status=payload["status"],
+            returns=tuple(int(v) if t in ("i32", "i64") else float(v) for t, v in pairs),
+            result_types=tuple(t for t, _ in pairs),
+            exit_code=payload["exit_code"],
+            trap=payload["trap"],
+            message=payload["message"],
+            frames=tuple(Frame(**f) for f in payload["frames"]),
+            stdout=payload["stdout"],
+            stderr=payload["stderr"],
+            output_truncated=payload["output_truncated"],
+            fuel_used=payload["fuel_used"],
+            memory_bytes=payload["memory_bytes"],
+            **facts,
+        )
 
     def to_json(self) -> wire.Outcome:
         """The run's facts as the CLI and REST API show them (DESIGN.md contract)."""

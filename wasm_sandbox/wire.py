@@ -54,6 +54,48 @@ class Execution(Outcome):
     root: str
 
 
+class SealedFrame(TypedDict):
+    """One wasm stack frame in a sealed result."""
+
+    func_index: int
+    func_name: str | None
+    module_name: str | None
+    module_offset: int
+
+
+class SealedResult(TypedDict):
+    """A run's sealed result (`wasm_sandbox.Outcome.result_payload`): what the result
+    commitment commits to; returns as ``[type, text]`` pairs, exact for floats."""
+
+    status: str
+    returns: list[list[str]]
+    exit_code: int | None
+    trap: str | None
+    message: str | None
+    frames: list[SealedFrame]
+    stdout: str
+    stderr: str
+    output_truncated: bool
+    fuel_used: int
+    memory_bytes: int
+
+
+class Disclosure(TypedDict):
+    """What opens one commitment of a record: the part, its payload and its salt (hex)."""
+
+    part: Literal["result"]
+    payload: SealedResult
+    salt: str
+
+
+class CreatedExecution(Execution):
+    """The answer to ``POST executions``: the run, and the disclosure of its result for the
+    requester (who sees that result anyway), so the requester's notebook can carry a
+    receipt that anyone with the log's key can check."""
+
+    disclosure: Disclosure
+
+
 class _SealedPartFacts(TypedDict):
     commitment: str
     enc: str

@@ -77,6 +77,8 @@ class RunCommand:
     out: str | None = None
     quiet: bool = False
     show: tuple[str, ...] = ()
+    server: str | None = None
+    token: str | None = None
 
     @property
     def limits(self) -> dict[str, str | None]:
@@ -106,6 +108,15 @@ def _run_parser(prog: str) -> _Parser:
     p.add_argument("--quiet", action="store_true", help="show nothing (use with --out)")
     p.add_argument(
         "--show", action="append", default=[], choices=SHOWS, help="also show the module"
+    )
+    p.add_argument(
+        "--server",
+        metavar="URL",
+        help="run on this wasm-sandbox server (a grader's) instead of here: the program "
+        "travels sealed to the server's key and the server's log holds the run",
+    )
+    p.add_argument(
+        "--token", help="the server's token (default: $JUPYTER_TOKEN, or Jupyter's runtime files)"
     )
     return p
 
@@ -145,13 +156,25 @@ def _check_run(prog: str, cmd: RunCommand) -> None:
         (cmd.quiet and cmd.show, "--quiet shows nothing, --show shows the module: pick one"),
         (cmd.name and cmd.name == cmd.out, "--name and --out need two different variables"),
     )
-    for clash, message in conflicts:
+    for clash, message in conflicts + _server_conflicts(cmd):
         if clash:
             raise UsageProblem(f"{prog}: {message}")
     for option in ("module", "name", "out"):
         value = getattr(cmd, option)
         if value is not None and not value.isidentifier():
             raise UsageProblem(f"{prog}: --{option} needs a Python variable name, got {value!r}")
+
+
+def _server_conflicts(cmd: RunCommand) -> tuple[tuple[object, str], ...]:
+    """What a server cannot be asked for: the host's files and environment stay here."""
+    remote = cmd.server is not None
+    return (
+        (cmd.token and not remote, "--token goes with --server URL"),
+        (remote and (cmd.dirs or cmd.env), "--server: a server grants no --dir or --env"),
+        (remote and (cmd.module or cmd.name), "--server runs source, not a bound module"),
+        (remote and cmd.isolation, "--server: the server decides where guests run"),
+        (remote and cmd.dir_quota, "--server: --dir-quota needs --dir, which a server lacks"),
+    )
 
 
 def _verify_parser(prog: str = "%wasm_verify") -> _Parser:

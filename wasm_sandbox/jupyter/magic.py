@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from ..engine import Compiled
+    from ..run_options import RunOptions
     from ..sandbox import Sandbox
 
 
@@ -75,6 +76,8 @@ class WasmMagics(Magics):
     def _run(self, cmd: command.RunCommand) -> None:
         settings = self.settings
         sb, options = settings.sandbox(), settings.run_options(cmd)
+        if cmd.server is not None:
+            return self._run_on_server(sb, cmd, options)
         source = self._source(sb, cmd)
         if source is None:
             return
@@ -93,6 +96,20 @@ class WasmMagics(Magics):
             shown.discard()
             raise RunFailed(execution) from execution.error
         shown.finish(execution)
+
+    def _run_on_server(self, sb: Sandbox, cmd: command.RunCommand, options: RunOptions) -> None:
+        """``--server URL``: the server runs and logs it; the card shows its record."""
+        from . import remote_run
+        from .remote import Remote
+
+        assert cmd.server is not None
+        program = sb.load(_text_or_path(cmd), cmd.lang, status=_status)
+        with Remote(cmd.server, cmd.token) as api:
+            done = remote_run.run(api, program, options, cmd.limits)
+        if not cmd.quiet:
+            shown = remote_run.bundle(done, _title(cmd))
+            display(shown, raw=True, metadata=done.metadata())
+        self._bind(cmd.out, done.execution)
 
     def _source(self, sb: Sandbox, cmd: command.RunCommand) -> str | Path | Compiled | None:
         """What to hand to `Sandbox.run`; compiles first only for --name, --show, --module.

@@ -276,7 +276,7 @@ class ExecutionsHandler(_Handler):
             self.log.error("wasm-sandbox: run failed: %s", exc)
             raise ApiError(500, f"the run could not be completed and logged: {exc}") from None
         self.set_header("Location", url_path_join(self.request.path, execution.id))
-        self.send_json(execution.to_json(), status=201)
+        self.send_json(self.service.created(execution), status=201)
 
     @tornado.web.authenticated
     @_authorized("read")

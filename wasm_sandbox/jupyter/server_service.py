@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -31,7 +31,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from wasm_sandbox import __version__, record
+from wasm_sandbox import __version__, receipts, record, wire
 from wasm_sandbox.checkpoint import Checkpoint
 from wasm_sandbox.envelope import SUITE_NAME, sealed_program_info
 from wasm_sandbox.errors import (
@@ -158,6 +158,13 @@ class Service:
 
     def _run(self, body: bytes) -> Execution:
         return run_request(self.sandbox, body, self.default, self.maximum)
+
+    @staticmethod
+    def created(execution: Execution) -> wire.CreatedExecution:
+        """The answer to ``POST executions``: the run, and the disclosure of its result for
+        the requester (who reads that result in this answer anyway)."""
+        answer = {**execution.to_json(), "disclosure": receipts.disclose(execution)}
+        return cast("wire.CreatedExecution", answer)
 
     # -- reads --------------------------------------------------------------------------
 
