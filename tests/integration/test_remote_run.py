@@ -47,11 +47,13 @@ def _card(nb, cell):
 
 
 def _verify(path, key):
+    argv = ["verify-notebook", str(path), "--log-key", key, "--json"]
     out = subprocess.run(
-        [sys.executable, "-m", "wasm_sandbox.cli", "verify-notebook", str(path)]
-        + ["--log-key", key, "--json"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-m", "wasm_sandbox.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return out.returncode, json.loads(out.stdout)
 
 
@@ -80,13 +82,15 @@ def test_a_cell_runs_on_the_server_and_its_log_holds_the_run(server, tmp_path):
     server_key = server.get("keys/public").json()["log_verifier_key"]
     code, report = _verify(path, server_key)
     assert code == 0 and report["verified"] and len(report["outputs"]) == 2, report
-    student_key = json.loads(
-        subprocess.run(
-            [sys.executable, "-m", "wasm_sandbox.cli", "keys", "--json"],
-            capture_output=True, text=True, timeout=60, check=True,
-            env={**os.environ, "WASM_SANDBOX_HOME": str(home)},
-        ).stdout  # fmt: skip
-    )["log_verifier_key"]
+    keys = subprocess.run(
+        [sys.executable, "-m", "wasm_sandbox.cli", "keys", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "WASM_SANDBOX_HOME": str(home)},
+    )
+    student_key = json.loads(keys.stdout)["log_verifier_key"]
     assert _verify(path, student_key)[0] == 1
 
 

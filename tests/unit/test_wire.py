@@ -298,7 +298,9 @@ def test_what_the_rest_service_answers_fits_the_wire_messages(home):
             sb.run(f'(module (func (export "f") (result i32) i32.const {value}))', invoke="f")
     service = Service(Settings(home=str(home)))
     try:
-        body = b'{"wat": "(module (func (export \\"f\\") (result i32) i32.const 3))", "invoke": "f"}'
+        body = (
+            b'{"wat": "(module (func (export \\"f\\") (result i32) i32.const 3))", "invoke": "f"}'
+        )
         created = service.created(service.submit_run(body).result())
         answers = {
             "POST executions": (wire.CreatedExecution, created),
