@@ -54,6 +54,6 @@ def test_schemathesis_finds_no_server_error_and_no_disagreement_with_the_documen
         status = server.stop()
     report = result.stdout[-20000:] + result.stderr[-5000:]
     assert result.returncode == 0, report
-    assert "Operations:       8 selected / 8 total" in result.stdout, report
+    assert "Operations:       9 selected / 9 total" in result.stdout, report
     assert health.status_code == 200 and status == 0
     assert "Traceback" not in server.log(), server.log()[-5000:]
