@@ -59,7 +59,7 @@ def _witness(args: argparse.Namespace, create: bool = False) -> Any:
 
 def _log(args: argparse.Namespace) -> Any:
     """The log at ``--log``: a server URL, or a sandbox home that holds a ledger."""
-    from .jupyter.remote import is_url
+    from .remote import is_url
 
     if is_url(args.log):
         return _ServerLog(args.log, args.token)
@@ -98,7 +98,7 @@ class _ServerLog:
     """A log served by a jupyter_server's wasm-sandbox REST API (docs/rest-api.md)."""
 
     def __init__(self, url: str, token: str | None) -> None:
-        from .jupyter.remote import Remote
+        from .remote import Remote
 
         self._api = Remote(url, token)
 

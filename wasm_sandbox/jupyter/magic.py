@@ -99,8 +99,8 @@ class WasmMagics(Magics):
 
     def _run_on_server(self, sb: Sandbox, cmd: command.RunCommand, options: RunOptions) -> None:
         """``--server URL``: the server runs and logs it; the card shows its record."""
+        from ..remote import Remote
         from . import remote_run
-        from .remote import Remote
 
         assert cmd.server is not None
         program = sb.load(_text_or_path(cmd), cmd.lang, status=_status)

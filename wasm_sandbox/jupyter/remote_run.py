@@ -22,10 +22,10 @@ from ..errors import SandboxError, VerificationError
 from ..execution import Execution
 from ..keys import KeyStore
 from ..outcome import Outcome
+from ..remote import Remote
 from ..run_options import RunOptions
 from ..sources import Program
 from . import html
-from .remote import Remote
 from .server_request import seal_program
 
 

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from wasm_sandbox.errors import SandboxError
+from .errors import SandboxError
 
 API_PATH = "wasm-sandbox/api/"
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
