@@ -57,6 +57,14 @@ class VerifierKey:
     key_id: bytes
     public_key: Ed25519PublicKey
 
+    def signed(self, signature: bytes, message: bytes) -> bool:
+        """Whether ``signature`` is this key's Ed25519 signature of ``message``."""
+        try:
+            self.public_key.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
 
 @dataclass(frozen=True)
 class Checkpoint:
@@ -223,8 +231,6 @@ def open_note(note: str, verifier: str | VerifierKey) -> Checkpoint:
     if not mine:
         raise VerificationError(f"note has no signature by {vkey.name}")
     for sig in mine:
-        try:
-            vkey.public_key.verify(sig, body.encode())
-        except InvalidSignature:
-            raise VerificationError(f"bad signature by {vkey.name}") from None
+        if not vkey.signed(sig, body.encode()):
+            raise VerificationError(f"bad signature by {vkey.name}")
     return _parse_body(body, note)

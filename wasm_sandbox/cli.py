@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import SandboxError
+from .errors import FileError, SandboxError, UsageProblem, describe
 from .options import add_run_options
 
 EPILOG = {
@@ -73,6 +73,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return int(args.handler(args) or 0)
     except SandboxError as exc:
         print(f"wasm-sandbox: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file the command touched: its name and the system's reason
+        print(f"wasm-sandbox: {describe(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("wasm-sandbox: interrupted", file=sys.stderr)
@@ -212,7 +215,9 @@ def _options_of(args: argparse.Namespace) -> Any:
     grants = Grants.parse(
         dirs=args.dirs, env=args.env, argv=args.argv, stdin=stdin, deterministic=args.deterministic
     )
-    pem = _read(args.recipient, "--recipient") if args.recipient else None
+    recipient = None
+    if args.recipient is not None:  # an empty file is a bad key, not "no recipient"
+        recipient = KeyStore.load_public_pem(_read(args.recipient, "--recipient"))
     invoke, call_args = (args.invoke[0], args.invoke[1:]) if args.invoke else (None, [])
     return RunOptions(
         invoke=invoke,
@@ -220,7 +225,7 @@ def _options_of(args: argparse.Namespace) -> Any:
         limits=limits,
         grants=grants,
         lang=args.lang,
-        recipient=KeyStore.load_public_pem(pem) if pem else None,
+        recipient=recipient,
         isolation=args.isolation,
     )
 
@@ -254,7 +259,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             result = sb.verify(sb.resolve(args.id), replay=args.replay)
             out, ok = result.to_json(), result.verified
         else:
-            raise SandboxError("verify needs a record id (or 'last'), or --all")
+            raise UsageProblem("verify needs a record id (or 'last'), or --all")
     if args.json:
         _print_json(out)
     else:
@@ -305,7 +310,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
         if args.protect:
             passphrase = ask_passphrase("new passphrase: ", confirm=True)
             if passphrase is None:
-                raise SandboxError(f"--protect: set ${PASSPHRASE_ENV} or run on a terminal")
+                raise UsageProblem(f"--protect: set ${PASSPHRASE_ENV} or run on a terminal")
             sb.keys.protect(passphrase)
         if args.import_recipient:
             sb.keys.import_recipient(_read(args.import_recipient, "--import-recipient"))
@@ -371,7 +376,7 @@ def cmd_course(args: argparse.Namespace) -> int:
     try:
         course.launch(args.dir, args.lab_args)
     except OSError as exc:
-        raise SandboxError(f"cannot start the course: {exc}") from None
+        raise FileError(f"cannot start the course: {describe(exc)}") from None
     return 0
 
 
@@ -380,7 +385,7 @@ def _read(path: str, option: str) -> bytes:
     try:
         return Path(path).expanduser().read_bytes()
     except OSError as exc:
-        raise SandboxError(f"{option}: cannot read {path}: {exc.strerror}") from None
+        raise FileError(f"{option}: cannot read {path}: {exc.strerror}") from None
 
 
 def _write(path: str, text: str, option: str) -> None:
@@ -388,7 +393,7 @@ def _write(path: str, text: str, option: str) -> None:
     try:
         Path(path).expanduser().write_text(text)
     except OSError as exc:
-        raise SandboxError(f"{option}: cannot write {path}: {exc.strerror}") from None
+        raise FileError(f"{option}: cannot write {path}: {exc.strerror}") from None
 
 
 def _print_json(value: Any) -> None:

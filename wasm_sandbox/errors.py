@@ -8,15 +8,32 @@ never an exception. Exceptions are for input and state that the caller must fix:
     ├── GrantError                a grant that cannot be honoured (missing directory, ...)
     ├── CompileError              source that does not become a valid module (line, column)
     │   └── ConfinementError      the C compiler cannot be confined (no bubblewrap, ...)
+    ├── Unsupported               bytes the module rewriter does not know (run unrewritten)
     ├── InvocationError           missing export, wrong argument count or type
     ├── KeyStoreError             a key file that is missing, corrupt, foreign or too open
     │   └── HomeError             a home, keys/ or cache/ that is unusable or others can write
     ├── EnvelopeError             a sealed part that cannot be opened or checked
     │   ├── DecryptionError       HPKE open failed (wrong key, tampered enc or ciphertext)
     │   └── CommitmentMismatch    the opened plaintext does not match its commitment
-    └── LedgerError               the log cannot be read or written as asked
-        ├── RecordNotFound        no record with that id or index
-        └── VerificationError     a proof, root, signature or stored value does not check
+    ├── LedgerError               the log cannot be read or written as asked
+    │   ├── RecordNotFound        no record with that id or index
+    │   └── VerificationError     a proof, root, signature or stored value does not check
+    │       └── Refused           a witness will not cosign (fork, rollback, stale size)
+    ├── RunFailed                 a logged run that did not succeed (`raise_for_status`)
+    ├── RequestError              a request that cannot be used as given
+    │   ├── BadField              a REST body or query field at fault (HTTP 400)
+    │   └── UsageProblem          an option or argument: command line, %%wasm line, setting
+    ├── HelpRequested             ``-h``/``--help`` in an option line: carries the usage text
+    ├── FileError                 a file the caller named that cannot be read or written
+    ├── WorkerError               a worker process that cannot start or failed outside the guest
+    ├── RemoteError               a server that cannot be reached, refuses, or answers oddly
+    └── Busy                      a service's pool and queue are full, or it is closing
+
+Foreign exceptions become these at one boundary each: wasmtime's in the engine rooms
+(``compiled``, ``call``, ``traps``), sqlite3's in ``ledger``, cryptography's in
+``envelope`` and ``keys``, ``OSError`` where a file is opened (``sources``, ``home``,
+``limits``, ``confine``). ``tests/unit/test_errors.py`` fails when a class outside this
+tree appears, or a foreign exception escapes the CLI as a traceback.
 """
 
 from __future__ import annotations
@@ -61,6 +78,11 @@ class ConfinementError(CompileError):
     system does not allow the namespaces it needs. The tool is then never run."""
 
 
+class Unsupported(SandboxError, ValueError):
+    """The module rewriter (`wasm_sandbox.instrument`) meets bytes it does not know; the
+    module then runs as it is and its fuel figure is a lower bound. Never reaches a caller."""
+
+
 class InvocationError(SandboxError):
     """An export that is missing, or arguments that do not fit its signature."""
 
@@ -100,6 +122,15 @@ class VerificationError(LedgerError):
     """A proof, root, signature or stored value that does not verify."""
 
 
+class Refused(VerificationError):
+    """The witness will not cosign: the log forked, was rewritten or rolled back, or the
+    request does not start from the size the witness holds (``conflict``: that size)."""
+
+    def __init__(self, message: str, conflict: int | None = None) -> None:
+        super().__init__(message)
+        self.conflict = conflict
+
+
 class RunFailed(SandboxError):
     """A run that was carried out and logged but did not succeed (a trap, a timeout, an
     ``error``...), raised by `Execution.raise_for_status`; ``execution`` is that run."""
@@ -108,3 +139,58 @@ class RunFailed(SandboxError):
         outcome = execution.outcome
         super().__init__(outcome.message or f"the run ended with status {outcome.status}")
         self.execution = execution
+
+
+class RequestError(SandboxError, ValueError):
+    """A request to a face (a REST body, an option line) that cannot be used as given."""
+
+
+class BadField(RequestError):
+    """A REST request that cannot be honoured; ``field`` names the part at fault
+    (``limits.fuel``), ``extra`` adds facts such as the line and column of a WAT error."""
+
+    def __init__(self, field: str, message: str, **extra: Any) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
+        self.extra = extra
+
+    def __reduce__(self) -> tuple[Any, ...]:  # it travels back from worker processes
+        return (_bad_field, (self.field, self.message, self.extra))
+
+
+def _bad_field(field: str, message: str, extra: dict[str, Any]) -> BadField:
+    return BadField(field, message, **extra)
+
+
+class UsageProblem(RequestError):
+    """An option or argument that cannot be used as given: on the command line, in a
+    ``%%wasm`` line, in a setting (the message is one line)."""
+
+
+class HelpRequested(SandboxError):
+    """``-h``/``--help`` was given; the message is the usage text."""
+
+
+class FileError(SandboxError):
+    """A file or directory the caller named that cannot be read, written or created."""
+
+
+def describe(exc: OSError) -> str:
+    """An `OSError` in the system's words, without ``[Errno N]`` (``afile: File exists``)."""
+    reason = exc.strerror or str(exc)
+    return f"{exc.filename}: {reason}" if exc.filename is not None else reason
+
+
+class WorkerError(SandboxError):
+    """A worker process (process isolation) that cannot start, or that failed outside the
+    guest; a worker killed while running a guest is an outcome (``crashed``) instead."""
+
+
+class RemoteError(SandboxError):
+    """A wasm-sandbox server that cannot be reached, refuses the request, or answers
+    something it should not."""
+
+
+class Busy(SandboxError):
+    """A service's pool and its queue are full, or the service is closing: try again later."""

@@ -31,6 +31,8 @@ import bisect
 import struct
 from dataclasses import dataclass
 
+from .errors import Unsupported
+
 #: Loop iterations between two fuel syncs (at most this many go unseen per active loop).
 SYNC_EVERY = 1000
 #: Prefix of the exports the sandbox adds; a NUL no toolchain puts in a name.
@@ -39,10 +41,6 @@ _PAGE = 65536
 _HUGE = 1 << 62  # a memory64 maximum may not fit the metadata: this is more than any budget
 _ORDER = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
 _TYPE, _IMPORT, _FUNCTION, _MEMORY, _EXPORT, _CODE = 1, 2, 3, 5, 7, 10
-
-
-class Unsupported(ValueError):
-    """The bytes hold something the decoder does not know."""
 
 
 def memory_export(index: int) -> str:

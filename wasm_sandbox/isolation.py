@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .engine import Compiled, Engine
-from .errors import CompileError, SandboxError
+from .errors import CompileError, UsageProblem
 from .limits import Grants, Limits
 from .outcome import Outcome
 from .pool import WorkerPool
@@ -129,5 +129,5 @@ def runner(kind: str, engine: Engine, pool: WorkerPool) -> Isolation:
 def check(kind: str) -> str:
     """``kind`` if it names an isolation, else `SandboxError`."""
     if kind not in ISOLATIONS:
-        raise SandboxError(f"isolation must be one of {', '.join(ISOLATIONS)}, not {kind!r}")
+        raise UsageProblem(f"isolation must be one of {', '.join(ISOLATIONS)}, not {kind!r}")
     return kind

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from . import outcome as st
-from .errors import SandboxError
+from .errors import SandboxError, WorkerError
 from .outcome import Outcome
 from .threads import sigint_cancels
 from .worker import Job
@@ -164,7 +164,7 @@ class WorkerPool:
     def _acquire(self) -> _Worker:
         with self._lock:
             if self._closed:
-                raise SandboxError("cannot run: the sandbox's worker processes are closed")
+                raise WorkerError("cannot run: the sandbox's worker processes are closed")
             while self._idle:
                 worker = self._idle.pop()
                 if worker.alive():
@@ -372,7 +372,7 @@ class _Spawner:
             try:
                 answer.put(_start_worker(cache_dir, nice))
             except Exception as exc:
-                answer.put(SandboxError(f"cannot start a worker process: {exc}"))
+                answer.put(WorkerError(f"cannot start a worker process: {exc}"))
 
     def close(self) -> None:
         self._requests.put(None)
@@ -403,11 +403,11 @@ def _start_worker(cache_dir: Path | None, nice: int) -> _Worker:
     worker = _Worker(proc, Connection(ours.detach()), life_w, errors)
     if not worker.conn.poll(_START_TIMEOUT):
         worker.kill()
-        raise SandboxError("a worker process did not start in time")
+        raise WorkerError("a worker process did not start in time")
     try:
         worker.conn.recv()
     except (EOFError, OSError):
         how = worker.exit_description()
         worker.kill()
-        raise SandboxError(f"a worker process {how} while starting") from None
+        raise WorkerError(f"a worker process {how} while starting") from None
     return worker

@@ -10,7 +10,7 @@ import argparse
 import json
 from typing import Any
 
-from .errors import SandboxError
+from .errors import FileError
 
 EPILOG = """examples:
   wasm-sandbox verify-notebook lab.ipynb --log-key "$(cat log.vkey)"
@@ -45,8 +45,10 @@ def cmd_verify_notebook(args: argparse.Namespace) -> int:
 
     try:
         notebook = receipts.load(args.notebook)
-    except (OSError, ValueError, RecursionError) as exc:
-        raise SandboxError(f"cannot read {args.notebook}: {exc}") from None
+    except OSError as exc:
+        raise FileError(f"cannot read {args.notebook}: {exc.strerror}") from None
+    except (ValueError, RecursionError) as exc:
+        raise FileError(f"cannot read {args.notebook}: {exc}") from None
     report = receipts.verify_notebook(notebook, args.log_key, args.witness)
     if args.json:
         print(json.dumps(report, indent=2))

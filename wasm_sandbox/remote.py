@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from .errors import SandboxError
+from .errors import RemoteError, SandboxError, UsageProblem
 
 API_PATH = "wasm-sandbox/api/"
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
@@ -36,7 +36,7 @@ def server_base(url: str) -> tuple[str, str | None]:
     """``(server URL ending in "/", token in its query or None)`` of a server or API URL."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SandboxError(f"{url}: not an http(s) server URL")
+        raise UsageProblem(f"{url}: not an http(s) server URL")
     path = parts.path.split(API_PATH.rstrip("/"), 1)[0].rstrip("/") + "/"
     token = parse_qs(parts.query).get("token", [None])[0]
     return f"{parts.scheme}://{parts.netloc}{path}", token
@@ -105,7 +105,7 @@ class Remote:
         try:
             response = self._client.request(method, self.api + path, **kw)
         except httpx.HTTPError as exc:
-            raise SandboxError(f"{where}: cannot reach the server ({exc})") from None
+            raise RemoteError(f"{where}: cannot reach the server ({exc})") from None
         try:
             answer = response.json()
         except ValueError:
@@ -114,7 +114,7 @@ class Remote:
             return answer
         message = answer.get("message") if isinstance(answer, dict) else None
         hint = " (no token, a wrong one, or not allowed: see --token, $JUPYTER_TOKEN)"
-        raise SandboxError(
+        raise RemoteError(
             f"{where}: {response.status_code} {message or response.reason_phrase}"
             + (hint if response.status_code == 403 else "")
         )

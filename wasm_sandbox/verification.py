@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import record, sources
 from .envelope import key_id
-from .errors import GrantError, SandboxError
+from .errors import GrantError, SandboxError, VerificationError
 from .execution import Verification
 from .job import Job, execute
 from .ledger import LogReport
@@ -145,7 +145,7 @@ def _scratch_grants(grants: Grants, scratch: Path) -> Grants:
 
 def _raise_if(problem: str | None) -> None:
     if problem:
-        raise SandboxError(problem)
+        raise VerificationError(problem)
 
 
 def _check_entry(entry: Any) -> str | None:

@@ -28,8 +28,6 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-
 from . import merkle
 from .checkpoint import (
     SIGNATURE_PREFIX,
@@ -40,12 +38,12 @@ from .checkpoint import (
     split_note,
     verifier_key,
 )
-from .errors import SandboxError, VerificationError
+from .errors import HomeError, Refused, VerificationError
+from .home import private_dir
 from .keys import SIGNING, KeyStore
 
 __all__ = [
     "COSIGNATURE",
-    "Refused",
     "Witness",
     "Witnessed",
     "check_cosigners",
@@ -62,15 +60,6 @@ _STATE = "witness.sqlite"
 _SCHEMA = """CREATE TABLE IF NOT EXISTS logs (
     origin TEXT PRIMARY KEY, log_key TEXT NOT NULL, size INTEGER NOT NULL, root BLOB NOT NULL,
     note TEXT NOT NULL, first_seen INTEGER NOT NULL, updated INTEGER NOT NULL) STRICT"""
-
-
-class Refused(VerificationError):
-    """The witness will not cosign: the log forked, was rewritten or rolled back, or the
-    request does not start from the size the witness holds (``conflict``: that size)."""
-
-    def __init__(self, message: str, conflict: int | None = None) -> None:
-        super().__init__(message)
-        self.conflict = conflict
 
 
 @dataclass(frozen=True)
@@ -139,13 +128,11 @@ class Witness:
         self.home = Path(home).expanduser()
         state = self.home / _STATE
         if not create and not state.is_file():
-            raise SandboxError(
-                f"{self.home} is not a witness home: run 'wasm-sandbox witness init'"
-            )
-        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+            raise HomeError(f"{self.home} is not a witness home: run 'wasm-sandbox witness init'")
+        private_dir(self.home, "witness home", forbidden=0o077)
         keys = KeyStore(self.home)
         if not create and not (keys.dir / SIGNING).exists():  # never a new identity by accident
-            raise SandboxError(f"{self.home}: the witness's key {SIGNING} is missing")
+            raise HomeError(f"{self.home}: the witness's key {SIGNING} is missing")
         self._key = keys.signing_key()
         public = self._key.public_key()
         digest = hashlib.sha256(public.public_bytes_raw()).hexdigest()[:16]
@@ -156,7 +143,7 @@ class Witness:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(_SCHEMA)
         except sqlite3.Error as exc:
-            raise SandboxError(f"cannot open witness state {state}: {exc}") from None
+            raise HomeError(f"cannot open witness state {state}: {exc}") from None
 
     def __enter__(self) -> Witness:
         return self
@@ -198,7 +185,7 @@ class Witness:
                 raise
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise SandboxError(f"witness state {self.home / _STATE}: {exc}") from None
+            raise HomeError(f"witness state {self.home / _STATE}: {exc}") from None
         return line
 
     def _cosign(
@@ -258,11 +245,8 @@ def verify_cosignature(note: str, cosigner: str | VerifierKey) -> int:
         stamp: int = struct.unpack(">Q", sig[4:12])[0]
         if stamp >= 2**63:
             continue
-        try:
-            vkey.public_key.verify(sig[12:], cosignature_message(body, stamp))
-        except InvalidSignature:
-            continue
-        return stamp
+        if vkey.signed(sig[12:], cosignature_message(body, stamp)):
+            return stamp
     raise VerificationError(f"no valid cosignature by {vkey.name}")
 
 

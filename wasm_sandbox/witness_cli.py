@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import SandboxError
+from .errors import HomeError, RemoteError
 
 EPILOG = """examples:
   wasm-sandbox witness init --home ~/witness --json      # prints the witness's verifier key
@@ -64,7 +64,7 @@ def _log(args: argparse.Namespace) -> Any:
     if is_url(args.log):
         return _ServerLog(args.log, args.token)
     if not (Path(args.log).expanduser() / "ledger.sqlite").is_file():
-        raise SandboxError(f"{args.log} is not a sandbox home: it has no ledger.sqlite")
+        raise HomeError(f"{args.log} is not a sandbox home: it has no ledger.sqlite")
     return _HomeLog(args.log)
 
 
@@ -112,7 +112,7 @@ class _ServerLog:
         note = self._api.get("checkpoint", format="json").get("checkpoint")
         key = self._api.get("keys/public").get("log_verifier_key")
         if not isinstance(note, str) or not isinstance(key, str):
-            raise SandboxError(f"{self._api.api}: no checkpoint or log key in the answer")
+            raise RemoteError(f"{self._api.api}: no checkpoint or log key in the answer")
         return note, key
 
     def proof(self, size: int, to: int) -> list[bytes]:
@@ -122,7 +122,7 @@ class _ServerLog:
         try:
             return [bytes.fromhex(h) for h in answer["hashes"]]
         except (KeyError, TypeError, ValueError):
-            raise SandboxError(f"{self._api.api}: malformed consistency proof") from None
+            raise RemoteError(f"{self._api.api}: malformed consistency proof") from None
 
     def attach(self, size: int, line: str, witness_key: str) -> None:
         body = {"tree_size": size, "cosignature": line, "verifier_key": witness_key}
@@ -137,7 +137,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_cosign(args: argparse.Namespace) -> int:
-    from .witness import Refused, open_log_note
+    from .errors import Refused
+    from .witness import open_log_note
 
     with _witness(args) as w, _log(args) as log:
         note, key = log.latest()
@@ -179,7 +180,8 @@ def _refused(args: argparse.Namespace, cp: Any, old: int, reason: str) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .witness import Refused, open_log_note
+    from .errors import Refused
+    from .witness import open_log_note
 
     with _witness(args) as w, _log(args) as log:
         note, key = log.latest()

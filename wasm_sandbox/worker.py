@@ -25,7 +25,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from .errors import SandboxError
+from .errors import SandboxError, WorkerError
 from .limits import Grants, Limits
 
 #: Where guests can run (`wasm_sandbox.isolation`); here so faces can list them cheaply.
@@ -91,7 +91,7 @@ def _serve(conn: Connection, engine: Any, job: Job) -> tuple[str, Any]:
     except SandboxError as exc:
         return ("raise", exc)
     except Exception as exc:  # a bug here must reach the caller as one line, not kill us
-        return ("raise", SandboxError(f"the worker process failed: {type(exc).__name__}: {exc}"))
+        return ("raise", WorkerError(f"the worker process failed: {type(exc).__name__}: {exc}"))
 
 
 @contextlib.contextmanager

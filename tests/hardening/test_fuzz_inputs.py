@@ -10,9 +10,8 @@ from hypothesis import strategies as st
 
 from wasm_sandbox import SandboxError, record
 from wasm_sandbox.cli import main
+from wasm_sandbox.errors import HelpRequested, UsageProblem
 from wasm_sandbox.jupyter.command import (
-    HelpRequested,
-    UsageProblem,
     parse_log,
     parse_run,
     parse_verify,

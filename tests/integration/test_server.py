@@ -21,8 +21,9 @@ from tests.integration.test_server_harness import REPO, start_server
 from wasm_sandbox import DecryptionError, Sandbox, merkle, record
 from wasm_sandbox.checkpoint import open_note
 from wasm_sandbox.envelope import key_id
+from wasm_sandbox.errors import BadField
 from wasm_sandbox.jupyter.server import openapi_document
-from wasm_sandbox.jupyter.server_request import BadField, open_program, seal_program
+from wasm_sandbox.jupyter.server_request import open_program, seal_program
 from wasm_sandbox.keys import KeyStore
 from wasm_sandbox.sources import compile_wat
 

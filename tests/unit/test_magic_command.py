@@ -6,8 +6,9 @@ import pytest
 from traitlets import TraitError
 
 from wasm_sandbox import CompileError, Limits
+from wasm_sandbox.errors import HelpRequested, UsageProblem
 from wasm_sandbox.jupyter import command
-from wasm_sandbox.jupyter.command import HelpRequested, UsageProblem, parse_run
+from wasm_sandbox.jupyter.command import parse_run
 from wasm_sandbox.jupyter.magic import message
 from wasm_sandbox.jupyter.settings import WasmSandbox
 from wasm_sandbox.limits import UNLIMITED_FUEL

@@ -9,8 +9,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from wasm_sandbox import envelope
 from wasm_sandbox.envelope import SEALED_PROGRAM_PURPOSE, sealed_program_info
+from wasm_sandbox.errors import BadField
 from wasm_sandbox.jupyter.server_request import (
-    BadField,
     open_program,
     parse,
     seal_program,

@@ -7,8 +7,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests import programs
-from wasm_sandbox.jupyter.server_request import BadField
-from wasm_sandbox.jupyter.server_service import Busy, Pool, Service, Settings
+from wasm_sandbox.errors import BadField, Busy
+from wasm_sandbox.jupyter.server_service import Pool, Service, Settings
 from wasm_sandbox.limits import Limits
 
 

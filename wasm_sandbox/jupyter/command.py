@@ -15,20 +15,13 @@ import shlex
 from dataclasses import dataclass, fields
 from typing import Any, NoReturn
 
+from ..errors import HelpRequested, UsageProblem
 from ..options import add_run_options
 
 #: The run options that are limits, for ``Limits.parse``.
 LIMIT_OPTIONS = ("fuel", "memory", "timeout", "output", "dir_quota")
 
 SHOWS = ("wat", "hex", "imports")
-
-
-class UsageProblem(ValueError):
-    """An option line that cannot be used as given (the message is one line)."""
-
-
-class HelpRequested(Exception):
-    """``-h``/``--help`` was given; the message is the usage text."""
 
 
 class _Parser(argparse.ArgumentParser):

@@ -28,7 +28,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.display import display
 
-from ..errors import CompileError, RunFailed, SandboxError
+from ..errors import CompileError, HelpRequested, RunFailed, SandboxError, UsageProblem
 from . import command, html, teach, view
 from .settings import WasmSandbox
 
@@ -139,7 +139,7 @@ class WasmMagics(Magics):
         value = self.shell.user_ns.get(name)
         if not isinstance(value, Compiled):
             kind = "not defined" if value is None else f"a {type(value).__name__}"
-            raise command.UsageProblem(
+            raise UsageProblem(
                 f"--module {name}: {name} is {kind}, not a compiled module "
                 f"(bind one with %%wasm --name {name})"
             )
@@ -154,9 +154,9 @@ class WasmMagics(Magics):
         """Bad usage and sandbox errors become one `UsageError`; help text is printed."""
         try:
             yield
-        except command.HelpRequested as help_text:
+        except HelpRequested as help_text:
             print(help_text)
-        except (command.UsageProblem, SandboxError) as exc:
+        except SandboxError as exc:
             if self.settings.full_tracebacks:
                 raise
             raise UsageError(message(exc)) from None

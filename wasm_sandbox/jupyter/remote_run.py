@@ -18,7 +18,7 @@ from html import escape
 from typing import Any
 
 from .. import merkle, receipts, record
-from ..errors import SandboxError, VerificationError
+from ..errors import UsageProblem, VerificationError
 from ..execution import Execution
 from ..keys import KeyStore
 from ..outcome import Outcome
@@ -83,7 +83,7 @@ def request(
         try:
             body["stdin"] = options.grants.stdin.decode("utf-8")
         except UnicodeDecodeError:
-            raise SandboxError("--server: stdin must be UTF-8 text to travel") from None
+            raise UsageProblem("--server: stdin must be UTF-8 text to travel") from None
     return body
 
 

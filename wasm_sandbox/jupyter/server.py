@@ -26,6 +26,7 @@ import gc
 import json
 import os
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from importlib import resources
 from typing import Any, TypeVar, cast
 
@@ -38,16 +39,17 @@ from traitlets import Bool, Int, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from wasm_sandbox.errors import (
+    BadField,
+    Busy,
     GrantError,
-    LedgerError,
     LimitsError,
     RecordNotFound,
+    RequestError,
     SandboxError,
 )
 from wasm_sandbox.limits import Limits
 
-from .server_request import BadField
-from .server_service import Busy, Service, Settings
+from .server_service import Service, Settings
 from .traits import check_limit, limit
 
 API_PATH = "wasm-sandbox/api"
@@ -144,6 +146,20 @@ class ApiError(tornado.web.HTTPError):
         self.extra = extra
 
 
+def api_error(exc: SandboxError, *, busy: str, failed: str) -> ApiError:
+    """The one HTTP answer to a sandbox error: ``busy`` is the 503 message, ``failed``
+    what a 500 says could not be done."""
+    if isinstance(exc, Busy):
+        return ApiError(503, busy)
+    if isinstance(exc, BadField):
+        return ApiError(400, str(exc), field=exc.field or None, **exc.extra)
+    if isinstance(exc, (RequestError, GrantError, LimitsError)):
+        return ApiError(400, str(exc))
+    if isinstance(exc, RecordNotFound):
+        return ApiError(404, str(exc))
+    return ApiError(500, f"{failed}: {exc}")
+
+
 class _Handler(APIHandler):
     """Authentication first, JSON errors with the field at fault, ``Allow`` on 405."""
 
@@ -196,20 +212,26 @@ class _Handler(APIHandler):
         return await self.read(lambda: _dumps(fn(*args)))
 
     async def read(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Run a log read on the read pool; map sandbox errors to HTTP answers."""
+        """Run a log read on the read pool; sandbox errors become HTTP answers."""
+        return await self.wait(
+            self.service.submit_read,
+            fn,
+            *args,
+            busy="the server is busy; retry later",
+            failed="the log cannot be read",
+        )
+
+    async def wait(
+        self, submit: Callable[..., Future[_T]], *args: Any, busy: str, failed: str
+    ) -> _T:
+        """``submit(*args)`` awaited; a `SandboxError` is answered by `api_error`."""
         try:
-            future = self.service.submit_read(fn, *args)
-        except Busy:
-            raise ApiError(503, "the server is busy; retry later") from None
-        try:
-            return await asyncio.wrap_future(future)
-        except BadField as exc:
-            raise ApiError(400, str(exc), field=exc.field or None, **exc.extra) from None
-        except RecordNotFound as exc:
-            raise ApiError(404, str(exc)) from None
-        except LedgerError as exc:
-            self.log.error("wasm-sandbox: ledger error: %s", exc)
-            raise ApiError(500, f"the log cannot be read: {exc}") from None
+            return await asyncio.wrap_future(submit(*args))
+        except SandboxError as exc:
+            error = api_error(exc, busy=busy, failed=failed)
+            if error.status_code >= 500 and not isinstance(exc, Busy):
+                self.log.error("wasm-sandbox: %s: %s", failed, exc)
+            raise error from None
 
     def int_argument(self, name: str, default: int | None, low: int, high: int) -> int | None:
         text = self.get_query_argument(name, None)
@@ -260,21 +282,12 @@ class ExecutionsHandler(_Handler):
     async def post(self) -> None:
         if self._too_large:
             raise self._too_large_error()
-        try:
-            future = self.service.submit_run(bytes(self._body))
-        except Busy:
-            raise ApiError(
-                503, "all sandbox workers are busy and the queue is full; retry later"
-            ) from None
-        try:
-            execution = await asyncio.wrap_future(future)
-        except BadField as exc:
-            raise ApiError(400, str(exc), field=exc.field or None, **exc.extra) from None
-        except (GrantError, LimitsError) as exc:
-            raise ApiError(400, str(exc)) from None
-        except SandboxError as exc:
-            self.log.error("wasm-sandbox: run failed: %s", exc)
-            raise ApiError(500, f"the run could not be completed and logged: {exc}") from None
+        execution = await self.wait(
+            self.service.submit_run,
+            bytes(self._body),
+            busy="all sandbox workers are busy and the queue is full; retry later",
+            failed="the run could not be completed and logged",
+        )
         self.set_header("Location", url_path_join(self.request.path, execution.id))
         self.send_json(self.service.created(execution), status=201)
 

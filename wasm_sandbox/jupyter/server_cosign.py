@@ -17,11 +17,11 @@ from __future__ import annotations
 from typing import Any
 
 from wasm_sandbox.checkpoint import VerifierKey, parse_verifier_key, split_note
-from wasm_sandbox.errors import LedgerError, RecordNotFound, VerificationError
+from wasm_sandbox.errors import BadField, LedgerError, RecordNotFound, VerificationError
 from wasm_sandbox.ledger import Ledger
 from wasm_sandbox.witness import COSIGNATURE, verify_cosignature
 
-from .server_request import BadField, json_object
+from .server_request import json_object
 
 FIELDS = ("tree_size", "cosignature", "verifier_key")
 

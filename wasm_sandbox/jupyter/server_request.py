@@ -29,7 +29,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from wasm_sandbox import envelope
-from wasm_sandbox.errors import DecryptionError, KeyStoreError, LimitsError
+from wasm_sandbox.errors import BadField, DecryptionError, KeyStoreError, LimitsError
 from wasm_sandbox.keys import KeyStore
 from wasm_sandbox.limits import Limits
 
@@ -49,23 +49,6 @@ FIELDS = (
 )
 PROGRAM_FIELDS = ("wat", "wasm_b64", "sealed_program")
 MAX_ARGS = 1000
-
-
-class BadField(ValueError):
-    """A request that cannot be honoured; ``field`` names the part at fault (``limits.fuel``)."""
-
-    def __init__(self, field: str, message: str, **extra: Any) -> None:
-        super().__init__(f"{field}: {message}" if field else message)
-        self.field = field
-        self.message = message
-        self.extra = extra  # e.g. line and column of a WAT syntax error
-
-    def __reduce__(self) -> tuple[Any, ...]:  # it travels back from worker processes
-        return (_bad_field, (self.field, self.message, self.extra))
-
-
-def _bad_field(field: str, message: str, extra: dict[str, Any]) -> BadField:
-    return BadField(field, message, **extra)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ from wasm_sandbox import __version__, receipts, record, wire
 from wasm_sandbox.checkpoint import Checkpoint
 from wasm_sandbox.envelope import SUITE_NAME, sealed_program_info
 from wasm_sandbox.errors import (
+    BadField,
+    Busy,
     LedgerError,
     RecordNotFound,
 )
@@ -44,14 +46,9 @@ from wasm_sandbox.outcome import STATUSES
 from wasm_sandbox.sandbox import Sandbox
 
 from .server_cosign import add_cosignature
-from .server_request import BadField
 from .server_workers import run_request
 
 T = TypeVar("T")
-
-
-class Busy(RuntimeError):
-    """The pool and its queue are full (or the service is closing): try again later."""
 
 
 class Pool:

@@ -14,13 +14,13 @@ import functools
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from wasm_sandbox.errors import CompileError, KeyStoreError
+from wasm_sandbox.errors import BadField, CompileError, KeyStoreError
 from wasm_sandbox.execution import Execution
 from wasm_sandbox.limits import Grants, Limits
 from wasm_sandbox.run_options import RunOptions
 from wasm_sandbox.sandbox import Sandbox
 
-from .server_request import BadField, parse
+from .server_request import parse
 
 
 def run_request(sandbox: Sandbox, body: bytes, default: Limits, maximum: Limits) -> Execution:
