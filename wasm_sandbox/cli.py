@@ -74,6 +74,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     except SandboxError as exc:
         print(f"wasm-sandbox: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise  # main's: the reader closed the pipe
     except OSError as exc:  # a file the command touched: its name and the system's reason
         print(f"wasm-sandbox: {describe(exc)}", file=sys.stderr)
         return 2
