@@ -10,6 +10,7 @@ never an exception. Exceptions are for input and state that the caller must fix:
     │   └── ConfinementError      the C compiler cannot be confined (no bubblewrap, ...)
     ├── Unsupported               bytes the module rewriter does not know (run unrewritten)
     ├── InvocationError           missing export, wrong argument count or type
+    ├── PolicyError               a module the policy refuses: unsigned, altered, another signer
     ├── KeyStoreError             a key file that is missing, corrupt, foreign or too open
     │   └── HomeError             a home, keys/ or cache/ that is unusable or others can write
     ├── EnvelopeError             a sealed part that cannot be opened or checked
@@ -85,6 +86,11 @@ class Unsupported(SandboxError, ValueError):
 
 class InvocationError(SandboxError):
     """An export that is missing, or arguments that do not fit its signature."""
+
+
+class PolicyError(SandboxError):
+    """A module the run's policy refuses before it runs: unsigned, altered after signing,
+    or signed by none of the required keys (the message names which)."""
 
 
 class KeyStoreError(SandboxError):
