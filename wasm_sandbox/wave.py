@@ -250,8 +250,8 @@ class _Reader:
         self.pos = found.end()
         return found.group()
 
-    def label(self) -> str:
-        return self.match(_LABEL, "a name").removeprefix("%")
+    def label(self, wanted: str = "a name") -> str:
+        return self.match(_LABEL, wanted).removeprefix("%")
 
     def value(self, ty: Type) -> Any:
         kind = ty.kind
@@ -355,14 +355,14 @@ class _Reader:
         return [n for n in ty.names if n in names]
 
     def read_enum(self, ty: Type) -> str:
-        name = self.label()
+        name = self.label(f"one of {', '.join(ty.names)}")
         if name not in ty.names:
             raise ValueError(f"expected one of {', '.join(ty.names)}, found {name!r}")
         return name
 
     def read_variant(self, ty: Type) -> dict[str, Any]:
         names = ty.names or ("ok", "err")
-        case = self.label()
+        case = self.label(f"a case of {', '.join(names)}")
         if case not in names:
             raise ValueError(f"expected a case of {', '.join(names)}, found {case!r}")
         payload_type = ty.of[names.index(case)]
@@ -378,7 +378,7 @@ class _Reader:
     def read_option(self, ty: Type) -> Any:
         inner = ty.of[0]
         assert inner is not None
-        case = self.label()
+        case = self.label("some(...) or none")
         if case == "none":
             return None
         if case != "some":
