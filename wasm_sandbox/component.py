@@ -183,7 +183,9 @@ def prepare_call(world: World, invoke: str | None, args: Sequence[Any]) -> Compo
         raise InvocationError(f"no exported function {invoke!r} (exported functions: {names})")
     if len(args) != len(func.params):
         wanted = ", ".join(f"{n}: {t}" for n, t in func.params)
-        raise InvocationError(f"{invoke} takes {len(func.params)} argument(s) ({wanted}), got {len(args)}")
+        raise InvocationError(
+            f"{invoke} takes {len(func.params)} argument(s) ({wanted}), got {len(args)}"
+        )
     values, texts = [], []
     for i, ((name, ty), arg) in enumerate(zip(func.params, args, strict=True)):
         try:
@@ -257,7 +259,11 @@ def lift(value: Any, ty: wit.Type) -> Any:
         if kind == "option":
             inner = of[0]
             assert inner is not None
-            return None if case == "none" else ({"some": payload} if inner.kind == "option" else payload)
+            return (
+                None
+                if case == "none"
+                else ({"some": payload} if inner.kind == "option" else payload)
+            )
         return {case: payload}
     return value
 

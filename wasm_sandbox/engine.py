@@ -32,8 +32,8 @@ import wasmtime.component as wc
 from . import binary, component, instrument, traps, wasi
 from .cache import ModuleCache
 from .call import Call, prepare_call
-from .component import compile_component
 from .compiled import Compiled, compile_rewritten, config, fingerprint
+from .component import compile_component
 from .guest import Guest
 from .limits import Grants, Limits
 from .outcome import Outcome

@@ -111,9 +111,7 @@ class Guest:
     def _deterministic(self) -> bool:
         """Whether a replay with the same inputs must give the same result."""
         virtual = self.virtual is not None and self.compiled.world is None  # preview 1 only
-        return not self.grants.dirs and (
-            virtual or not self.compiled.observes_time_or_randomness
-        )
+        return not self.grants.dirs and (virtual or not self.compiled.observes_time_or_randomness)
 
     def _instantiate(self, stdin_path: str | None) -> Any:
         if self.compiled.world is not None:  # a component; WASI 0.2 only with its config

@@ -5,7 +5,6 @@ A guest that traps, loops or floods its output produces an `Outcome`, never an e
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -185,7 +184,9 @@ class Outcome:
         """
         return {
             "status": self.status,
-            "returns": [[t, _text(t, v)] for t, v in zip(self.result_types, self.returns, strict=False)],
+            "returns": [
+                [t, _text(t, v)] for t, v in zip(self.result_types, self.returns, strict=False)
+            ],
             "exit_code": self.exit_code,
             "trap": self.trap,
             "message": self.message,

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 from .wit import FLOATS, INTEGERS, Type, parse_type
 
@@ -123,9 +124,9 @@ def _label(name: str) -> str:
 
 
 def _items(value: Any, kinds: type | tuple[type, ...], what: str) -> list[Any]:
-    if isinstance(value, (str, bytes)) and what != "list" or not isinstance(value, kinds):
+    if not isinstance(value, kinds):
         raise ValueError(f"expected a {what}, got {value!r}")
-    return list(value)
+    return list(cast(Iterable[Any], value))
 
 
 def _show_list(value: Any, ty: Type) -> str:
@@ -149,7 +150,9 @@ def _show_record(value: Any, ty: Type) -> str:
     if unknown or missing:
         wrong = f"no field {sorted(unknown)[0]!r}" if unknown else f"missing field {missing[0]!r}"
         raise ValueError(f"record {{{', '.join(ty.names)}}}: {wrong}")
-    fields = [f"{_label(n)}: {show(value[n], t)}" for n, t in zip(ty.names, ty.of, strict=True) if t]
+    fields = [
+        f"{_label(n)}: {show(value[n], t)}" for n, t in zip(ty.names, ty.of, strict=True) if t
+    ]
     return "{" + ", ".join(fields) + "}" if fields else "{:}"
 
 
@@ -302,7 +305,7 @@ class _Reader:
             return _ESCAPES[code]
         found = re.compile(r"u\{([0-9a-fA-F]{1,6})\}").match(self.text, self.pos + 1)
         if not found or int(found.group(1), 16) > 0x10FFFF:
-            raise self.fail("an escape (\\n, \\t, \\\", \\u{...})")
+            raise self.fail('an escape (\\n, \\t, \\", \\u{...})')
         self.pos = found.end() - 1
         return chr(int(found.group(1), 16))
 

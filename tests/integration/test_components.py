@@ -48,8 +48,13 @@ def test_bad_wave_is_one_invocation_error_line_and_exit_2(home, components):
 CALLS = [
     ("add", (2, 3), ("2", "3"), 5, "5"),
     ("greet", ("ann",), ('"ann"',), "hello, ann", '"hello, ann"'),
-    ("mid", ({"x": 1, "y": 2}, {"x": 3, "y": 6}), ("{x: 1, y: 2}", "{x: 3, y: 6}"),
-     {"x": 2, "y": 4}, "{x: 2, y: 4}"),
+    (
+        "mid",
+        ({"x": 1, "y": 2}, {"x": 3, "y": 6}),
+        ("{x: 1, y: 2}", "{x: 3, y: 6}"),
+        {"x": 2, "y": 4},
+        "{x: 2, y: 4}",
+    ),
     ("find", ([5, 6, 7], 7), ("[5, 6, 7]", "7"), 2, "some(2)"),
     ("find", ([5], 7), ("[5]", "7"), None, "none"),
     ("div", (7, 2), ("7", "2"), {"ok": 3}, "ok(3)"),
@@ -181,7 +186,9 @@ def test_a_wasm_cell_in_a_real_kernel_shows_the_world_and_the_typed_result(tmp_p
         assert facts["status"] == "ok" and facts["returns"] == [{"err": "division by zero"}]
         widget = kernel.text(cell.card[WIDGET_VIEW]["model_id"])
         for shown in (widget, cell.static["text/html"]):
-            assert "err(&quot;division by zero&quot;)" in shown or 'err("division by zero")' in shown
+            assert (
+                "err(&quot;division by zero&quot;)" in shown or 'err("division by zero")' in shown
+            )
             assert "WIT world" in shown and "div: func(a: u32, b: u32)" in shown
         record = kernel.run("%wasm_verify")
         assert "verified" in json.dumps(record.displays).lower()
