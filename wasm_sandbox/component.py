@@ -181,6 +181,12 @@ def prepare_call(world: World, invoke: str | None, args: Sequence[Any]) -> Compo
     func = world.functions.get(invoke)
     if func is None:
         raise InvocationError(f"no exported function {invoke!r} (exported functions: {names})")
+    unsupported = [t for t in (*(t for _, t in func.params), func.result) if t and _opaque(t)]
+    if unsupported:
+        raise InvocationError(
+            f"{invoke} has a {_opaque(unsupported[0])} in its signature; resources and async "
+            "types cannot pass between the host and a component"
+        )
     if len(args) != len(func.params):
         wanted = ", ".join(f"{n}: {t}" for n, t in func.params)
         raise InvocationError(
@@ -196,6 +202,13 @@ def prepare_call(world: World, invoke: str | None, args: Sequence[Any]) -> Compo
         values.append(lower(value, ty))
     result = (str(func.result),) if func.result else ()
     return ComponentCall(invoke, tuple(values), result, func, tuple(texts))
+
+
+def _opaque(ty: wit.Type) -> str | None:
+    """The first resource or unsupported type inside ``ty``, as text."""
+    if ty.kind in ("own", "borrow", "unsupported"):
+        return str(ty)
+    return next((found for t in ty.of if t and (found := _opaque(t))), None)
 
 
 def instantiate(
