@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from wasm_sandbox import InvocationError, Limits, Sandbox
+from wasm_sandbox import InvocationError, Limits, Outcome, Sandbox
 from wasm_sandbox.sources import disassemble
 
 
@@ -76,6 +76,8 @@ def test_each_typed_export_with_python_values_and_wave(
         assert ex.outcome.returns == (value,)
         assert ex.outcome.shown_returns() == [shown]
         assert sandbox.verify(ex.id, replay=True).checks["replay"] == "ok"
+        sealed = Outcome.from_result(ex.outcome.result_payload())  # how a remote run shows
+        assert sealed.returns == (value,) and sealed.shown_returns() == [shown]
     assert sandbox.decrypt(by_value.id).input["args"] == list(waves)  # sealed in WAVE
 
 
