@@ -45,3 +45,12 @@ def probe_wasm() -> bytes:
 
 def pytest_configure(config):
     os.environ.setdefault("PYTHONFAULTHANDLER", "1")
+
+
+@pytest.fixture(scope="session")
+def components(tmp_path_factory) -> dict[str, Path]:
+    """The test components (tests/components), built once: ``{"calc": path, "wasi": path}``."""
+    from tests.components import build
+
+    out = tmp_path_factory.mktemp("components")
+    return {name: build(name, out) for name in ("calc", "wasi")}

@@ -26,6 +26,13 @@ _FUNC, _TABLE, _MEMORY, _GLOBAL, _TAG = range(5)
 _KINDS = ("func", "table", "memory", "global", "tag")
 
 Signature = tuple[tuple[str, ...], tuple[str, ...]]  # parameter types, result types
+#: The preamble's layer field (after the magic and the 2-byte version): 0 core, 1 component.
+_COMPONENT_LAYER = b"\x01\x00"
+
+
+def is_component(wasm: bytes) -> bool:
+    """Whether ``wasm`` is a component (its preamble's layer field says 1), not a core module."""
+    return wasm[:4] == b"\0asm" and wasm[6:8] == _COMPONENT_LAYER
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import stat
 import struct
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import wasmtime
 
@@ -30,8 +31,8 @@ _META_LEN = struct.Struct("<Q")
 
 
 class ModuleCache:
-    """Compiled `wasmtime.Module`s on disk by SHA-256 of their wasm bytes, each with the
-    metadata bytes its compiler returned (under the same tag).
+    """Compiled `wasmtime.Module`s (and components) on disk by SHA-256 of their wasm bytes,
+    each with the metadata bytes its compiler returned (under the same tag).
 
     ``fingerprint`` names the engine configuration and wasmtime version: code compiled
     under another configuration lives under another name and is never loaded.
@@ -46,11 +47,13 @@ class ModuleCache:
         self,
         digest: str,
         engine: wasmtime.Engine,
-        compile: Callable[[], tuple[wasmtime.Module, bytes]],
-    ) -> tuple[wasmtime.Module, bytes, str]:
-        """The module for ``digest``, its metadata and where it came from: ``disk`` or
-        ``miss`` (then ``compile`` made both)."""
-        found = self._load(digest, engine)
+        compile: Callable[[], tuple[Any, bytes]],
+        load: Callable[[wasmtime.Engine, bytes], Any] = wasmtime.Module.deserialize,
+    ) -> tuple[Any, bytes, str]:
+        """The module for ``digest``, its metadata and where it came from: ``disk`` (then
+        ``load`` deserialized it: ``Component.deserialize`` for a component) or ``miss``
+        (then ``compile`` made both)."""
+        found = self._load(digest, engine, load)
         if found is not None:
             return *found, "disk"
         module, meta = compile()
@@ -65,7 +68,9 @@ class ModuleCache:
     def _path(self, digest: str) -> Path | None:
         return None if self._dir is None else self._dir / f"{digest}.{self._fingerprint}.cwasm"
 
-    def _load(self, digest: str, engine: wasmtime.Engine) -> tuple[wasmtime.Module, bytes] | None:
+    def _load(
+        self, digest: str, engine: wasmtime.Engine, load: Callable[[wasmtime.Engine, bytes], Any]
+    ) -> tuple[Any, bytes] | None:
         path = self._path(digest)
         blob = _read_entry(path) if path else b""
         body, tag = blob[:-_TAG], blob[-_TAG:]
@@ -73,9 +78,9 @@ class ModuleCache:
             return None
         (size,) = _META_LEN.unpack_from(body)
         start = _META_LEN.size + size
-        return wasmtime.Module.deserialize(engine, body[start:]), body[_META_LEN.size : start]
+        return load(engine, body[start:]), body[_META_LEN.size : start]
 
-    def _store(self, digest: str, module: wasmtime.Module, meta: bytes) -> None:
+    def _store(self, digest: str, module: Any, meta: bytes) -> None:
         path = self._path(digest)
         if path is None:
             return

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import binary
+import wasmtime
+
+from . import binary, wasmtime_private
 from . import outcome as st
 from .errors import InvocationError
 
@@ -18,6 +20,15 @@ class Call:
     name: str
     args: tuple[Any, ...]
     result_types: tuple[str, ...]
+
+    @property
+    def sealed_args(self) -> tuple[str, ...] | None:
+        """The arguments as the record seals them, when not as given (components: WAVE)."""
+        return None
+
+    def lookup(self, instance: Any, store: wasmtime.Store) -> Any:
+        """The function to call in ``instance``."""
+        return wasmtime_private.export(instance, store, self.name)
 
     def finished(self, values: Any) -> dict[str, Any]:
         """The Outcome's status fields for a call that returned ``values``."""

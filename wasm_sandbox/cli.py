@@ -220,10 +220,12 @@ def _options_of(args: argparse.Namespace) -> Any:
     recipient = None
     if args.recipient is not None:  # an empty file is a bad key, not "no recipient"
         recipient = KeyStore.load_public_pem(_read(args.recipient, "--recipient"))
+    from .wave import Wave
+
     invoke, call_args = (args.invoke[0], args.invoke[1:]) if args.invoke else (None, [])
     return RunOptions(
         invoke=invoke,
-        args=tuple(call_args),
+        args=tuple(Wave(a) for a in call_args),  # a component reads them as WAVE
         limits=limits,
         grants=grants,
         lang=args.lang,
@@ -422,7 +424,7 @@ def _print_run(ex: Any) -> None:
     message = f": {_escaped(o.message)}" if o.message else ""
     print(f"{o.status}{facts.get(o.status, '')}{message}")
     if o.returns:
-        print("returns", " ".join(map(str, o.returns)))
+        print("returns", " ".join(o.shown_returns()))
     for name, text in (("stdout", o.stdout), ("stderr", o.stderr)):
         if text:
             print(f"--- {name}" + (" (cut at the output limit)" if o.output_truncated else ""))

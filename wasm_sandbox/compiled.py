@@ -7,15 +7,17 @@ import importlib.metadata
 from dataclasses import dataclass, field
 
 import wasmtime
+import wasmtime.component as wc
 
 from . import binary, instrument, wasi
+from .component import World, read_world
 from .errors import CompileError
 
 #: Below the 2 MiB at which ``wasmtime.Engine()`` aborts (FIELD-NOTES.md).
 MAX_WASM_STACK = 1 << 20
 #: Bump when `config` or the rewrite (`instrument`) changes: cached compiled code from
 #: another configuration is ignored.
-CONFIG_VERSION = 3
+CONFIG_VERSION = 4
 #: WASI functions through which a guest can observe time or randomness.
 NONDETERMINISTIC_IMPORTS = frozenset(
     {"clock_time_get", "clock_res_get", "random_get", "poll_oneoff"}
@@ -24,9 +26,10 @@ NONDETERMINISTIC_IMPORTS = frozenset(
 
 @dataclass(frozen=True)
 class Compiled:
-    """A validated, compiled module and what the sandbox needs to know about it."""
+    """A validated, compiled module (or component: then ``world`` is set) and what the
+    sandbox needs to know about it."""
 
-    module: wasmtime.Module = field(repr=False)
+    module: wasmtime.Module | wc.Component = field(repr=False)
     wasm: bytes = field(repr=False)
     digest: str
     cache: str
@@ -35,6 +38,7 @@ class Compiled:
     functions: dict[str, binary.Signature] = field(repr=False)
     memories: tuple[str, ...] = ()
     rewrite: instrument.Rewrite = field(default=instrument.unchanged(b""), repr=False)
+    world: World | None = field(default=None, repr=False)
 
     @classmethod
     def inspect(cls, module: wasmtime.Module, wasm: bytes, digest: str) -> Compiled:
@@ -48,12 +52,25 @@ class Compiled:
         memories = tuple(name for name, kind in face.exports if kind == "memory")
         return cls(module, bytes(wasm), digest, "miss", 0.0, imports, face.functions, memories)
 
+    @classmethod
+    def of_component(
+        cls, engine: wasmtime.Engine, component: wc.Component, wasm: bytes, digest: str, wit: str
+    ) -> Compiled:
+        """A component and its world (`wasm_sandbox.component.read_world`)."""
+        world = read_world(engine, component, wit)
+        imports = tuple((name, "") for name, _ in world.imports)
+        return cls(component, bytes(wasm), digest, "miss", 0.0, imports, {}, world=world)
+
     @property
     def uses_wasi(self) -> bool:
+        if self.world is not None:
+            return self.world.uses_wasi
         return any(mod == wasi.WASI for mod, _ in self.imports)
 
     @property
     def observes_time_or_randomness(self) -> bool:
+        if self.world is not None:
+            return self.world.observes_time_or_randomness
         return any(
             mod == wasi.WASI and name in NONDETERMINISTIC_IMPORTS for mod, name in self.imports
         )
@@ -66,6 +83,7 @@ def config() -> wasmtime.Config:
     export a function whose signature holds a reference type other than funcref and
     externref; merely reading that signature aborts the process inside wasmtime-py
     (found by the hardening campaign). Such modules are refused at compile time instead.
+    Components are on (`wasm_sandbox.component`).
     Relaxed SIMD and NaNs are made deterministic so replays compute the same bits.
     """
     settings = wasmtime.Config()
@@ -77,7 +95,7 @@ def config() -> wasmtime.Config:
     settings.wasm_exceptions = False
     settings.wasm_stack_switching = False
     settings.wasm_threads = False
-    settings.wasm_component_model = False
+    settings.wasm_component_model = True
     settings.wasm_relaxed_simd_deterministic = True
     settings.cranelift_nan_canonicalization = True
     return settings

@@ -27,11 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import wasmtime
+import wasmtime.component as wc
 
-from . import instrument, traps, wasi
+from . import binary, component, instrument, traps, wasi
 from .cache import ModuleCache
 from .call import Call, prepare_call
 from .compiled import Compiled, compile_rewritten, config, fingerprint
+from .component import compile_component
 from .guest import Guest
 from .limits import Grants, Limits
 from .outcome import Outcome
@@ -71,17 +73,32 @@ class Engine:
             if known is not None:
                 self._recent.move_to_end(digest)
         if known is None:
-            with traps.refused_module():
-                module, meta, where = self.cache.get(
-                    digest, self._engine, lambda: compile_rewritten(self._engine, wasm)
-                )
-            rewrite = instrument.Rewrite.from_bytes(meta)
-            known = replace(Compiled.inspect(module, wasm, digest), cache=where, rewrite=rewrite)
+            known = self._compile(wasm, digest)
             with self._lock:
                 self._recent[digest] = replace(known, cache="memory")
                 while len(self._recent) > RECENT_MODULES:
                     self._recent.popitem(last=False)
         return replace(known, compile_ms=(time.perf_counter() - start) * 1000)
+
+    def _compile(self, wasm: bytes, digest: str) -> Compiled:
+        """Compile a core module (rewritten by `instrument`) or a component, or load it
+        from the disk cache."""
+        if binary.is_component(wasm):
+            with traps.refused_module():
+                component, meta, where = self.cache.get(
+                    digest,
+                    self._engine,
+                    lambda: compile_component(self._engine, wasm),
+                    wc.Component.deserialize,
+                )
+            of = Compiled.of_component(self._engine, component, wasm, digest, meta.decode())
+            return replace(of, cache=where)
+        with traps.refused_module():
+            module, meta, where = self.cache.get(
+                digest, self._engine, lambda: compile_rewritten(self._engine, wasm)
+            )
+        rewrite = instrument.Rewrite.from_bytes(meta)
+        return replace(Compiled.inspect(module, wasm, digest), cache=where, rewrite=rewrite)
 
     def knows(self, wasm: bytes) -> bool:
         """Whether ``wasm`` is compiled already, in memory or in the disk cache."""
@@ -111,7 +128,11 @@ class Engine:
         """
         limits, grants = limits or Limits(), grants or Grants()
         grants.check()
-        call = prepare_call(compiled.functions, invoke, args)
+        call = (
+            component.prepare_call(compiled.world, invoke, args)
+            if compiled.world is not None
+            else prepare_call(compiled.functions, invoke, args)
+        )
         watch = wasi.Watch(
             deadline=time.monotonic() + limits.timeout, cancel=cancel or threading.Event()
         )

@@ -16,7 +16,7 @@ from typing import Any
 
 import wasmtime
 
-from . import instrument, traps, wasi, wasmtime_private
+from . import component, instrument, traps, wasi, wasmtime_private
 from . import outcome as st
 from .call import Call
 from .capture import Capture
@@ -58,9 +58,7 @@ class Guest:
         try:
             stdin_path = self._stdin_file()
             instance = self._instantiate(stdin_path)
-            values = wasmtime_private.export(instance, self.store, call.name)(
-                self.store, *call.args
-            )
+            values = call.lookup(instance, self.store)(self.store, *call.args)
             facts = call.finished(values)
             if self.run.watch.reason:  # a host call was cut short by the deadline
                 facts = traps.classify(None, self.run.watch, self.limits, self.compiled.rewrite)
@@ -72,7 +70,7 @@ class Guest:
         if self.quota.exceeded(at_end=True) and self.run.watch.reason in (None, st.QUOTA):
             facts = self.quota.facts()
         duration = (time.perf_counter() - start) * 1000
-        memory = self._memory_bytes(instance) if instance else 0
+        memory = self._memory_bytes(instance) if instance and not self.compiled.world else 0
         fuel_used = max(self.limits.fuel - self.store.get_fuel(), self.run.fuel_used)
         exact = self.compiled.rewrite.fuel_exact
         if instance and not exact:  # a guest that ran never logs 0, even as a lower bound
@@ -94,6 +92,8 @@ class Guest:
             cache=self.compiled.cache,
             deterministic=self._deterministic(),
             result_types=call.result_types,
+            call_args=call.sealed_args,
+            world=self.compiled.world.text if self.compiled.world else "",
         )
 
     def _memory_bytes(self, instance: wasmtime.Instance) -> int:
@@ -110,11 +110,15 @@ class Guest:
 
     def _deterministic(self) -> bool:
         """Whether a replay with the same inputs must give the same result."""
-        return not self.grants.dirs and (
-            self.virtual is not None or not self.compiled.observes_time_or_randomness
-        )
+        virtual = self.virtual is not None and self.compiled.world is None  # preview 1 only
+        return not self.grants.dirs and (virtual or not self.compiled.observes_time_or_randomness)
 
-    def _instantiate(self, stdin_path: str | None) -> wasmtime.Instance:
+    def _instantiate(self, stdin_path: str | None) -> Any:
+        if self.compiled.world is not None:  # a component; WASI 0.2 only with its config
+            config = self._wasi_config(stdin_path) if self.compiled.uses_wasi else None
+            assert isinstance(self.compiled.module, wasmtime.component.Component)
+            return component.instantiate(self.engine, self.store, self.compiled.module, config)
+        assert isinstance(self.compiled.module, wasmtime.Module)
         if not self.compiled.imports:
             return wasmtime.Instance(self.store, self.compiled.module, [])
         linker = wasmtime.Linker(self.engine)

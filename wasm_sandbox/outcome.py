@@ -5,12 +5,11 @@ A guest that traps, loops or floods its output produces an `Outcome`, never an e
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import wire
+from . import wave, wire
 
 OK = "ok"
 EXIT = "exit"
@@ -121,16 +120,19 @@ class Frame:
 class Outcome:
     """The result of running a guest under `Limits`.
 
-    ``returns`` holds the export's results (ints and floats); ``exit_code`` is the WASI
+    ``returns`` holds the export's results (ints and floats; for a component, the one
+    result as a `wasm_sandbox.wave` Python value); ``exit_code`` is the WASI
     exit status (0 for a command that returned normally, ``None`` for an export call).
     ``trap`` is the trap kind (``"stack_overflow"``, ``"unreachable"``, ...) when
     ``status`` is ``"trap"``; ``message`` explains any status other than ``"ok"``.
     ``fuel_lower_bound``: the module could not be instrumented (`wasm_sandbox.instrument`),
     so ``fuel_used`` may miss the work of loops stopped by the clock or an interrupt.
+    ``result_types`` names each return's type (``i32``...; WIT type text for a component);
+    ``call_args`` are a component call's arguments in WAVE, ``world`` its WIT world.
     """
 
     status: str
-    returns: tuple[int | float, ...] = ()
+    returns: tuple[Any, ...] = ()
     exit_code: int | None = None
     trap: str | None = None
     message: str | None = None
@@ -147,11 +149,19 @@ class Outcome:
     cache: str = "miss"
     deterministic: bool = False
     result_types: tuple[str, ...] = field(default=(), repr=False)
+    call_args: tuple[str, ...] | None = field(default=None, repr=False)
+    world: str = field(default="", repr=False)
 
     @property
     def ok(self) -> bool:
         """True when the guest finished normally (``ok``, or ``exit`` with code 0)."""
         return self.status == OK or (self.status == EXIT and self.exit_code == 0)
+
+    def shown_returns(self) -> list[str]:
+        """Each return as text: WAVE for a component's, Python's ``repr`` for numbers."""
+        return [_text(t, v) for t, v in zip(self.result_types, self.returns, strict=False)] or [
+            repr(v) for v in self.returns
+        ]
 
     def summary(self) -> dict[str, Any]:
         """The record's ``outcome`` field: integers and strings, plus
@@ -175,7 +185,7 @@ class Outcome:
         return {
             "status": self.status,
             "returns": [
-                [t, repr(v)] for t, v in zip(self.result_types, self.returns, strict=False)
+                [t, _text(t, v)] for t, v in zip(self.result_types, self.returns, strict=False)
             ],
             "exit_code": self.exit_code,
             "trap": self.trap,
@@ -196,7 +206,7 @@ class Outcome:
         pairs = [(str(t), str(v)) for t, v in payload["returns"]]
         return cls(
             status=payload["status"],
-            returns=tuple(int(v) if t in ("i32", "i64") else float(v) for t, v in pairs),
+            returns=tuple(_value(t, v) for t, v in pairs),
             result_types=tuple(t for t, _ in pairs),
             exit_code=payload["exit_code"],
             trap=payload["trap"],
@@ -215,7 +225,7 @@ class Outcome:
         return {
             "status": self.status,
             "exit_code": self.exit_code,
-            "returns": [_json_number(v) for v in self.returns],
+            "returns": [wave.to_json(v) for v in self.returns],
             "trap": self.trap,
             "message": self.message,
             "frames": [str(f) for f in self.frames],
@@ -233,8 +243,15 @@ class Outcome:
         }
 
 
-def _json_number(value: int | float) -> wire.JsonNumber:
-    """JSON has no NaN or infinity: such float returns become ``"NaN"``, ``"Infinity"``..."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    return value
+def _text(kind: str, value: Any) -> str:
+    """A return as sealed: ``repr`` of a core number, WAVE of a component value."""
+    return repr(value) if kind in _CORE else wave.show(value, wave.parse_type(kind))
+
+
+def _value(kind: str, text: str) -> Any:
+    if kind in ("i32", "i64"):
+        return int(text)
+    return float(text) if kind in _CORE else wave.parse(text, wave.parse_type(kind))
+
+
+_CORE = frozenset({"i32", "i64", "f32", "f64"})

@@ -215,7 +215,9 @@ class Sandbox:
         grants = options.grants
         inputs = {
             "invoke": options.invoke,
-            "args": [str(a) for a in options.args],
+            "args": list(outcome.call_args)  # a component's: in WAVE
+            if outcome.call_args is not None
+            else [str(a) for a in options.args],
             "grants": grants.to_payload(),
         }
         text = None if program.text is None else {"lang": program.lang, "text": program.text}

@@ -126,6 +126,8 @@ def locate(error: CompileError, program: Program) -> CompileError:
     match = _OFFSET.search(message)
     if program.lang != "wat" or program.text is None or not match:
         return error
+    if binary.is_component(program.wasm):  # DWARF lines are for core modules only
+        return error
     position = _wat_position(program.text, program.wasm, int(match.group(1), 0))
     if position is None:
         return error
@@ -169,6 +171,13 @@ def _dwarf_counts_one_byte() -> bool:
 def disassemble(wasm: bytes) -> str | None:
     """The module's text form from ``wasm-tools print``; None when it cannot be printed."""
     out = _wasm_tools("print", "-", data=wasm)
+    return out.decode("utf-8", "replace") if out is not None else None
+
+
+def wit_text(wasm: bytes) -> str | None:
+    """A component's world in WIT, with its type names, from ``wasm-tools component wit``;
+    None when it cannot be printed."""
+    out = _wasm_tools("component", "wit", "-", data=wasm)
     return out.decode("utf-8", "replace") if out is not None else None
 
 

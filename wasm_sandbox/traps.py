@@ -48,6 +48,9 @@ def classify(
     if isinstance(exc, wasmtime.Trap):
         return _trap(exc, limits, rewrite)
     text = str(exc)
+    code = component_trap(text)
+    if code is not None:
+        return _coded(code, (), one_line(text, head=False), limits)
     if "exceeds memory limits" in text or "memory minimum size" in text:
         return {
             "status": st.MEMORY_LIMIT,
@@ -86,7 +89,13 @@ def _trap(trap: wasmtime.Trap, limits: Limits, rewrite: instrument.Rewrite) -> d
         for f in trap.frames or ()
         if f.func_index != rewrite.sync_index
     )
-    code = trap.trap_code
+    # the backtrace is in the frames
+    return _coded(trap.trap_code, frames, one_line(trap.message, head=False), limits)
+
+
+def _coded(
+    code: wasmtime.TrapCode | None, frames: tuple[Frame, ...], message: str, limits: Limits
+) -> dict[str, Any]:
     if code == wasmtime.TrapCode.OUT_OF_FUEL:
         return {
             "status": st.OUT_OF_FUEL,
@@ -95,12 +104,31 @@ def _trap(trap: wasmtime.Trap, limits: Limits, rewrite: instrument.Rewrite) -> d
             "message": f"used all {limits.fuel} units of fuel",
         }
     kind = trap_kind(code) if code is not None else "host"
-    return {
-        "status": st.TRAP,
-        "trap": kind,
-        "frames": frames[:MAX_FRAMES],
-        "message": one_line(trap.message, head=False),  # the backtrace is in the frames
-    }
+    return {"status": st.TRAP, "trap": kind, "frames": frames[:MAX_FRAMES], "message": message}
+
+
+#: wasmtime's text of a trap's code: a component call raises a plain `WasmtimeError`
+#: whose last cause is ``wasm trap: <text>`` (no `Trap`, no code, no frames).
+_TRAP_TEXTS = {
+    "call stack exhausted": wasmtime.TrapCode.STACK_OVERFLOW,
+    "out of bounds memory access": wasmtime.TrapCode.MEMORY_OUT_OF_BOUNDS,
+    "undefined element: out of bounds table access": wasmtime.TrapCode.TABLE_OUT_OF_BOUNDS,
+    "uninitialized element": wasmtime.TrapCode.INDIRECT_CALL_TO_NULL,
+    "indirect call type mismatch": wasmtime.TrapCode.BAD_SIGNATURE,
+    "integer overflow": wasmtime.TrapCode.INTEGER_OVERFLOW,
+    "integer divide by zero": wasmtime.TrapCode.INTEGER_DIVISION_BY_ZERO,
+    "invalid conversion to integer": wasmtime.TrapCode.BAD_CONVERSION_TO_INTEGER,
+    "wasm `unreachable` instruction executed": wasmtime.TrapCode.UNREACHABLE,
+    "all fuel consumed by WebAssembly": wasmtime.TrapCode.OUT_OF_FUEL,
+    "cannot enter component instance": wasmtime.TrapCode.CANNOT_ENTER_COMPONENT,
+}
+_WASM_TRAP = re.compile(r"wasm trap: (.+)")
+
+
+def component_trap(text: str) -> wasmtime.TrapCode | None:
+    """The trap code named in a component call's error text, if it names one."""
+    found = _WASM_TRAP.findall(text)
+    return _TRAP_TEXTS.get(found[-1].strip()) if found else None
 
 
 def _offset(value: int, rewrite: instrument.Rewrite) -> int:

@@ -23,6 +23,7 @@ from .limits import Grants, Limits
 from .outcome import CHECKED_FIELDS, ERROR, Outcome
 from .record import OpenedRecord
 from .run_options import RunOptions
+from .wave import Wave
 
 if TYPE_CHECKING:
     from .sandbox import Sandbox
@@ -83,7 +84,7 @@ def _replay(sandbox: Sandbox, rec: dict[str, Any], opened: OpenedRecord) -> dict
         grants = replace(grants, deterministic=True)
     options = RunOptions(
         invoke=opened.input["invoke"],
-        args=opened.input["args"],
+        args=tuple(Wave(a) for a in opened.input["args"]),  # as sealed: text
         limits=Limits.from_record(rec["limits"]),
     )
     with tempfile.TemporaryDirectory(prefix="wasm-sandbox-replay-") as scratch:

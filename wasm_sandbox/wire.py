@@ -16,13 +16,16 @@ from __future__ import annotations
 from typing import Any, Literal, TypedDict
 
 JsonNumber = float | Literal["NaN", "Infinity", "-Infinity"]
-"""A guest's return value: JSON has no NaN or infinity, so those travel as strings."""
+"""A core module's return value: JSON has no NaN or infinity, so those travel as strings."""
+JsonValue = Any
+"""A guest's return value: a `JsonNumber` from a core module, any JSON value from a
+component (its Python value, docs/components.md)."""
 
 
 class _OutcomeFacts(TypedDict):
     status: str
     exit_code: int | None
-    returns: list[JsonNumber]
+    returns: list[JsonValue]
     stdout: str
     stderr: str
     fuel_used: int

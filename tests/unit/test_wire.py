@@ -43,6 +43,8 @@ def py_types(annotation) -> set[str]:
         return {f"map<{_join(py_types(typing.get_args(annotation)[1]))}>"}
     if typing.is_typeddict(annotation):
         return {f"object:{annotation.__name__}"}
+    if annotation is typing.Any:  # a component's return value: any JSON
+        return {"any"}
     names = {str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null"}
     return {names.get(annotation, repr(annotation))}
 
@@ -55,6 +57,8 @@ def schema_types(schema: dict) -> set[str]:
     out: set[str] = {"null"} if schema.get("nullable") else set()
     if "anyOf" in schema:
         return out.union(*(schema_types(s) for s in schema["anyOf"]))
+    if "type" not in schema:  # any JSON value
+        return out | {"any"}
     kind = schema["type"]
     if kind == "string" and "enum" in schema:
         out.add("string{" + ",".join(sorted(schema["enum"])) + "}")

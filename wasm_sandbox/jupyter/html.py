@@ -176,7 +176,7 @@ def run_facts(execution: Execution, blobs: Mapping[str, bytes] | None = None) ->
     """Memory, duration, the sealed payload, the commitment and the log position."""
     o, rec = execution.outcome, execution.record
     return [
-        Fact("memory", memory_text(o.memory_bytes, o.memory_limit), ""),
+        Fact("memory", _memory(o), ""),
         Fact("duration", duration_text(o.duration_ms), ""),
         Fact("sealed with", str(rec.get("suite", "")), ""),
         *(_part(name, rec[name], (blobs or {}).get(name)) for name in _PARTS if name in rec),
@@ -317,11 +317,18 @@ def log(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
 def _io(outcome: Outcome) -> list[tuple[str, str]]:
     cut = " (cut at the output limit)" if outcome.output_truncated else ""
     pairs = [
-        ("returns", " ".join(repr(v) for v in outcome.returns) if outcome.returns else ""),
+        ("returns", " ".join(outcome.shown_returns()) if outcome.returns else ""),
         (f"stdout{cut}", outcome.stdout),
         (f"stderr{cut}", outcome.stderr),
+        ("WIT world", outcome.world),  # a component's imports and exports with their types
     ]
     return [(label, body) for label, body in pairs if body]
+
+
+def _memory(outcome: Outcome) -> str:
+    if outcome.world:  # wasmtime-py shows a component's memories to nobody
+        return f"not measured for a component (limit {outcome.memory_limit:,} B per memory)"
+    return memory_text(outcome.memory_bytes, outcome.memory_limit)
 
 
 def _percent(used: int, limit: int) -> str:

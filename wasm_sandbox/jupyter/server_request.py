@@ -32,6 +32,7 @@ from wasm_sandbox import envelope
 from wasm_sandbox.errors import BadField, DecryptionError, KeyStoreError, LimitsError
 from wasm_sandbox.keys import KeyStore
 from wasm_sandbox.limits import Limits
+from wasm_sandbox.wave import Wave
 
 WASM_MAGIC = b"\0asm"
 LIMIT_NAMES = ("fuel", "memory", "timeout", "output", "dir_quota")
@@ -230,7 +231,7 @@ def _args(value: Any) -> tuple[int | float | str, ...]:
             raise BadField(f"args[{i}]", "number out of range (write inf or nan as a string)")
         if isinstance(item, str):
             _utf8(item, f"args[{i}]")
-    return tuple(value)
+    return tuple(Wave(v) if isinstance(v, str) else v for v in value)  # strings: WAVE
 
 
 def _strings(value: Any, name: str) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from traitlets.config import Configurable
 
 from ..errors import KeyStoreError
 from ..limits import Grants, Limits
+from ..wave import Wave
 from ..worker import ISOLATIONS
 from .traits import check_limit, limit
 
@@ -122,7 +123,7 @@ class WasmSandbox(Configurable):
 
         return RunOptions(
             invoke=cmd.invoke,
-            args=tuple(cmd.args),
+            args=tuple(Wave(a) for a in cmd.args),  # a component reads them as WAVE
             limits=self.limits(cmd),
             grants=self.grants(cmd),
             lang=cmd.lang,
