@@ -19,7 +19,7 @@ PACKAGE = Path(wasm_sandbox.__file__).parent
 HTTP_ANSWERS = {"wasm_sandbox.jupyter.server.ApiError"}
 #: Where each foreign library's exceptions may be caught and turned into ours.
 BOUNDARIES = {
-    "wasmtime": {"compiled.py", "sources.py", "traps.py"},
+    "wasmtime": {"compiled.py", "component.py", "sources.py", "traps.py"},
     "sqlite3": {"ledger.py", "witness.py"},
     "cryptography": {"envelope.py", "keys.py", "checkpoint.py"},
 }
