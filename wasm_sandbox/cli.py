@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import os
 import re
@@ -38,6 +39,10 @@ EPILOG = {
   wasm-sandbox keys --export-public me.pem
   wasm-sandbox keys --import-recipient teacher.pem   # seal future runs to someone else
   wasm-sandbox keys --protect    # encrypt the private keys ($WASM_SANDBOX_PASSPHRASE or asked)""",
+    "sign": """examples:
+  wasm-sandbox sign plugin.wasm -o plugin.signed.wasm --json
+  wasm-sandbox keys --json        # signer_verifier_key: what --require-signed-by takes
+  wasm-sandbox run plugin.signed.wasm --require-signed-by VKEY""",
     "decrypt": "example:\n  wasm-sandbox decrypt last --json",
     "course": """examples:
   wasm-sandbox course                       # JupyterLab on the course, chapter 1 open
@@ -96,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         ("checkpoint", lambda p: None, cmd_checkpoint, "print the latest signed checkpoint"),
         ("proof", _proof_options, cmd_proof, "print an offline-verifiable receipt"),
         ("keys", _keys_options, cmd_keys, "show, export or import keys"),
+        ("sign", _sign_options, cmd_sign, "sign a module or component with this home's key"),
         ("decrypt", _decrypt_options, cmd_decrypt, "open a record with the private key"),
         ("course", _course_options, cmd_course, "open the tutorial notebooks in JupyterLab"),
     ):
@@ -162,6 +168,11 @@ def _keys_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="encrypt the private keys with a passphrase ($WASM_SANDBOX_PASSPHRASE, else asked)",
     )
+
+
+def _sign_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE", help=".wasm module or component (or .wat)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="the signed binary")
 
 
 def _decrypt_options(p: argparse.ArgumentParser) -> None:
@@ -231,6 +242,7 @@ def _options_of(args: argparse.Namespace) -> Any:
         lang=args.lang,
         recipient=recipient,
         isolation=args.isolation,
+        require_signed_by=tuple(args.require_signed_by),
     )
 
 
@@ -326,6 +338,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             "has_private_key": sb.keys.has_private_key,
             "log_origin": sb.origin,
             "log_verifier_key": sb.ledger.verifier_key,
+            "signer_verifier_key": sb.keys.signer_verifier_key,
             "protected": sb.keys.protected,
         }
     if args.json:
@@ -335,7 +348,34 @@ def cmd_keys(args: argparse.Namespace) -> int:
         print(f"private keys      {'passphrase-protected' if out['protected'] else 'unencrypted'}")
         print(f"log origin        {out['log_origin']}")
         print(f"log verifier key  {out['log_verifier_key']}")
+        print(f"module signer key {out['signer_verifier_key']}")
         print(out["recipient_public_key_pem"], end="")
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    """Sign FILE as a whole (the tool-conventions ``signature`` section, as ``wasmsign2``)."""
+    from . import signing
+
+    with _sandbox(args) as sb:
+        program = sb.load(Path(args.file))
+        signed = signing.sign(program.wasm, sb.keys.module_signing_key())
+        signer = sb.keys.signer_verifier_key
+    try:
+        Path(args.output).expanduser().write_bytes(signed)
+    except OSError as exc:
+        raise FileError(f"-o: cannot write {args.output}: {exc.strerror}") from None
+    out = {
+        "output": args.output,
+        "size": len(signed),
+        "sha256": hashlib.sha256(signed).hexdigest(),
+        "signer_verifier_key": signer,
+    }
+    if args.json:
+        _print_json(out)
+    else:
+        print(f"signed {args.file} -> {args.output} ({len(signed)} B)")
+        print(f"signer {signer}")
     return 0
 
 

@@ -30,7 +30,8 @@ class Job:
     """A program ready to run with its options.
 
     ``problem`` is set when the source never became a module that can run (a batch logs
-    it as an ``error`` run); ``compiled`` is the module when the caller had it already.
+    it as an ``error`` run); ``compiled`` is the module when the caller had it already;
+    ``signer`` is the verifier key that signed the binary, when one known to the run did.
     `portable` is the copy that travels to another process or machine.
     """
 
@@ -38,6 +39,7 @@ class Job:
     options: RunOptions
     problem: str | None = None
     compiled: Compiled | None = field(default=None, repr=False, compare=False)
+    signer: str | None = None
 
     def portable(self) -> Job:
         """This job without what cannot be pickled (the compiled module, the recipient key:

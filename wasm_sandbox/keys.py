@@ -4,6 +4,8 @@
 - ``recipient.pub.pem``: an imported P-256 public key; when present, runs are sealed to it and
   the local private key (if any) is used only to open older records.
 - ``signing.pem``: the Ed25519 key that signs log checkpoints (PKCS8 PEM, 0600).
+- ``module-signing.pem``: the Ed25519 key ``wasm-sandbox sign`` signs modules with (0600);
+  its verifier key (`KeyStore.signer_verifier_key`) is what ``--require-signed-by`` takes.
 
 The private keys can be protected with a passphrase (`KeyStore.protect`, ``wasm-sandbox keys
 --protect``): they are then PKCS8 PEMs encrypted with cryptography's
@@ -25,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import getpass
+import hashlib
 import os
 import sys
 from collections.abc import Callable
@@ -36,6 +39,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+from wasm_sandbox.checkpoint import verifier_key
 from wasm_sandbox.envelope import key_id
 from wasm_sandbox.errors import KeyStoreError
 from wasm_sandbox.home import private_dir, read_private, replace_file, write_new
@@ -43,7 +47,10 @@ from wasm_sandbox.home import private_dir, read_private, replace_file, write_new
 RECIPIENT = "recipient.pem"
 IMPORTED = "recipient.pub.pem"
 SIGNING = "signing.pem"
+MODULE_SIGNING = "module-signing.pem"
 PASSPHRASE_ENV = "WASM_SANDBOX_PASSPHRASE"
+#: The name in module signer verifier keys, before ``/`` and a digest of the key.
+SIGNER_NAME = "module-signer.wasm-sandbox.local"
 _ENCRYPTED = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
 
 _K = TypeVar("_K")
@@ -57,6 +64,7 @@ class KeyStore:
         self._recipient: ec.EllipticCurvePrivateKey | None = None
         self._public: ec.EllipticCurvePublicKey | None = None
         self._signing: ed25519.Ed25519PrivateKey | None = None
+        self._module_signing: ed25519.Ed25519PrivateKey | None = None
         self._passphrase: bytes | None = None
 
     def recipient_private_key(self) -> ec.EllipticCurvePrivateKey:
@@ -117,21 +125,40 @@ class KeyStore:
             )
         return self._signing
 
+    def module_signing_key(self) -> ed25519.Ed25519PrivateKey:
+        """The Ed25519 key that signs modules, created on first use."""
+        if self._module_signing is None:
+            self._module_signing = self._load_or_create(
+                MODULE_SIGNING, ed25519.Ed25519PrivateKey.generate, _as_signing
+            )
+        return self._module_signing
+
+    @property
+    def signer_verifier_key(self) -> str:
+        """The verifier key of `module_signing_key` (``name+keyid+base64(0x01 || key)``: the
+        base64 part is the key as ``wasmsign2`` stores it)."""
+        public = self.module_signing_key().public_key()
+        digest = hashlib.sha256(public.public_bytes_raw()).hexdigest()[:16]
+        return verifier_key(f"{SIGNER_NAME}/{digest}", public)
+
+    @property
+    def has_module_signing_key(self) -> bool:
+        return (self.dir / MODULE_SIGNING).exists()
+
     def protect(self, passphrase: bytes) -> list[str]:
         """Encrypt the private keys with ``passphrase`` (created first if missing); returns
         the files rewritten. A home that seals to an imported key keeps no recipient key."""
         if not passphrase:
             raise KeyStoreError("an empty passphrase protects nothing")
         keys: list[tuple[str, PrivateKeyTypes]] = [(SIGNING, self.signing_key())]
+        if self.has_module_signing_key:
+            keys.append((MODULE_SIGNING, self.module_signing_key()))
         if (self.dir / RECIPIENT).exists() or not (self.dir / IMPORTED).exists():
             keys.append((RECIPIENT, self.recipient_private_key()))
         encryption = serialization.BestAvailableEncryption(passphrase)
         for name, key in keys:
-            data = key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-            )
             try:
-                replace_file(self.dir / name, data)
+                replace_file(self.dir / name, _private_pem(key, encryption))
             except OSError as exc:
                 raise KeyStoreError(f"{self.dir / name}: cannot write ({exc.strerror})") from exc
         self._passphrase = passphrase
@@ -140,7 +167,8 @@ class KeyStore:
     @property
     def protected(self) -> bool:
         """Whether every private key file of this home is encrypted (False when there is none)."""
-        paths = [self.dir / n for n in (SIGNING, RECIPIENT) if (self.dir / n).exists()]
+        names = (SIGNING, RECIPIENT, MODULE_SIGNING)
+        paths = [self.dir / n for n in names if (self.dir / n).exists()]
         return bool(paths) and all(_read(p, 0o077).startswith(_ENCRYPTED) for p in paths)
 
     def public_pem(self) -> str:
@@ -161,8 +189,21 @@ class KeyStore:
         self._check_dir()
         path = self.dir / name
         if not path.exists():
-            self._create(path, _private_pem(generate()))
+            self._create(path, _private_pem(generate(), self._new_key_encryption(path)))
         return check(path, self._parse_private(path, _read(path, 0o077)))
+
+    def _new_key_encryption(self, path: Path) -> serialization.KeySerializationEncryption:
+        """How a new key is written: under the passphrase when the home's keys are protected
+        (a key made later, such as the module signing key, is then protected too)."""
+        if not self.protected:
+            return serialization.NoEncryption()
+        passphrase = self._passphrase or ask_passphrase(f"passphrase of {self.dir}: ")
+        if passphrase is None:
+            raise KeyStoreError(
+                f"{path}: this home's keys are protected; set ${PASSPHRASE_ENV} to create it"
+            )
+        self._passphrase = passphrase
+        return serialization.BestAvailableEncryption(passphrase)
 
     def _parse_private(self, path: Path, data: bytes) -> PrivateKeyTypes:
         try:
@@ -254,11 +295,14 @@ def _new_recipient() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _private_pem(key: PrivateKeyTypes) -> bytes:
+_PLAIN = serialization.NoEncryption()
+
+
+def _private_pem(
+    key: PrivateKeyTypes, encryption: serialization.KeySerializationEncryption = _PLAIN
+) -> bytes:
     return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
 
 

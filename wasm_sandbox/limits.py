@@ -293,6 +293,17 @@ class Grants:
             "deterministic": self.deterministic,
         }
 
+    def public(self) -> dict[str, Any]:
+        """What the public record says the guest could touch: guest paths and modes,
+        environment variable names, how many argv entries and stdin bytes (host paths and
+        values may be secret: they are only in the sealed input)."""
+        return {
+            "dirs": [{"guest": d.guest, "mode": "rw" if d.writable else "ro"} for d in self.dirs],
+            "env": [name for name, _ in self.env],
+            "argv": len(self.argv),
+            "stdin_bytes": len(self.stdin),
+        }
+
     @classmethod
     def from_payload(cls, data: Mapping[str, Any], stdin: bytes = b"") -> Grants:
         """The grants of a sealed input; stdin travels beside them, as raw bytes."""

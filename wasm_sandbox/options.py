@@ -51,6 +51,14 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="virtual clock and seeded randomness, so the run can be replayed",
     )
     parser.add_argument(
+        "--require-signed-by",
+        action="append",
+        default=[],
+        metavar="VKEY",
+        help="run only a binary signed as a whole by this signer verifier key "
+        "(wasm-sandbox keys --json: signer_verifier_key); repeatable: any of them",
+    )
+    parser.add_argument(
         "--isolation",
         choices=ISOLATIONS,
         help="run the guest and its compilation on a thread of this process, or in a "

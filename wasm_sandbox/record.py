@@ -9,7 +9,10 @@ Shape (integers only; hashes and ``enc`` as lowercase hex)::
      "limits": {str: int},
      "outcome": {"status", "trap", "exit_code", "fuel_used", "memory_bytes", "duration_us",
                  ["fuel_lower_bound": true]},
-     "deterministic": bool}
+     "deterministic": bool,
+     "grants": {"dirs": [{"guest", "mode": "ro" | "rw"}], "env": [name], "argv": int,
+                "stdin_bytes": int},     # optional: records before grants were public lack it
+     "signer": str}                      # optional: the verifier key that signed the binary
 
 The sealed input is, since ``input.v`` 2, the canonical JSON of the call (invoke, args, grants
 without stdin), one NUL byte (canonical JSON never contains one) and stdin's raw bytes. Records
@@ -19,7 +22,10 @@ The ciphertexts ("blobs") are stored beside the record; the record holds their d
 ``source`` part is the canonical JSON ``{"lang": "wat" | "c", "text": str}`` of the text the
 program bytes were compiled from; records of binary programs (and older records) have none. Only
 the sealed parts are bound cryptographically (HPKE info and commitments); the other fields are
-protected by the log, whose leaf is the record's canonical bytes.
+protected by the log, whose leaf is the record's canonical bytes. ``grants`` says what the guest
+could touch without saying what may be secret: guest paths and modes, environment variable
+*names*, how many argv entries and stdin bytes; host paths and values stay in the sealed
+input, and ``verify`` checks the two agree (`wasm_sandbox.verification`).
 
 Example::
 
@@ -114,8 +120,12 @@ def build(
     limits: Mapping[str, int],
     outcome: Mapping[str, Any],
     deterministic: bool,
+    *,
+    grants: Mapping[str, Any] | None = None,
+    signer: str | None = None,
 ) -> dict[str, Any]:
-    """Assemble a record; raises ``EnvelopeError`` naming the first field that does not fit."""
+    """Assemble a record; raises ``EnvelopeError`` naming the first field that does not fit.
+    ``grants`` is `Grants.public`; ``signer`` the verifier key that signed the program."""
     record: dict[str, Any] = {
         "v": VERSION,
         "id": record_id,
@@ -129,6 +139,10 @@ def build(
     }
     record["program"]["size"] = program_size
     record["input"]["v"] = INPUT_VERSION
+    if grants is not None:
+        record["grants"] = dict(grants)
+    if signer is not None:
+        record["signer"] = signer
     _check(record, _SCHEMA, optional=_OPTIONAL)
     return record
 
@@ -362,4 +376,29 @@ _SCHEMA: dict[str, Any] = {
     },
     "deterministic": _bool,
 }
-_OPTIONAL: dict[str, Any] = {p: _PART for p in OPTIONAL_PURPOSES}
+
+
+def _names(v: Any) -> str | None:
+    ok = isinstance(v, list) and all(isinstance(x, str) for x in v)
+    return None if ok else "expected a list of strings"
+
+
+def _dirs(v: Any) -> str | None:
+    def ok(d: Any) -> bool:
+        return (
+            isinstance(d, dict)
+            and set(d) == {"guest", "mode"}
+            and isinstance(d["guest"], str)
+            and d["mode"] in ("ro", "rw")
+        )
+
+    good = isinstance(v, list) and all(ok(d) for d in v)
+    return None if good else 'expected a list of {"guest": str, "mode": "ro" | "rw"}'
+
+
+_GRANTS = {"dirs": _dirs, "env": _names, "argv": _uint, "stdin_bytes": _uint}
+_OPTIONAL: dict[str, Any] = {
+    **{p: _PART for p in OPTIONAL_PURPOSES},
+    "grants": _GRANTS,
+    "signer": _str,
+}

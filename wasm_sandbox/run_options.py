@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from .checkpoint import VerifierKey, parse_verifier_key
 from .limits import Grants, Limits
 
 if TYPE_CHECKING:
@@ -28,6 +29,9 @@ class RunOptions:
     says what the source is (default: by suffix or content); ``recipient`` is the public
     key the run is sealed to (default: the home's own); ``isolation`` (``"thread"`` or
     ``"process"``) overrides the sandbox's runner. Standard input is ``grants.stdin``.
+    ``require_signed_by`` holds signer verifier keys (``wasm-sandbox keys --json``,
+    ``signer_verifier_key``): when given, only a binary signed as a whole by one of them
+    runs (`wasm_sandbox.signing`).
     """
 
     invoke: str | None = None
@@ -37,9 +41,11 @@ class RunOptions:
     lang: str | None = None
     recipient: ec.EllipticCurvePublicKey | None = None
     isolation: str | None = None
+    require_signed_by: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "args", tuple(self.args))
+        object.__setattr__(self, "require_signed_by", tuple(self.require_signed_by))
 
     def updated(self, **changes: Any) -> RunOptions:
         """A copy with ``changes`` (field names, plus ``stdin=`` for ``grants.stdin``);
@@ -59,10 +65,16 @@ class RunOptions:
         return replace(options, grants=replace(options.grants, stdin=data))
 
     def check(self) -> None:
-        """Raise `GrantError` or `LimitsError` for grants or stdin that cannot be honoured:
-        before a run starts, never after."""
+        """Raise `GrantError` or `LimitsError` for grants or stdin that cannot be honoured,
+        `VerificationError` for a required signer key that does not parse: before a run
+        starts, never after."""
         self.grants.check()
         self.limits.check_stdin(self.grants.stdin)
+        self.signers()
+
+    def signers(self) -> tuple[VerifierKey, ...]:
+        """The ``require_signed_by`` keys, parsed."""
+        return tuple(parse_verifier_key(k) for k in self.require_signed_by)
 
 
 _NAMES = frozenset(f.name for f in fields(RunOptions))

@@ -21,10 +21,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import merkle, record, sources, verification
+from . import merkle, record, signing, sources, verification
+from .checkpoint import parse_verifier_key
 from .engine import Compiled, Engine
 from .envelope import key_id
-from .errors import CompileError, RecordNotFound, SandboxError
+from .errors import CompileError, PolicyError, RecordNotFound, SandboxError
 from .execution import Execution, Opened, Verification
 from .fanout import Batch, fan_out
 from .highwater import HighWater
@@ -199,9 +200,26 @@ class Sandbox:
         status: Callable[[str], None] | None = None,
     ) -> Job:
         if isinstance(source, Compiled):
-            return Job(sources.Program(source.wasm, "wasm"), options, compiled=source)
-        timeout = options.limits.timeout
-        return Job(self.load(source, options.lang, status=status, timeout=timeout), options)
+            job = Job(sources.Program(source.wasm, "wasm"), options, compiled=source)
+        else:
+            timeout = options.limits.timeout
+            job = Job(self.load(source, options.lang, status=status, timeout=timeout), options)
+        return replace(job, signer=self._signer(job.program.wasm, options))
+
+    def _signer(self, wasm: bytes, options: RunOptions) -> str | None:
+        """The verifier key that signed ``wasm`` as a whole, among the required ones (or,
+        when none are, this home's own module signer); raises `PolicyError` when keys are
+        required and none of them signed it."""
+        required = options.signers()
+        if required:
+            return signing.verifier_key_of(signing.signer(wasm, required))
+        if not self.keys.has_module_signing_key:
+            return None
+        own = parse_verifier_key(self.keys.signer_verifier_key)
+        try:
+            return signing.verifier_key_of(signing.signer(wasm, [own]))
+        except PolicyError:
+            return None
 
     def seal(self, job: Job, outcome: Outcome, error: SandboxError | None = None) -> Execution:
         """The last step of a run: seal program, source, input and result of a finished
@@ -233,6 +251,8 @@ class Sandbox:
             options.limits.to_record(),
             outcome.summary(),
             outcome.deterministic,
+            grants=grants.public(),
+            signer=job.signer,
         )
         leaf = record.encode(rec)
         receipt = self.ledger.append(rid, leaf, record.blobs(parts))
@@ -352,7 +372,7 @@ class Sandbox:
         """The job of ``source``; one that does not compile carries its raw bytes and error."""
         try:
             return self._job(source, options)
-        except CompileError as exc:
+        except (CompileError, PolicyError) as exc:
             raw = source.wasm if isinstance(source, Compiled) else sources.raw_bytes(source)
             return Job(sources.Program(raw, "wasm"), options, str(exc))
 

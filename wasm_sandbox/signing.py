@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from .checkpoint import VerifierKey
+from .checkpoint import VerifierKey, verifier_key
 from .errors import PolicyError
 
 SECTION = "signature"
@@ -85,6 +85,11 @@ def signer(wasm: bytes, keys: Sequence[VerifierKey]) -> VerifierKey:
         raise PolicyError("the module was altered after signing (its sections changed)")
     names = ", ".join(k.name for k in keys) or "no key"
     raise PolicyError(f"the module is signed, but not by a required key ({names})")
+
+
+def verifier_key_of(key: VerifierKey) -> str:
+    """The verifier key string of ``key`` (what the record notes as the signer)."""
+    return verifier_key(key.name, key.public_key)
 
 
 def split(wasm: bytes) -> tuple[bytes | None, bytes]:

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from . import record, sources
+from . import record, signing, sources
+from .checkpoint import parse_verifier_key
 from .envelope import key_id
-from .errors import GrantError, SandboxError, VerificationError
+from .errors import GrantError, PolicyError, SandboxError, VerificationError
 from .execution import Verification
 from .job import Job, execute
 from .ledger import LogReport
@@ -52,6 +53,7 @@ def verify(sandbox: Sandbox, record_id: str, *, replay: bool = False) -> Verific
     if opened is not None:
         problem = _outcome_problem(rec["outcome"], opened.result)
         checks["outcome"] = f"failed: {problem}" if problem else "ok"
+        checks.update(_policy_checks(rec, opened))
     replayed = _replay(sandbox, rec, opened) if replay and opened is not None else None
     if replayed is not None:
         checks["replay"] = "ok" if replayed["matches"] else f"failed: {replayed['reason']}"
@@ -65,6 +67,22 @@ def verify(sandbox: Sandbox, record_id: str, *, replay: bool = False) -> Verific
         checks,
         replayed,
     )
+
+
+def _policy_checks(rec: dict[str, Any], opened: OpenedRecord) -> dict[str, str]:
+    """That the public grants are the sealed ones, and the noted signer signed the program."""
+    checks = {}
+    if "grants" in rec:
+        sealed = Grants.from_payload(opened.input["grants"], opened.stdin).public()
+        same = sealed == rec["grants"]
+        checks["grants"] = "ok" if same else "failed: the public grants are not the sealed ones"
+    if "signer" in rec:
+        try:
+            signing.signer(opened.program, [parse_verifier_key(rec["signer"])])
+            checks["signer"] = "ok"
+        except (PolicyError, VerificationError) as exc:
+            checks["signer"] = f"failed: {exc}"
+    return checks
 
 
 def _opening_key(sandbox: Sandbox, recipient_id: str) -> ec.EllipticCurvePrivateKey | None:

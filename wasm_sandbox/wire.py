@@ -138,11 +138,27 @@ class _RecordFacts(TypedDict):
     deterministic: bool
 
 
+class DirShown(TypedDict):
+    guest: str
+    mode: str
+
+
+class PublicGrants(TypedDict):
+    """What a run could touch, as the public record says it (values stay sealed)."""
+
+    dirs: list[DirShown]
+    env: list[str]
+    argv: int
+    stdin_bytes: int
+
+
 class Record(_RecordFacts, total=False):
     """The canonical execution record; a row of ``wasm-sandbox log --json`` and of
     ``GET executions`` carries its ``leaf_index``."""
 
     source: SealedPartSummary
+    grants: PublicGrants
+    signer: str
     leaf_index: int
 
 

@@ -52,7 +52,25 @@ export interface IRecord {
   limits: Record<string, number>;
   outcome: IOutcomeSummary;
   deterministic: boolean;
+  /** What the guest could touch (values stay sealed); absent in older records. */
+  grants?: IPublicGrants;
+  /** The verifier key whose signature covers the whole program binary. */
+  signer?: string;
   [key: string]: unknown;
+}
+
+/** A granted directory as the public record shows it: the guest path and its mode. */
+export interface IDirShown {
+  guest: string;
+  mode: string;
+}
+
+/** The public grants of a record: guest paths, env names, argv and stdin counts. */
+export interface IPublicGrants {
+  dirs: IDirShown[];
+  env: string[];
+  argv: number;
+  stdin_bytes: number;
 }
 
 /** A record as listed by `GET executions`: the record plus its leaf index. */

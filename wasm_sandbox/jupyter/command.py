@@ -66,6 +66,7 @@ class RunCommand:
     stdin: str | None = None
     deterministic: bool = False
     isolation: str | None = None
+    require_signed_by: tuple[str, ...] = ()
     name: str | None = None
     out: str | None = None
     quiet: bool = False
@@ -128,7 +129,8 @@ def parse_run(line: str, cell: str | None = None) -> RunCommand:
         "invoke": invoke[0],
         "args": tuple(invoke[1:]),
     }
-    values.update({k: tuple(values[k]) for k in ("dirs", "env", "argv", "show")})
+    lists = ("dirs", "env", "argv", "show", "require_signed_by")
+    values.update({k: tuple(values[k]) for k in lists})
     command = RunCommand(**values)
     _check_run(prog, command)
     return command
@@ -166,6 +168,7 @@ def _server_conflicts(cmd: RunCommand) -> tuple[tuple[object, str], ...]:
         (remote and (cmd.dirs or cmd.env), "--server: a server grants no --dir or --env"),
         (remote and (cmd.module or cmd.name), "--server runs source, not a bound module"),
         (remote and cmd.isolation, "--server: the server decides where guests run"),
+        (remote and cmd.require_signed_by, "--server: the server's operator sets the signers"),
         (remote and cmd.dir_quota, "--server: --dir-quota needs --dir, which a server lacks"),
     )
 

@@ -43,6 +43,7 @@ from wasm_sandbox.errors import (
     Busy,
     GrantError,
     LimitsError,
+    PolicyError,
     RecordNotFound,
     RequestError,
     SandboxError,
@@ -50,7 +51,7 @@ from wasm_sandbox.errors import (
 from wasm_sandbox.limits import Limits
 
 from .server_service import Service, Settings
-from .traits import check_limit, limit
+from .traits import check_limit, check_signers, limit, signers
 
 API_PATH = "wasm-sandbox/api"
 RESOURCE = "wasm_sandbox"
@@ -96,6 +97,11 @@ class WasmSandboxServer(LoggingConfigurable):
         "whole startup heap: on a 2-core machine such a pause took 100-350 ms and stalled "
         "every request, health included.",
     )
+    require_signed_by = signers(
+        help="Signer verifier keys (wasm-sandbox keys --json: signer_verifier_key): when set, "
+        "POST executions runs only binaries signed as a whole by one of them; anything else "
+        "is refused with 400 before it runs.",
+    )
     run_nice = Int(
         10,
         config=True,
@@ -110,6 +116,10 @@ class WasmSandboxServer(LoggingConfigurable):
     @validate("max_fuel", "max_memory", "max_timeout", "max_output")
     def _check_limit(self, proposal: Any) -> Any:
         return check_limit(proposal.trait.name.removeprefix("max_"), proposal.value)
+
+    @validate("require_signed_by")
+    def _check_signers(self, proposal: Any) -> list[str]:
+        return check_signers(proposal.value)
 
     @validate("max_concurrent_runs", "max_queued_runs", "max_body_size", "retry_after", "run_nice")
     def _check_positive(self, proposal: Any) -> int:
@@ -133,6 +143,7 @@ class WasmSandboxServer(LoggingConfigurable):
             queue=self.max_queued_runs,
             maximum=self.maximum(),
             nice=self.run_nice,
+            require_signed_by=tuple(self.require_signed_by),
         )
 
 
@@ -153,7 +164,7 @@ def api_error(exc: SandboxError, *, busy: str, failed: str) -> ApiError:
         return ApiError(503, busy)
     if isinstance(exc, BadField):
         return ApiError(400, str(exc), field=exc.field or None, **exc.extra)
-    if isinstance(exc, (RequestError, GrantError, LimitsError)):
+    if isinstance(exc, (RequestError, GrantError, LimitsError, PolicyError)):
         return ApiError(400, str(exc))
     if isinstance(exc, RecordNotFound):
         return ApiError(404, str(exc))

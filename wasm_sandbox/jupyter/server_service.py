@@ -120,6 +120,7 @@ class Settings:
     maximum: Limits = field(default_factory=Limits)
     default: Limits = field(default_factory=Limits)
     nice: int = 10
+    require_signed_by: tuple[str, ...] = ()
 
 
 class Service:
@@ -154,7 +155,9 @@ class Service:
         return self.runs.submit(self._run, body)
 
     def _run(self, body: bytes) -> Execution:
-        return run_request(self.sandbox, body, self.default, self.maximum)
+        return run_request(
+            self.sandbox, body, self.default, self.maximum, self.settings.require_signed_by
+        )
 
     @staticmethod
     def created(execution: Execution) -> wire.CreatedExecution:

@@ -23,10 +23,17 @@ from wasm_sandbox.sandbox import Sandbox
 from .server_request import parse
 
 
-def run_request(sandbox: Sandbox, body: bytes, default: Limits, maximum: Limits) -> Execution:
+def run_request(
+    sandbox: Sandbox,
+    body: bytes,
+    default: Limits,
+    maximum: Limits,
+    require_signed_by: tuple[str, ...] = (),
+) -> Execution:
     """Read a ``POST executions`` body, run it, return the logged `Execution`.
 
-    Raises `BadField` for a body, limit or WAT source that is wrong (nothing logged). A run
+    Raises `BadField` for a body, limit or WAT source that is wrong, `PolicyError` for a
+    binary none of the ``require_signed_by`` keys signed (nothing logged either). A run
     that was logged as status ``error`` (a missing export, arguments that do not fit) is
     returned like any other result.
     """
@@ -38,6 +45,7 @@ def run_request(sandbox: Sandbox, body: bytes, default: Limits, maximum: Limits)
         grants=Grants(argv=request.argv, deterministic=request.deterministic),
         lang=request.lang,
         recipient=request.recipient,
+        require_signed_by=require_signed_by,
     )
     try:
         return sandbox.run(request.program, options, stdin=request.stdin)

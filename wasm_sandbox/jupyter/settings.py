@@ -18,7 +18,7 @@ from ..errors import KeyStoreError
 from ..limits import Grants, Limits
 from ..wave import Wave
 from ..worker import ISOLATIONS
-from .traits import check_limit, limit
+from .traits import check_limit, check_signers, limit, signers
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -64,6 +64,11 @@ class WasmSandbox(Configurable):
         "",
         help="Path of a P-256 public key (PEM) to seal runs to; empty: this home's own key.",
     ).tag(config=True)
+    require_signed_by = signers(
+        help="Signer verifier keys (wasm-sandbox keys --json: signer_verifier_key): when "
+        "set, only binaries signed as a whole by one of them run; a cell's "
+        "--require-signed-by adds keys, it cannot remove these.",
+    )
     display = Enum(
         DISPLAYS,
         default_value="card",
@@ -79,6 +84,10 @@ class WasmSandbox(Configurable):
         from ..sandbox import default_home
 
         return str(default_home())
+
+    @validate("require_signed_by")
+    def _check_signers(self, proposal: Any) -> list[str]:
+        return check_signers(proposal["value"])
 
     @validate("fuel", "memory", "timeout", "output", "dir_quota")
     def _check_limit(self, proposal: Any) -> Any:
@@ -129,6 +138,7 @@ class WasmSandbox(Configurable):
             lang=cmd.lang,
             recipient=self.recipient_key(),
             isolation=cmd.isolation or self.isolation,
+            require_signed_by=(*self.require_signed_by, *cmd.require_signed_by),
         )
 
     def recipient_key(self) -> ec.EllipticCurvePublicKey | None:

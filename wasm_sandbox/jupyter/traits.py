@@ -1,16 +1,19 @@
-"""The traitlets glue the Jupyter faces share: a limit option in CLI units, checked when set.
+"""The traitlets glue the Jupyter faces share: a limit option in CLI units, and a list of
+signer keys, each checked when set.
 
 ``%config WasmSandbox.fuel`` (the magics) and ``c.WasmSandboxServer.max_fuel`` (the REST
 API) are both `limit` traits; `check_limit` refuses a value `Limits.parse` cannot read.
+Both faces' ``require_signed_by`` are `signers` traits, checked by `check_signers`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from traitlets import Float, Int, TraitError, Unicode, Union
+from traitlets import Float, Int, List, TraitError, Unicode, Union
 
-from ..errors import LimitsError
+from ..checkpoint import parse_verifier_key
+from ..errors import LimitsError, VerificationError
 from ..limits import Limits
 
 
@@ -28,4 +31,19 @@ def check_limit(field: str, value: Any) -> Any:
         Limits.parse(**{field: value})
     except LimitsError as exc:
         raise TraitError(str(exc)) from None
+    return value
+
+
+def signers(help: str) -> List[str]:
+    """A configurable list of signer verifier keys (``signer_verifier_key``)."""
+    return List(Unicode(), help=help).tag(config=True)
+
+
+def check_signers(value: list[str]) -> list[str]:
+    """``value`` if every entry is a verifier key, else `TraitError` naming the problem."""
+    for key in value:
+        try:
+            parse_verifier_key(key)
+        except VerificationError as exc:
+            raise TraitError(f"require_signed_by: {exc}") from None
     return value
