@@ -354,14 +354,25 @@ class CliLogReport(_CliLogFacts, total=False):
 
 
 class CliKeys(TypedDict):
-    """``wasm-sandbox keys --json``; ``protected``: the private keys are passphrase-encrypted."""
+    """``wasm-sandbox keys --json``; ``protected``: the private keys are passphrase-encrypted;
+    ``signer_verifier_key``: what ``--require-signed-by`` takes for ``wasm-sandbox sign``."""
 
     recipient_public_key_pem: str
     recipient_key_id: str
     has_private_key: bool
     log_origin: str
     log_verifier_key: str
+    signer_verifier_key: str
     protected: bool
+
+
+class CliSigned(TypedDict):
+    """``wasm-sandbox sign FILE -o OUT --json``."""
+
+    output: str
+    size: int
+    sha256: str
+    signer_verifier_key: str
 
 
 class CliCheckpoint(TypedDict):

@@ -132,7 +132,7 @@ def test_the_magic_setting_and_option_require_a_signer(ip, signed):
         assert result.success and ip.user_ns["ex"].record.get("signer") == key
         settings.require_signed_by = [key]
         for name, reason in REFUSALS:
-            result, cap = magic(ip, f"%wasm {root / name} --invoke add 2 3")
+            result, _ = magic(ip, f"%wasm {root / name} --invoke add 2 3")
             assert not result.success and reason in str(result.error_in_exec), name
         result, _ = magic(ip, f"%wasm {root / 'signed.wasm'} --invoke add 2 3 --out ex")
         assert result.success and list(ip.user_ns["ex"].outcome.returns) == [5]
@@ -145,7 +145,7 @@ def test_the_magic_setting_and_option_require_a_signer(ip, signed):
 
 
 def test_rest_refuses_what_the_operators_signers_did_not_sign(signed, tmp_path):
-    root, home, key = signed
+    root, _, key = signed
     server = start_server(tmp_path, tmp_path / "home", require_signed_by=[key])
     try:
 

@@ -266,6 +266,7 @@ def test_what_the_cli_prints_fits_the_wire_messages(home, tmp_path, capsys):
         "proof": (wire.CliReceipt, run_cli(capsys, "proof", "last")),
         "keys": (wire.CliKeys, run_cli(capsys, "keys")),
         "decrypt": (wire.CliDecrypted, run_cli(capsys, "decrypt", "last")),
+        "sign": (wire.CliSigned, run_cli(capsys, "sign", prog, "-o", tmp_path / "f.wasm")),
     }
     for command, (message, (code, value)) in printed.items():
         assert code == 0, command
