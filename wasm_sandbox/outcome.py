@@ -121,8 +121,9 @@ class Frame:
 class Outcome:
     """The result of running a guest under `Limits`.
 
-    ``returns`` holds the export's results (ints and floats); ``exit_code`` is the WASI
-    exit status (0 for a command that returned normally, ``None`` for an export call).
+    ``returns`` holds the export's results (ints and floats; a reference as its text,
+    ``"null"``, ``"ref.extern N"`` or ``"ref.func"``: `wasm_sandbox.call`); ``exit_code``
+    is the WASI exit status (0 for a command that returned normally, ``None`` for an export call).
     ``trap`` is the trap kind (``"stack_overflow"``, ``"unreachable"``, ...) when
     ``status`` is ``"trap"``; ``message`` explains any status other than ``"ok"``.
     ``fuel_lower_bound``: the module could not be instrumented (`wasm_sandbox.instrument`),
@@ -130,7 +131,7 @@ class Outcome:
     """
 
     status: str
-    returns: tuple[int | float, ...] = ()
+    returns: tuple[int | float | str, ...] = ()
     exit_code: int | None = None
     trap: str | None = None
     message: str | None = None
@@ -175,7 +176,8 @@ class Outcome:
         return {
             "status": self.status,
             "returns": [
-                [t, repr(v)] for t, v in zip(self.result_types, self.returns, strict=False)
+                [t, v if isinstance(v, str) else repr(v)]
+                for t, v in zip(self.result_types, self.returns, strict=False)
             ],
             "exit_code": self.exit_code,
             "trap": self.trap,
@@ -196,7 +198,7 @@ class Outcome:
         pairs = [(str(t), str(v)) for t, v in payload["returns"]]
         return cls(
             status=payload["status"],
-            returns=tuple(int(v) if t in ("i32", "i64") else float(v) for t, v in pairs),
+            returns=tuple(_returned(t, v) for t, v in pairs),
             result_types=tuple(t for t, _ in pairs),
             exit_code=payload["exit_code"],
             trap=payload["trap"],
@@ -233,7 +235,14 @@ class Outcome:
         }
 
 
-def _json_number(value: int | float) -> wire.JsonNumber:
+def _returned(kind: str, text: str) -> int | float | str:
+    """A result back from its ``[type, text]`` pair."""
+    if kind in ("i32", "i64"):
+        return int(text)
+    return float(text) if kind in ("f32", "f64") else text
+
+
+def _json_number(value: int | float | str) -> wire.JsonNumber:
     """JSON has no NaN or infinity: such float returns become ``"NaN"``, ``"Infinity"``..."""
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
