@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from wasm_sandbox import CompileError, InvocationError, Limits, Sandbox
-from wasm_sandbox.outcome import Outcome
 from wasm_sandbox.binary import interface
+from wasm_sandbox.outcome import Outcome
 
 SPEC = Path(__file__).resolve().parents[1] / "testdata" / "spec"
 WASM_TOOLS = str(Path(sys.executable).with_name("wasm-tools"))
