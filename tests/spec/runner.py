@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wasm_sandbox import CompileError, InvocationError, Limits, Sandbox
+from wasm_sandbox import CompileError, InvocationError, Limits, Sandbox, instrument
 from wasm_sandbox.binary import interface
 from wasm_sandbox.outcome import Outcome
 
@@ -191,22 +191,7 @@ class Runner:
 
 def _has_state(wasm: bytes) -> bool:
     """Whether the module has a table, a memory or a global (sections 4, 5, 6)."""
-    pos = 8
-    while pos < len(wasm):
-        section, size, pos = wasm[pos], *_uleb(wasm, pos + 1)
-        if section in (4, 5, 6):
-            return True
-        pos += size
-    return False
-
-
-def _uleb(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        result, pos, shift = result | (byte & 0x7F) << shift, pos + 1, shift + 7
-        if not byte & 0x80:
-            return result, pos
+    return any(section[0] in (4, 5, 6) for section in instrument._Module(wasm).sections)
 
 
 def _arg(value: dict[str, Any]) -> Any:
