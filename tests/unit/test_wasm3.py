@@ -87,3 +87,10 @@ def test_tail_calls_run_in_constant_stack(engine):
         (else (return_call $count (i64.sub (local.get 0) (i64.const 1)))))))"""
     out = run(engine, wat, invoke="count", args=[1_000_000], limits=Limits(fuel=10**8))
     assert (out.status, out.returns) == ("ok", (42,))
+
+
+def test_a_run_with_references_is_sealed_logged_and_replays(sandbox):
+    ex = sandbox.run(GC, invoke="ext", args=["ref.extern 9"])
+    assert ex.outcome.returns == ("ref.extern 9",)
+    assert ex.outcome.to_json()["returns"] == ["ref.extern 9"]
+    assert sandbox.verify(ex.id, replay=True).checks["replay"] == "ok"
