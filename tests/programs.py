@@ -82,3 +82,17 @@ OPEN_FIFO = r"""(module
     (loop $again
       (br_if $again (call $open (i32.const 3) (i32.const 0) (i32.const 16) (i32.const 4)
         (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 64))))))"""
+
+#: Exception handling (WebAssembly 3.0): ``safe`` doubles its argument, or catches the
+#: exception ``risky`` throws above 10 and returns 1000 + the thrown value.
+TRY_TABLE = """(module
+  (tag $oops (param i32))
+  (func $risky (param i32) (result i32)
+    (if (i32.gt_s (local.get 0) (i32.const 10)) (then (throw $oops (local.get 0))))
+    (i32.mul (local.get 0) (i32.const 2)))
+  (func (export "safe") (param i32) (result i32)
+    (block $caught (result i32)
+      (try_table (result i32) (catch $oops $caught) (call $risky (local.get 0)))
+      (return))
+    (i32.add (i32.const 1000)))
+  (func (export "unsafe") (param i32) (result i32) (call $risky (local.get 0))))"""

@@ -4,7 +4,12 @@ wasmtime-py aborts the whole process when asked for the kind of a value type it 
 support (``v128``, GC references): ``str(ValType)``, and so every ``FuncType`` or call
 that touches one, reaches ``wasm_valtype_kind`` and dies. So the sandbox never asks
 wasmtime about a guest's types: it reads them here from the binary, which wasmtime has
-already validated, and calls only functions whose types are all plain numbers.
+already validated, and calls only functions whose types the host can represent
+(`wasm_sandbox.call`).
+
+Value types are named as in the text format: ``i32``, ``v128``, ``funcref``,
+``externref`` (``(ref null func)`` and ``(ref null extern)`` are those two), ``anyref``,
+``(ref func)``, ``(ref null 3)`` (a type index), ...
 """
 
 from __future__ import annotations
@@ -18,9 +23,26 @@ VALTYPES = {
     0x7D: "f32",
     0x7C: "f64",
     0x7B: "v128",
-    0x70: "funcref",
-    0x6F: "externref",
 }
+#: Abstract heap types (GC, function references, exception handling).
+HEAP_TYPES = {
+    0x74: "noexn",
+    0x73: "nofunc",
+    0x72: "noextern",
+    0x71: "none",
+    0x70: "func",
+    0x6F: "extern",
+    0x6E: "any",
+    0x6D: "eq",
+    0x6C: "i31",
+    0x6B: "struct",
+    0x6A: "array",
+    0x69: "exn",
+}
+_NULLABLE, _NON_NULL = 0x63, 0x64
+_SUB, _SUB_FINAL, _REC = 0x50, 0x4F, 0x4E
+_FUNC_TYPE, _STRUCT_TYPE, _ARRAY_TYPE = 0x60, 0x5F, 0x5E
+_PACKED = (0x78, 0x77)  # i8, i16 (struct and array fields)
 NUMBERS = frozenset({"i32", "i64", "f32", "f64"})
 _FUNC, _TABLE, _MEMORY, _GLOBAL, _TAG = range(5)
 _KINDS = ("func", "table", "memory", "global", "tag")
@@ -42,6 +64,7 @@ class Interface:
     imports: tuple[tuple[str, str, str], ...]  # (module, name, kind)
     exports: tuple[tuple[str, str], ...]  # (name, kind)
     functions: dict[str, Signature]  # exported functions by name
+    gc_heap: bool = False  # struct, array or tag types: values wasmtime keeps in its GC heap
 
 
 class _Reader:
@@ -75,7 +98,22 @@ class _Reader:
 
     def valtype(self) -> str:
         b = self.byte()
-        return VALTYPES.get(b, f"0x{b:02x}")
+        if b in VALTYPES:
+            return VALTYPES[b]
+        if b in HEAP_TYPES:  # shorthand: funcref, externref, anyref, ...
+            return f"{HEAP_TYPES[b]}ref"
+        if b not in (_NULLABLE, _NON_NULL):
+            raise ValueError(f"unknown value type 0x{b:02x}")
+        heap = self.heaptype()
+        if b == _NULLABLE and heap in HEAP_TYPES.values():
+            return f"{heap}ref"
+        return f"(ref {'null ' if b == _NULLABLE else ''}{heap})"
+
+    def heaptype(self) -> str:
+        """An abstract heap type's name, or a type index (an s33, never negative here)."""
+        if self.data[self.pos] in HEAP_TYPES:
+            return HEAP_TYPES[self.byte()]
+        return str(self.u32())
 
     def limits(self) -> None:
         flags = self.byte()
@@ -97,17 +135,18 @@ def interface(wasm: bytes) -> Interface:
     """
     if wasm[:4] != b"\0asm":
         raise ValueError("not a WebAssembly module")
-    types: list[Signature] = []
+    types: list[Signature | None] = []  # None: a struct or array type
     func_types: list[int] = []
     imports: list[tuple[str, str, str]] = []
     exports: list[tuple[str, str, int]] = []
+    tags = False
     reader = _Reader(wasm, 8)
     while reader.pos < len(wasm):
         section, size = reader.byte(), reader.u32()
         body = _Reader(wasm, reader.pos, reader.pos + size)
         reader.pos += size
         if section == 1:
-            types = [_functype(body) for _ in range(body.u32())]
+            types = _types(body)
         elif section == 2:
             for _ in range(body.u32()):
                 imports.append(_import(body, func_types))
@@ -115,8 +154,15 @@ def interface(wasm: bytes) -> Interface:
             func_types += [body.u32() for _ in range(body.u32())]
         elif section == 7:
             exports = [(body.name(), _KINDS[body.byte()], body.u32()) for _ in range(body.u32())]
-    functions = {name: types[func_types[index]] for name, kind, index in exports if kind == "func"}
-    return Interface(tuple(imports), tuple((n, k) for n, k, _ in exports), functions)
+        elif section == 13:
+            tags = True
+    functions = {
+        name: _signature(types[func_types[index]])
+        for name, kind, index in exports
+        if kind == "func"
+    }
+    heap = tags or None in types or any(kind == "tag" for _, _, kind in imports)
+    return Interface(tuple(imports), tuple((n, k) for n, k, _ in exports), functions, heap)
 
 
 def function_count_width(wasm: bytes) -> int:
@@ -132,12 +178,43 @@ def function_count_width(wasm: bytes) -> int:
     return 0
 
 
-def _functype(r: _Reader) -> Signature:
+def _types(r: _Reader) -> list[Signature | None]:
+    """The type section: recursion groups flattened, each type's signature (None: not
+    a function type)."""
+    types: list[Signature | None] = []
+    for _ in range(r.u32()):
+        group = 1
+        if r.data[r.pos] == _REC:
+            r.byte()
+            group = r.u32()
+        types += [_subtype(r) for _ in range(group)]
+    return types
+
+
+def _subtype(r: _Reader) -> Signature | None:
+    if r.data[r.pos] in (_SUB, _SUB_FINAL):
+        r.byte()
+        for _ in range(r.u32()):  # supertypes
+            r.u32()
     form = r.byte()
-    if form != 0x60:
-        raise ValueError(f"type form 0x{form:02x} is not a function type")
-    params = tuple(r.valtype() for _ in range(r.u32()))
-    return params, tuple(r.valtype() for _ in range(r.u32()))
+    if form == _FUNC_TYPE:
+        params = tuple(r.valtype() for _ in range(r.u32()))
+        return params, tuple(r.valtype() for _ in range(r.u32()))
+    if form not in (_STRUCT_TYPE, _ARRAY_TYPE):
+        raise ValueError(f"type form 0x{form:02x} is not a function, struct or array type")
+    for _ in range(r.u32() if form == _STRUCT_TYPE else 1):
+        if r.data[r.pos] in _PACKED:
+            r.byte()
+        else:
+            r.valtype()
+        r.byte()  # mutability
+    return None
+
+
+def _signature(found: Signature | None) -> Signature:
+    if found is None:
+        raise ValueError("an exported function whose type is not a function type")
+    return found
 
 
 def _import(r: _Reader, func_types: list[int]) -> tuple[str, str, str]:

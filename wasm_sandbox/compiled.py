@@ -17,7 +17,16 @@ from .errors import CompileError
 MAX_WASM_STACK = 1 << 20
 #: Bump when `config` or the rewrite (`instrument`) changes: cached compiled code from
 #: another configuration is ignored.
-CONFIG_VERSION = 4
+CONFIG_VERSION = 5
+#: The WebAssembly 3.0 proposals `config` turns on (docs/wasm3.md).
+WASM3 = (
+    "wasm_gc",
+    "wasm_function_references",
+    "wasm_exceptions",
+    "wasm_tail_call",
+    "wasm_memory64",
+    "wasm_multi_memory",
+)
 #: WASI functions through which a guest can observe time or randomness.
 NONDETERMINISTIC_IMPORTS = frozenset(
     {"clock_time_get", "clock_res_get", "random_get", "poll_oneoff"}
@@ -37,6 +46,7 @@ class Compiled:
     imports: tuple[tuple[str, str], ...]
     functions: dict[str, binary.Signature] = field(repr=False)
     memories: tuple[str, ...] = ()
+    gc_heap: bool = False  # see `binary.Interface.gc_heap`
     rewrite: instrument.Rewrite = field(default=instrument.unchanged(b""), repr=False)
     world: World | None = field(default=None, repr=False)
 
@@ -50,7 +60,8 @@ class Compiled:
             raise CompileError(f"cannot read the module's imports and exports: {exc}") from None
         imports = tuple((mod, name) for mod, name, _kind in face.imports)
         memories = tuple(name for name, kind in face.exports if kind == "memory")
-        return cls(module, bytes(wasm), digest, "miss", 0.0, imports, face.functions, memories)
+        facts = (imports, face.functions, memories, face.gc_heap)
+        return cls(module, bytes(wasm), digest, "miss", 0.0, *facts)
 
     @classmethod
     def of_component(
@@ -77,12 +88,12 @@ class Compiled:
 
 
 def config() -> wasmtime.Config:
-    """Fuel and epochs on; proposals whose types wasmtime-py cannot handle turned off.
+    """Fuel and epochs on; WebAssembly 3.0 on (GC, typed function references, exceptions,
+    tail calls, memory64, multi-memory); threads and stack switching off.
 
-    With GC, typed function references, exceptions or stack switching on, a module may
-    export a function whose signature holds a reference type other than funcref and
-    externref; merely reading that signature aborts the process inside wasmtime-py
-    (found by the hardening campaign). Such modules are refused at compile time instead.
+    wasmtime-py aborts the process when its type API meets a GC or v128 value type, so
+    the host reads every type from the bytes (`wasm_sandbox.binary`) and refuses, at the
+    call boundary (`wasm_sandbox.call`), an export whose signature it cannot represent.
     Components are on (`wasm_sandbox.component`).
     Relaxed SIMD and NaNs are made deterministic so replays compute the same bits.
     """
@@ -90,9 +101,8 @@ def config() -> wasmtime.Config:
     settings.consume_fuel = True
     settings.epoch_interruption = True
     settings.max_wasm_stack = MAX_WASM_STACK
-    settings.wasm_gc = False
-    settings.wasm_function_references = False
-    settings.wasm_exceptions = False
+    for proposal in WASM3:
+        setattr(settings, proposal, True)
     settings.wasm_stack_switching = False
     settings.wasm_threads = False
     settings.wasm_component_model = True

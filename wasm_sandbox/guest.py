@@ -38,8 +38,11 @@ class Guest:
         self.stdout, self.stderr = Capture(limits.output), Capture(limits.output)
         self.virtual = wasi.VirtualHost() if grants.deterministic else None
         self.store = wasmtime.Store(engine)
-        self.store.set_limits(  # one budget for all memories (see `instrument.memory_share`)
-            memory_size=instrument.memory_share(limits.memory, compiled.rewrite.memory_caps),
+        # one budget for all memories (see `instrument.memory_share`); wasmtime's GC heap
+        # is one more memory under the same per-memory limit
+        caps = compiled.rewrite.memory_caps + ((None,) if compiled.gc_heap else ())
+        self.store.set_limits(
+            memory_size=instrument.memory_share(limits.memory, caps),
             table_elements=limits.table_elements,
             instances=limits.instances,
             tables=limits.tables,

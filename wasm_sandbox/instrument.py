@@ -458,14 +458,14 @@ def _memory_cap(d: bytes, pos: int) -> tuple[int | None, int]:
 _NONE, _IDX, _IDX2, _BLOCK, _LOOP, _MEMARG, _F32, _F64, _BRTABLE, _SELECT = range(10)
 _TRYTABLE, _FB, _FC, _FD, _FE, _BAD = range(10, 16)
 _KIND = [_BAD] * 256
-for _op in (0x00, 0x01, 0x05, 0x0A, 0x0B, 0x0F, 0x19, 0x1A, 0x1B, 0xD1, 0xD3, 0xD5):
-    _KIND[_op] = _NONE
+for _op in (0x00, 0x01, 0x05, 0x0A, 0x0B, 0x0F, 0x19, 0x1A, 0x1B, 0xD1, 0xD3, 0xD4):
+    _KIND[_op] = _NONE  # ...; ref.is_null, ref.eq, ref.as_non_null
 for _op in range(0x45, 0xC5):  # numeric, sign extension
     _KIND[_op] = _NONE
 for _op in (0x07, 0x08, 0x09, 0x0C, 0x0D, 0x10, 0x12, 0x14, 0x15, 0x18, 0x3F, 0x40, 0x41, 0x42):
     _KIND[_op] = _IDX
-for _op in (*range(0x20, 0x27), 0xD0, 0xD2, 0xD4, 0xD6):
-    _KIND[_op] = _IDX  # locals, globals, tables; ref.null's heap type; br_on_(non_)null
+for _op in (*range(0x20, 0x27), 0xD0, 0xD2, 0xD5, 0xD6):
+    _KIND[_op] = _IDX  # locals, globals, tables; ref.null's heap type, ref.func; br_on_(non_)null
 for _op in range(0x28, 0x3F):
     _KIND[_op] = _MEMARG
 _KIND[0x02] = _KIND[0x04] = _KIND[0x06] = _BLOCK  # block, if, legacy try

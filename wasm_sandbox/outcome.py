@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import wave, wire
+from . import wave, wire, wit
 
 OK = "ok"
 EXIT = "exit"
@@ -120,9 +120,10 @@ class Frame:
 class Outcome:
     """The result of running a guest under `Limits`.
 
-    ``returns`` holds the export's results (ints and floats; for a component, the one
-    result as a `wasm_sandbox.wave` Python value); ``exit_code`` is the WASI
-    exit status (0 for a command that returned normally, ``None`` for an export call).
+    ``returns`` holds the export's results (ints and floats; a core reference as its text,
+    ``"null"``, ``"ref.extern N"`` or ``"ref.func"``: `wasm_sandbox.call`; for a component,
+    the one result as a `wasm_sandbox.wave` Python value); ``exit_code`` is the WASI exit
+    status (0 for a command that returned normally, ``None`` for an export call).
     ``trap`` is the trap kind (``"stack_overflow"``, ``"unreachable"``, ...) when
     ``status`` is ``"trap"``; ``message`` explains any status other than ``"ok"``.
     ``fuel_lower_bound``: the module could not be instrumented (`wasm_sandbox.instrument`),
@@ -244,14 +245,30 @@ class Outcome:
 
 
 def _text(kind: str, value: Any) -> str:
-    """A return as sealed: ``repr`` of a core number, WAVE of a component value."""
-    return repr(value) if kind in _CORE else wave.show(value, wave.parse_type(kind))
+    """A return as sealed: ``repr`` of a core number, a core reference's own text (``"null"``,
+    ``"ref.extern N"``), WAVE of a component value."""
+    if kind in _CORE:
+        return repr(value)
+    component_type = _component_type(kind)
+    return str(value) if component_type is None else wave.show(value, component_type)
 
 
 def _value(kind: str, text: str) -> Any:
     if kind in ("i32", "i64"):
         return int(text)
-    return float(text) if kind in _CORE else wave.parse(text, wave.parse_type(kind))
+    if kind in _CORE:
+        return float(text)
+    component_type = _component_type(kind)
+    return text if component_type is None else wave.parse(text, component_type)
+
+
+def _component_type(kind: str) -> wit.Type | None:
+    """The WIT type ``kind`` names; None for a core reference type (``externref``,
+    ``(ref null 3)``), which is no WIT type."""
+    try:
+        return wave.parse_type(kind)
+    except ValueError:
+        return None
 
 
 _CORE = frozenset({"i32", "i64", "f32", "f64"})

@@ -19,6 +19,12 @@ from .outcome import Frame, Outcome
 from .threads import ABANDON_GRACE, Run
 
 MAX_FRAMES = 32
+#: wasmtime's words for a GC allocation the store's memory limit has no room for (an
+#: error, not a trap).
+GC_HEAP_FULL = "GC heap out of memory"
+#: wasmtime's words for a wasm exception that no handler caught (a trap without a code).
+UNCAUGHT = "thrown Wasm exception"
+UNCAUGHT_EXCEPTION = "uncaught_exception"
 
 
 @contextlib.contextmanager
@@ -48,6 +54,12 @@ def classify(
     if isinstance(exc, wasmtime.Trap):
         return _trap(exc, limits, rewrite)
     text = str(exc)
+    if GC_HEAP_FULL in text:
+        return {
+            "status": st.MEMORY_LIMIT,
+            "message": f"the GC heap is full under the {limits.memory} byte memory limit "
+            f"({one_line(text, head=False)})",
+        }
     code = component_trap(text)
     if code is not None:
         return _coded(code, (), one_line(text, head=False), limits)
@@ -104,6 +116,8 @@ def _coded(
             "message": f"used all {limits.fuel} units of fuel",
         }
     kind = trap_kind(code) if code is not None else "host"
+    if kind == UNCAUGHT_EXCEPTION or (code is None and message == UNCAUGHT):
+        kind, message = UNCAUGHT_EXCEPTION, "uncaught exception: a wasm exception reached the host"
     return {"status": st.TRAP, "trap": kind, "frames": frames[:MAX_FRAMES], "message": message}
 
 

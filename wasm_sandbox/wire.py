@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypedDict
 
-JsonNumber = float | Literal["NaN", "Infinity", "-Infinity"]
-"""A core module's return value: JSON has no NaN or infinity, so those travel as strings."""
+JsonNumber = float | str
+"""A guest's return value: JSON has no NaN or infinity, so those travel as strings
+(``"NaN"``, ``"Infinity"``, ``"-Infinity"``), and so do references (``"null"``,
+``"ref.extern N"``, ``"ref.func"``)."""
 JsonValue = Any
 """A guest's return value: a `JsonNumber` from a core module, any JSON value from a
 component (its Python value, docs/components.md)."""

@@ -51,6 +51,15 @@ def test_run_json_has_every_contract_field(tmp_path):
     assert len(out["commitment"]) == 64 and len(out["root"]) == 64
 
 
+def test_a_module_with_try_table_and_throw_runs_and_returns(tmp_path, wat):
+    path = wat("eh.wat", programs.TRY_TABLE)
+    assert cli_json("run", path, "--invoke", "safe", "4", home=tmp_path)["returns"] == [8]
+    assert cli_json("run", path, "--invoke", "safe", "42", home=tmp_path)["returns"] == [1042]
+    escaped = cli_json("run", path, "--invoke", "unsafe", "42", home=tmp_path)
+    assert (escaped["status"], escaped["trap"]) == ("trap", "uncaught_exception")
+    assert cli_json("verify", "--all", home=tmp_path)["verified"]
+
+
 def test_run_a_wasi_command_and_a_failing_guest_both_exit_0(tmp_path, wat):
     hello = cli_json("run", EXAMPLES / "hello.wat", home=tmp_path)
     assert hello["stdout"] == "Hello from the sandbox!\n" and hello["exit_code"] == 0

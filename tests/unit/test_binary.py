@@ -43,3 +43,26 @@ def test_agrees_with_wasmtime_on_numeric_signatures():
             if isinstance(e.type, wasmtime.FuncType)
         }
         assert interface(wasm).functions == expected
+
+
+GC_TYPES = """(module
+  (rec (type $s (sub (struct (field (mut i32)) (field i8))))
+       (type $a (array (mut (ref null $s)))))
+  (type $f (sub final (func (param (ref $s) anyref) (result (ref null func) externref))))
+  (import "env" "t" (table 1 (ref null $f)))
+  (import "env" "g" (global (ref null extern)))
+  (tag $e (param i32))
+  (func (export "gc") (type $f) unreachable)
+  (func (export "refs") (param funcref (ref null extern) (ref extern) exnref i31ref) unreachable)
+  (func (export "n") (result i32) i32.const 1))"""
+
+
+def test_gc_rec_groups_sub_types_and_reference_types_are_read_from_the_bytes():
+    face = interface(compile_wat(GC_TYPES))
+    assert face.imports == (("env", "t", "table"), ("env", "g", "global"))
+    assert face.functions == {
+        "gc": (("(ref 0)", "anyref"), ("funcref", "externref")),
+        "refs": (("funcref", "externref", "(ref extern)", "exnref", "i31ref"), ()),
+        "n": ((), ("i32",)),
+    }
+    assert face.gc_heap and not interface(compile_wat(programs.FACT)).gc_heap

@@ -12,6 +12,7 @@ import wasmtime
 
 from tests import programs
 from wasm_sandbox import instrument
+from wasm_sandbox.compiled import config
 from wasm_sandbox.instrument import memory_export, memory_share, rewrite
 from wasm_sandbox.sources import compile_wat, wasm_tools_executable
 
@@ -47,6 +48,43 @@ FEATURES = """(module
   (func (export "run") (result i32) (loop $b (br_if $b (i32.const 0))) (call $f (i32.const 1))))"""
 
 
+#: Loops around the GC, typed-reference and tail-call instructions (WebAssembly 3.0).
+GC_FEATURES = """(module
+  (rec (type $s (sub (struct (field (mut i32)) (field i8))))
+       (type $t (sub final $s (struct (field (mut i32)) (field i8) (field (ref null $s))))))
+  (type $a (array (mut i16)))
+  (type $f (func (param (ref null $s)) (result i32)))
+  (elem declare func $get $three)
+  (func $three (type $f) (i32.const 3))
+  (func $get (type $f)
+    (loop $l (result i32)
+      (drop (block (result (ref i31)) ;; a loop opcode right after ref.as_non_null
+        (ref.as_non_null (ref.i31 (i32.const 1))) (loop $inner (br_if $inner (i32.const 0)))))
+      (block $n3 (block (block (block (br_on_null $n3 (local.get 0)) (drop)))))  ;; label 3
+      (drop (block $nn (result (ref $s))
+        (br_on_non_null $nn (struct.new_default $s)) (unreachable)))
+      (drop (block $c (result (ref $t))
+        (br_on_cast $c (ref null $s) (ref $t) (struct.new_default $t)) (drop) (unreachable)))
+      (drop (array.len (array.new_fixed $a 2 (i32.const 1) (i32.const 2))))
+      (drop (array.get_u $a (array.new_default $a (i32.const 3)) (i32.const 0)))
+      (drop (ref.test (ref $t) (struct.new_default $t)))
+      (drop (i31.get_s (ref.i31 (i32.const 5))))
+      (drop (ref.eq (ref.null eq) (ref.i31 (i32.const 1))))
+      (drop (struct.get_s $s 1 (struct.new $s (i32.const 1) (i32.const 2))))
+      (br_if $l (i32.eqz (call_ref $f (ref.null $s) (ref.func $three))))
+      (i32.const 3)))
+  (func (export "run") (result i32)
+    (loop $b (br_if $b (i32.const 0)))
+    (return_call_ref $f (ref.null $s) (ref.func $get))))"""
+
+
+#: What the rewrite puts right after a loop header (``SYNC``: the sync function's index).
+COUNTDOWN = (
+    r"loop \$\w+[^\n]*\n\s+local.get (\d+)\n\s+i32.const 1\n\s+i32.sub\n\s+local.tee \1\n"
+    r"\s+if[^\n]*\n\s+else\n\s+call SYNC\n\s+i32.const 1000\n\s+local.set \1\n\s+end\n"
+)
+
+
 def wasm_tools_validate(wasm: bytes, tmp_path) -> None:
     path = tmp_path / "m.wasm"
     path.write_bytes(wasm)
@@ -71,13 +109,25 @@ def test_every_loop_header_counts_down_to_a_call_of_the_appended_sync_function(t
     wasm_tools_validate(out.wasm, tmp_path)
     text = printed(out.wasm, tmp_path)
     assert out.fuel_exact and out.sync_index == 2  # after the two functions
-    countdown = (
-        r"loop \$\w+[^\n]*\n\s+local.get (\d+)\n\s+i32.const 1\n\s+i32.sub\n\s+local.tee \1\n"
-        r"\s+if[^\n]*\n\s+else\n\s+call 2\n\s+i32.const 1000\n\s+local.set \1\n\s+end\n"
-    )
+    countdown = COUNTDOWN.replace("SYNC", "2")
     # the countdown is a new local after each function's own: $f has 1 parameter + 4 locals
     assert re.findall(countdown, text) == ["5", "0"] and text.count("loop ") == 2
     assert text.rstrip().endswith("(func (;2;) (type 3))\n)")  # () -> (), the last type
+
+
+def test_gc_typed_reference_and_tail_call_bodies_are_rewritten(tmp_path):
+    wasm = bytes(wasmtime.wat2wasm(GC_FEATURES))
+    out = rewrite(wasm)
+    wasm_tools_validate(out.wasm, tmp_path)
+    assert out.fuel_exact and out.sync_index == 3
+    text = printed(out.wasm, tmp_path)
+    assert len(re.findall(COUNTDOWN.replace("SYNC", "3"), text)) == text.count("call 3\n") == 3
+    engine = wasmtime.Engine(config())
+    module = wasmtime.Module(engine, out.wasm)
+    store = wasmtime.Store(engine)
+    store.set_fuel(10_000)
+    store.set_epoch_deadline(1)
+    assert wasmtime.Instance(store, module, []).exports(store)["run"](store) == 3
 
 
 def test_a_module_without_loops_or_memories_is_left_byte_for_byte(tmp_path):
