@@ -226,7 +226,14 @@ def _options_of(args: argparse.Namespace) -> Any:
     )
     stdin = _read_stdin(limits) if args.stdin == "-" else args.stdin
     grants = Grants.parse(
-        dirs=args.dirs, env=args.env, argv=args.argv, stdin=stdin, deterministic=args.deterministic
+        dirs=args.dirs,
+        env=args.env,
+        argv=args.argv,
+        stdin=stdin,
+        deterministic=args.deterministic,
+        kv=args.kv,
+        kv_quota=args.kv_quota,
+        host_log=args.host_log,
     )
     recipient = None
     if args.recipient is not None:  # an empty file is a bad key, not "no recipient"
@@ -465,7 +472,7 @@ def _print_run(ex: Any) -> None:
     print(f"{o.status}{facts.get(o.status, '')}{message}")
     if o.returns:
         print("returns", " ".join(o.shown_returns()))
-    for name, text in (("stdout", o.stdout), ("stderr", o.stderr)):
+    for name, text in (("stdout", o.stdout), ("stderr", o.stderr), ("host log", o.host_log_text())):
         if text:
             print(f"--- {name}" + (" (cut at the output limit)" if o.output_truncated else ""))
             print(_escaped(text), end="" if text.endswith("\n") else "\n")

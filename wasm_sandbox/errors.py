@@ -31,11 +31,12 @@ never an exception. Exceptions are for input and state that the caller must fix:
     └── Busy                      a service's pool and queue are full, or it is closing
 
 Foreign exceptions become these at one boundary each: wasmtime's in the engine rooms
-(``compiled``, ``component``, ``sources``, ``traps``), sqlite3's in ``ledger`` and
-``witness``, cryptography's in ``envelope``, ``keys`` and ``checkpoint``, ``OSError`` where a
-file is opened. ``tests/unit/test_errors.py`` fails when a class outside this tree appears or
-a foreign exception is caught elsewhere; ``tests/integration/test_cli_errors.py`` when bad
-input on the command line ends in a traceback.
+(``compiled``, ``component``, ``sources``, ``traps``), sqlite3's in ``ledger``,
+``witness`` and ``kvstore``, cryptography's in ``envelope``, ``keys`` and ``checkpoint``,
+``OSError`` where a file is opened. ``tests/unit/test_errors.py`` fails when a class outside
+this tree appears or a foreign exception is caught elsewhere;
+``tests/integration/test_cli_errors.py`` when bad input on the command line ends in a
+traceback.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any
 
 import wasmtime
 
-from . import component, instrument, traps, wasi, wasmtime_private
+from . import component, hostapi, instrument, traps, wasi, wasmtime_private
 from . import outcome as st
 from .call import Call
 from .capture import Capture
@@ -50,6 +50,7 @@ class Guest:
         )
         self.store.set_fuel(limits.fuel)
         self.quota = Quota(grants, limits.dir_quota)
+        self.host = hostapi.Host(grants, limits.output)
         self.store.set_epoch_deadline(ticks_to_next_check(run.watch))
         # kept as long as the store: wasmtime calls it until the store is gone
         self.callback = wasmtime_private.on_epoch_deadline(self.store, self._on_deadline)
@@ -70,8 +71,11 @@ class Guest:
         finally:
             if stdin_path:
                 os.unlink(stdin_path)
+            self.host.close()
         if self.quota.exceeded(at_end=True) and self.run.watch.reason in (None, st.QUOTA):
             facts = self.quota.facts()
+        if self.host.overrun and self.run.watch.reason in (None, st.QUOTA):
+            facts = {"status": st.QUOTA, "message": self.host.overrun}
         duration = (time.perf_counter() - start) * 1000
         memory = self._memory_bytes(instance) if instance and not self.compiled.world else 0
         fuel_used = max(self.limits.fuel - self.store.get_fuel(), self.run.fuel_used)
@@ -85,7 +89,10 @@ class Guest:
             **facts,
             stdout=self.stdout.text(),
             stderr=self.stderr.text(),
-            output_truncated=self.stdout.truncated or self.stderr.truncated,
+            output_truncated=self.stdout.truncated
+            or self.stderr.truncated
+            or self.host.log_truncated,
+            host_log=tuple(self.host.lines),
             fuel_used=fuel_used,
             fuel_limit=self.limits.fuel,
             fuel_lower_bound=not exact,
@@ -114,7 +121,9 @@ class Guest:
     def _deterministic(self) -> bool:
         """Whether a replay with the same inputs must give the same result."""
         virtual = self.virtual is not None and self.compiled.world is None  # preview 1 only
-        return not self.grants.dirs and (virtual or not self.compiled.observes_time_or_randomness)
+        if self.grants.dirs or self.grants.kv:  # state a replay does not have
+            return False
+        return virtual or not self.compiled.observes_time_or_randomness
 
     def _instantiate(self, stdin_path: str | None) -> Any:
         if self.compiled.world is not None:  # a component; WASI 0.2 only with its config
@@ -125,6 +134,7 @@ class Guest:
         if not self.compiled.imports:
             return wasmtime.Instance(self.store, self.compiled.module, [])
         linker = wasmtime.Linker(self.engine)
+        self.host.define(linker, self.compiled.imports)
         if self.compiled.uses_wasi:
             self.store.set_wasi(self._wasi_config(stdin_path))
             linker.define_wasi()

@@ -240,15 +240,44 @@ class DirGrant:
         return cls(host=host, guest=guest, writable=writable)
 
 
+_NAMESPACE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+@dataclass(frozen=True)
+class KvGrant:
+    """A namespace of the home's key-value store (`wasm_sandbox.hostapi`), writable unless
+    ``writable`` is False, with a byte and a key quota; ``store`` is the SQLite file (the
+    sandbox fills in its home's)."""
+
+    namespace: str
+    writable: bool = True
+    max_bytes: int = 1 << 20
+    max_keys: int = 1000
+    store: str = ""
+
+    @classmethod
+    def parse(cls, spec: str, quota: int | float | str | None = None) -> KvGrant:
+        """``NAMESPACE[:ro|rw]``, and the byte quota in size units (default 1 MiB)."""
+        name, _, mode = spec.partition(":")
+        if not _NAMESPACE.fullmatch(name) or mode not in ("", "ro", "rw"):
+            raise LimitsError(f"--kv: cannot read {spec!r} (use NAMESPACE[:ro|rw]: letters, "
+                              "digits, '.', '_', '-', at most 64)")  # fmt: skip
+        bytes_ = cls.max_bytes if quota is None else parse_size(quota, "--kv-quota")
+        return cls(name, writable=mode != "ro", max_bytes=bytes_)
+
+
 @dataclass(frozen=True)
 class Grants:
-    """Host access for one run. The default grants nothing: no files, env, args or stdin."""
+    """Host access for one run. The default grants nothing: no files, env, args or stdin,
+    no host function (``kv``: a key-value namespace; ``host_log``: the structured log)."""
 
     dirs: tuple[DirGrant, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     argv: tuple[str, ...] = ()
     stdin: bytes = b""
     deterministic: bool = False
+    kv: KvGrant | None = None
+    host_log: bool = False
 
     @classmethod
     def parse(
@@ -259,8 +288,12 @@ class Grants:
         argv: Iterable[str] = (),
         stdin: bytes | str | None = None,
         deterministic: bool = False,
+        kv: str | KvGrant | None = None,
+        kv_quota: int | float | str | None = None,
+        host_log: bool = False,
     ) -> Grants:
-        """Grants from CLI-style strings: ``dirs=["data:/data:ro"]``, ``env=["K=V"]``."""
+        """Grants from CLI-style strings: ``dirs=["data:/data:ro"]``, ``env=["K=V"]``,
+        ``kv="scores:ro"``."""
         pairs = env.items() if isinstance(env, Mapping) else (_env_pair(item) for item in env)
         return cls(
             dirs=tuple(d if isinstance(d, DirGrant) else DirGrant.parse(d) for d in dirs),
@@ -268,6 +301,8 @@ class Grants:
             argv=tuple(str(a) for a in argv),
             stdin=stdin.encode() if isinstance(stdin, str) else (stdin or b""),
             deterministic=deterministic,
+            kv=KvGrant.parse(kv, kv_quota) if isinstance(kv, str) else kv,
+            host_log=host_log,
         )
 
     def check(self) -> None:
@@ -291,6 +326,15 @@ class Grants:
             "env": [list(pair) for pair in self.env],
             "argv": list(self.argv),
             "deterministic": self.deterministic,
+            **self._host_payload(),
+        }
+
+    def _host_payload(self) -> dict[str, Any]:
+        """The host function grants, only when there are any (older inputs lack them)."""
+        kv = self.kv
+        return {
+            **({"kv": [kv.namespace, kv.writable, kv.max_bytes, kv.max_keys]} if kv else {}),
+            **({"host_log": True} if self.host_log else {}),
         }
 
     def public(self) -> dict[str, Any]:
@@ -302,6 +346,8 @@ class Grants:
             "env": [name for name, _ in self.env],
             "argv": len(self.argv),
             "stdin_bytes": len(self.stdin),
+            **({"kv": {"namespace": self.kv.namespace, "mode": _mode(self.kv)}} if self.kv else {}),
+            **({"host_log": True} if self.host_log else {}),
         }
 
     @classmethod
@@ -313,7 +359,13 @@ class Grants:
             argv=tuple(data["argv"]),
             stdin=stdin,
             deterministic=bool(data["deterministic"]),
+            kv=KvGrant(*data["kv"]) if "kv" in data else None,
+            host_log=bool(data.get("host_log", False)),
         )
+
+
+def _mode(grant: KvGrant) -> str:
+    return "rw" if grant.writable else "ro"
 
 
 def open_granted_dir(host: str) -> int:

@@ -51,6 +51,18 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="virtual clock and seeded randomness, so the run can be replayed",
     )
     parser.add_argument(
+        "--kv",
+        metavar="NAMESPACE[:ro]",
+        help="grant the host key-value store, this namespace of it (shared by the runs "
+        "granted it; read-only with :ro)",
+    )
+    parser.add_argument(
+        "--kv-quota", metavar="SIZE", help="bytes the --kv namespace may hold (default 1MiB)"
+    )
+    parser.add_argument(
+        "--host-log", action="store_true", help="grant the host's structured log function"
+    )
+    parser.add_argument(
         "--require-signed-by",
         action="append",
         default=[],

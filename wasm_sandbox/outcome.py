@@ -130,6 +130,7 @@ class Outcome:
     so ``fuel_used`` may miss the work of loops stopped by the clock or an interrupt.
     ``result_types`` names each return's type (``i32``...; WIT type text for a component);
     ``call_args`` are a component call's arguments in WAVE, ``world`` its WIT world.
+    ``host_log`` holds the ``(level, message)`` lines of the host log function.
     """
 
     status: str
@@ -152,6 +153,7 @@ class Outcome:
     result_types: tuple[str, ...] = field(default=(), repr=False)
     call_args: tuple[str, ...] | None = field(default=None, repr=False)
     world: str = field(default="", repr=False)
+    host_log: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -163,6 +165,10 @@ class Outcome:
         return [_text(t, v) for t, v in zip(self.result_types, self.returns, strict=False)] or [
             repr(v) for v in self.returns
         ]
+
+    def host_log_text(self) -> str:
+        """The host log, one ``[level] message`` line per entry ("" when there is none)."""
+        return "".join(f"[{level}] {message}\n" for level, message in self.host_log)
 
     def summary(self) -> dict[str, Any]:
         """The record's ``outcome`` field: integers and strings, plus
@@ -197,6 +203,7 @@ class Outcome:
             "output_truncated": self.output_truncated,
             "fuel_used": self.fuel_used,
             "memory_bytes": self.memory_bytes,
+            **({"host_log": [list(line) for line in self.host_log]} if self.host_log else {}),
         }
 
     @classmethod
@@ -218,12 +225,14 @@ class Outcome:
             output_truncated=payload["output_truncated"],
             fuel_used=payload["fuel_used"],
             memory_bytes=payload["memory_bytes"],
+            host_log=tuple((str(lv), str(m)) for lv, m in payload.get("host_log", ())),
             **facts,
         )
 
     def to_json(self) -> wire.Outcome:
-        """The run's facts as the CLI and REST API show them (DESIGN.md contract)."""
-        return {
+        """The run's facts as the CLI and REST API show them (DESIGN.md contract);
+        ``host_log`` only when the guest logged through the host."""
+        shown: wire.Outcome = {
             "status": self.status,
             "exit_code": self.exit_code,
             "returns": [wave.to_json(v) for v in self.returns],
@@ -242,6 +251,9 @@ class Outcome:
             "cache": self.cache,
             "deterministic": self.deterministic,
         }
+        if self.host_log:
+            shown["host_log"] = [list(line) for line in self.host_log]
+        return shown
 
 
 def _text(kind: str, value: Any) -> str:

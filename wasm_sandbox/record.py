@@ -396,7 +396,24 @@ def _dirs(v: Any) -> str | None:
     return None if good else 'expected a list of {"guest": str, "mode": "ro" | "rw"}'
 
 
-_GRANTS = {"dirs": _dirs, "env": _names, "argv": _uint, "stdin_bytes": _uint}
+def _kv(v: Any) -> str | None:
+    ok = (
+        isinstance(v, dict)
+        and set(v) == {"namespace", "mode"}
+        and isinstance(v["namespace"], str)
+        and v["mode"] in ("ro", "rw")
+    )
+    return None if ok else 'expected {"namespace": str, "mode": "ro" | "rw"}'
+
+
+_GRANTS = {
+    "dirs": _dirs,
+    "env": _names,
+    "argv": _uint,
+    "stdin_bytes": _uint,
+    "kv": _Absent(_kv),
+    "host_log": _Absent(_true),
+}
 _OPTIONAL: dict[str, Any] = {
     **{p: _PART for p in OPTIONAL_PURPOSES},
     "grants": _GRANTS,

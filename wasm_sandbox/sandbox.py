@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import merkle, record, signing, sources, verification
+from . import kvstore, merkle, record, signing, sources, verification
 from .checkpoint import parse_verifier_key
 from .engine import Compiled, Engine
 from .envelope import key_id
@@ -181,17 +181,23 @@ class Sandbox:
     ) -> Job:
         """Step one of a run: check the options and that the run can be logged, and turn
         ``source`` into wasm bytes (C within the run's timeout). Raises as `run` does."""
-        self._ready_to_run(options)
+        options = self._ready_to_run(options)
         return self._job(source, options, status)
 
-    def _ready_to_run(self, options: RunOptions) -> None:
+    def _ready_to_run(self, options: RunOptions) -> RunOptions:
         """Refuse options that cannot be honoured, and open the ledger and the keys now,
-        so a run that could not be logged never starts."""
+        so a run that could not be logged never starts; the options with this home's
+        key-value store filled in."""
         options.check()
+        kv = options.grants.kv
+        if kv is not None and not kv.store:
+            store = str(self.home / kvstore.FILE)
+            options = replace(options, grants=replace(options.grants, kv=replace(kv, store=store)))
         if options.recipient is None:
             self.keys.recipient_public_key()
         _ = self.ledger.size  # opens and reads the ledger: a corrupt one fails here
         self.high_water.known()  # a corrupt high-water file fails here, not after the run
+        return options
 
     def _job(
         self,
@@ -345,7 +351,7 @@ class Sandbox:
         """
         options = (options or RunOptions()).updated(**changes)
         job = self.prepare(source, options)
-        jobs = [replace(job, options=replace(options, args=tuple(a))) for a in inputs]
+        jobs = [replace(job, options=replace(job.options, args=tuple(a))) for a in inputs]
         return fan_out(self, jobs, executor, progress)
 
     def map_programs(
@@ -364,7 +370,7 @@ class Sandbox:
         of its raw bytes, so a grader sees every submission in the log.
         """
         options = (options or RunOptions()).updated(**changes)
-        self._ready_to_run(options)  # once, before any run: not an error row per source
+        options = self._ready_to_run(options)  # once, before any run: not a row per source
         jobs = [self._job_or_problem(s, options) for s in sources]
         return fan_out(self, jobs, executor, progress)
 

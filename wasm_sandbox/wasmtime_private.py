@@ -53,6 +53,7 @@ _FFI = (
     "wasi_config_set_stderr_custom",
     "wasi_config_set_stdout_custom",
     "wasmtime_context_get_fuel",
+    "wasmtime_context_set_fuel",
     "wasmtime_context_t",
     "wasmtime_error_new",
     "wasmtime_extern_t",
@@ -126,6 +127,17 @@ def fuel_left(context: Any) -> int | None:
     if ffi.wasmtime_context_get_fuel(context, ctypes.byref(left)):
         return None  # an error: the store consumes no fuel
     return left.value
+
+
+def charge_fuel(caller: wasmtime.Caller, units: int) -> bool:
+    """Take ``units`` of fuel from the store a host function was called from (the guest
+    then traps out of fuel at its next check when there is not enough); False when the
+    store consumes no fuel or the fuel cannot be read."""
+    context = caller._context()
+    left = fuel_left(context)
+    if left is None:
+        return False
+    return not ffi.wasmtime_context_set_fuel(context, max(left - units, 0))
 
 
 def export(instance: wasmtime.Instance, store: wasmtime.Store, name: str) -> Any:

@@ -47,6 +47,7 @@ class Outcome(_OutcomeFacts, total=False):
     cache: str
     deterministic: bool
     fuel_lower_bound: bool
+    host_log: list[list[str]]
 
 
 class Execution(Outcome):
@@ -68,10 +69,7 @@ class SealedFrame(TypedDict):
     module_offset: int
 
 
-class SealedResult(TypedDict):
-    """A run's sealed result (`wasm_sandbox.Outcome.result_payload`): what the result
-    commitment commits to; returns as ``[type, text]`` pairs, exact for floats."""
-
+class _SealedResultFacts(TypedDict):
     status: str
     returns: list[list[str]]
     exit_code: int | None
@@ -83,6 +81,14 @@ class SealedResult(TypedDict):
     output_truncated: bool
     fuel_used: int
     memory_bytes: int
+
+
+class SealedResult(_SealedResultFacts, total=False):
+    """A run's sealed result (`wasm_sandbox.Outcome.result_payload`): what the result
+    commitment commits to; returns as ``[type, text]`` pairs, exact for floats;
+    ``host_log`` only when the guest logged through the host log function."""
+
+    host_log: list[list[str]]
 
 
 class Disclosure(TypedDict):
@@ -145,13 +151,24 @@ class DirShown(TypedDict):
     mode: str
 
 
-class PublicGrants(TypedDict):
-    """What a run could touch, as the public record says it (values stay sealed)."""
+class KvShown(TypedDict):
+    namespace: str
+    mode: str
 
+
+class _PublicGrantFacts(TypedDict):
     dirs: list[DirShown]
     env: list[str]
     argv: int
     stdin_bytes: int
+
+
+class PublicGrants(_PublicGrantFacts, total=False):
+    """What a run could touch, as the public record says it (values stay sealed); the
+    host functions only when granted."""
+
+    kv: KvShown
+    host_log: bool
 
 
 class Record(_RecordFacts, total=False):

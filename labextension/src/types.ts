@@ -65,12 +65,21 @@ export interface IDirShown {
   mode: string;
 }
 
-/** The public grants of a record: guest paths, env names, argv and stdin counts. */
+/** A granted key-value namespace as the public record shows it. */
+export interface IKvShown {
+  namespace: string;
+  mode: string;
+}
+
+/** The public grants of a record: guest paths, env names, argv and stdin counts, and the
+ * host functions when granted. */
 export interface IPublicGrants {
   dirs: IDirShown[];
   env: string[];
   argv: number;
   stdin_bytes: number;
+  kv?: IKvShown;
+  host_log?: boolean;
 }
 
 /** A record as listed by `GET executions`: the record plus its leaf index. */

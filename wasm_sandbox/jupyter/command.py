@@ -65,6 +65,9 @@ class RunCommand:
     argv: tuple[str, ...] = ()
     stdin: str | None = None
     deterministic: bool = False
+    kv: str | None = None
+    kv_quota: str | None = None
+    host_log: bool = False
     isolation: str | None = None
     require_signed_by: tuple[str, ...] = ()
     name: str | None = None

@@ -320,6 +320,7 @@ def _io(outcome: Outcome) -> list[tuple[str, str]]:
         ("returns", " ".join(outcome.shown_returns()) if outcome.returns else ""),
         (f"stdout{cut}", outcome.stdout),
         (f"stderr{cut}", outcome.stderr),
+        ("host log", outcome.host_log_text()),  # --host-log: the guest's structured log
         ("WIT world", outcome.world),  # a component's imports and exports with their types
     ]
     return [(label, body) for label, body in pairs if body]

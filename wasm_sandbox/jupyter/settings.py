@@ -124,6 +124,9 @@ class WasmSandbox(Configurable):
             argv=cmd.argv,
             stdin=cmd.stdin,
             deterministic=cmd.deterministic or self.deterministic,
+            kv=cmd.kv,
+            kv_quota=cmd.kv_quota,
+            host_log=cmd.host_log,
         )
 
     def run_options(self, cmd: RunCommand) -> RunOptions:
