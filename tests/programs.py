@@ -96,3 +96,46 @@ TRY_TABLE = """(module
       (return))
     (i32.add (i32.const 1000)))
   (func (export "unsafe") (param i32) (result i32) (call $risky (local.get 0))))"""
+
+
+#: The host functions (wasm_sandbox.hostapi): a counter in the KV store, a quota filler,
+#: a delete, a chatty logger and a wild pointer.
+HOST_KV = """(module
+  (import "wasm-sandbox:host@1" "kv_delete" (func $del (param i32 i32) (result i32)))
+  (import "wasm-sandbox:host@1" "kv_get" (func $get (param i32 i32 i32 i32) (result i32)))
+  (import "wasm-sandbox:host@1" "kv_set" (func $set (param i32 i32 i32 i32) (result i32)))
+  (import "wasm-sandbox:host@1" "log" (func $log (param i32 i32 i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "count")
+  (data (i32.const 16) "hello from the guest")
+  ;; count = count + 1; returns the new count
+  (func (export "bump") (result i32)
+    (local $n i32)
+    (if (i32.eq (call $get (i32.const 0) (i32.const 5) (i32.const 64) (i32.const 4)) (i32.const 4))
+      (then (local.set $n (i32.load (i32.const 64)))))
+    (i32.store (i32.const 64) (i32.add (local.get $n) (i32.const 1)))
+    (drop (call $set (i32.const 0) (i32.const 5) (i32.const 64) (i32.const 4)))
+    (call $log (i32.const 1) (i32.const 16) (i32.const 20))
+    (i32.load (i32.const 64)))
+  ;; writes 1 KiB values under keys 0..n until refused; returns the last code
+  (func (export "fill") (result i32)
+    (local $i i32) (local $r i32)
+    (loop $l
+      (i32.store (i32.const 128) (local.get $i))
+      (local.set $r (call $set (i32.const 128) (i32.const 4) (i32.const 1024) (i32.const 1024)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.eqz (local.get $r))))
+    (local.get $r))
+  ;; deletes "count": 1 deleted, 0 absent, -3 read-only
+  (func (export "forget") (result i32) (call $del (i32.const 0) (i32.const 5)))
+  ;; n host calls: each costs fuel
+  (func (export "chatter") (param $n i32) (result i32)
+    (loop $l
+      (call $log (i32.const 0) (i32.const 16) (i32.const 5))
+      (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+      (br_if $l (i32.gt_s (local.get $n) (i32.const 0))))
+    (i32.const 0))
+  ;; a key pointer far outside memory: -2
+  (func (export "wild") (result i32)
+    (call $get (i32.const -16) (i32.const 64) (i32.const 0) (i32.const 4))))
+"""

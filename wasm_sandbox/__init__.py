@@ -32,6 +32,7 @@ _EXPORTS = {
     "HelpRequested": "errors",
     "HomeError": "errors",
     "InvocationError": "errors",
+    "KvGrant": "limits",
     "KeyStoreError": "errors",
     "LedgerError": "errors",
     "Limits": "limits",
@@ -70,6 +71,7 @@ __all__ = [
     "HomeError",
     "InvocationError",
     "KeyStoreError",
+    "KvGrant",
     "LedgerError",
     "Limits",
     "LimitsError",
@@ -121,7 +123,7 @@ if TYPE_CHECKING:
         WorkerError,
     )
     from .execution import Execution, Verification
-    from .limits import DirGrant, Grants, Limits
+    from .limits import DirGrant, Grants, KvGrant, Limits
     from .outcome import Outcome
     from .run_options import RunOptions
     from .sandbox import Sandbox
