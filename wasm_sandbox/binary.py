@@ -165,6 +165,23 @@ def interface(wasm: bytes) -> Interface:
     return Interface(tuple(imports), tuple((n, k) for n, k, _ in exports), functions, heap)
 
 
+def custom_section(wasm: bytes, name: str) -> bytes | None:
+    """The payload of the first custom section called ``name`` (module or component), or
+    None; ``ValueError`` for bytes it cannot read."""
+    reader = _Reader(wasm, 8)
+    while reader.pos < len(wasm):
+        section, size = reader.byte(), reader.u32()
+        end = reader.pos + size
+        if end > len(wasm):
+            raise ValueError("a section runs past the end")
+        if section == 0:
+            body = _Reader(wasm, reader.pos, end)
+            if body.name() == name:
+                return wasm[body.pos : end]
+        reader.pos = end
+    return None
+
+
 def function_count_width(wasm: bytes) -> int:
     """Bytes of the LEB128 function count that opens the code section (0 without one)."""
     reader = _Reader(wasm, 8)

@@ -250,6 +250,7 @@ def _options_of(args: argparse.Namespace) -> Any:
         recipient=recipient,
         isolation=args.isolation,
         require_signed_by=tuple(args.require_signed_by),
+        trust=args.trust,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from .engine import Compiled, Engine
 from .errors import CompileError, InvocationError, SandboxError
@@ -31,7 +32,8 @@ class Job:
 
     ``problem`` is set when the source never became a module that can run (a batch logs
     it as an ``error`` run); ``compiled`` is the module when the caller had it already;
-    ``signer`` is the verifier key that signed the binary, when one known to the run did.
+    ``signer`` is the verifier key that signed the binary, when one known to the run did;
+    ``policy`` the trust level and the decisions on its manifest (`wasm_sandbox.policy`).
     `portable` is the copy that travels to another process or machine.
     """
 
@@ -40,6 +42,7 @@ class Job:
     problem: str | None = None
     compiled: Compiled | None = field(default=None, repr=False, compare=False)
     signer: str | None = None
+    policy: dict[str, Any] | None = None
 
     def portable(self) -> Job:
         """This job without what cannot be pickled (the compiled module, the recipient key:

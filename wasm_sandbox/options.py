@@ -71,6 +71,12 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         "(wasm-sandbox keys --json: signer_verifier_key); repeatable: any of them",
     )
     parser.add_argument(
+        "--trust",
+        metavar="FILE",
+        help="trust file: signer levels and the operator's maximums, within which a trusted "
+        "signer's manifest widens the grants (default: trust.toml in the home, if any)",
+    )
+    parser.add_argument(
         "--isolation",
         choices=ISOLATIONS,
         help="run the guest and its compilation on a thread of this process, or in a "

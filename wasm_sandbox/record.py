@@ -123,6 +123,7 @@ def build(
     *,
     grants: Mapping[str, Any] | None = None,
     signer: str | None = None,
+    policy: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble a record; raises ``EnvelopeError`` naming the first field that does not fit.
     ``grants`` is `Grants.public`; ``signer`` the verifier key that signed the program."""
@@ -143,6 +144,8 @@ def build(
         record["grants"] = dict(grants)
     if signer is not None:
         record["signer"] = signer
+    if policy is not None:
+        record["policy"] = dict(policy)
     _check(record, _SCHEMA, optional=_OPTIONAL)
     return record
 
@@ -406,6 +409,23 @@ def _kv(v: Any) -> str | None:
     return None if ok else 'expected {"namespace": str, "mode": "ro" | "rw"}'
 
 
+def _level(v: Any) -> str | None:
+    return None if v in ("trusted", "unknown", "dev") else "expected trusted, unknown or dev"
+
+
+def _decisions(v: Any) -> str | None:
+    def ok(d: Any) -> bool:
+        return (
+            isinstance(d, dict)
+            and set(d) == {"capability", "decision", "reason"}
+            and all(isinstance(x, str) for x in d.values())
+            and d["decision"] in ("granted", "narrowed", "refused")
+        )
+
+    good = isinstance(v, list) and all(ok(d) for d in v)
+    return None if good else "expected a list of {capability, decision, reason}"
+
+
 _GRANTS = {
     "dirs": _dirs,
     "env": _names,
@@ -418,4 +438,5 @@ _OPTIONAL: dict[str, Any] = {
     **{p: _PART for p in OPTIONAL_PURPOSES},
     "grants": _GRANTS,
     "signer": _str,
+    "policy": {"level": _level, "decisions": _decisions},
 }

@@ -31,7 +31,9 @@ class RunOptions:
     ``"process"``) overrides the sandbox's runner. Standard input is ``grants.stdin``.
     ``require_signed_by`` holds signer verifier keys (``wasm-sandbox keys --json``,
     ``signer_verifier_key``): when given, only a binary signed as a whole by one of them
-    runs (`wasm_sandbox.signing`).
+    runs (`wasm_sandbox.signing`). ``trust`` is a trust file (default: the home's
+    ``trust.toml`` if there is one) that lets a trusted signer's manifest widen the grants
+    (`wasm_sandbox.policy`).
     """
 
     invoke: str | None = None
@@ -42,6 +44,7 @@ class RunOptions:
     recipient: ec.EllipticCurvePublicKey | None = None
     isolation: str | None = None
     require_signed_by: tuple[str, ...] = ()
+    trust: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "args", tuple(self.args))

@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import kvstore, merkle, record, signing, sources, verification
+from . import kvstore, merkle, policy, record, signing, sources, verification
 from .checkpoint import parse_verifier_key
 from .engine import Compiled, Engine
 from .envelope import key_id
@@ -189,15 +189,20 @@ class Sandbox:
         so a run that could not be logged never starts; the options with this home's
         key-value store filled in."""
         options.check()
-        kv = options.grants.kv
-        if kv is not None and not kv.store:
-            store = str(self.home / kvstore.FILE)
-            options = replace(options, grants=replace(options.grants, kv=replace(kv, store=store)))
+        options = self._home_grants(options)
         if options.recipient is None:
             self.keys.recipient_public_key()
         _ = self.ledger.size  # opens and reads the ledger: a corrupt one fails here
         self.high_water.known()  # a corrupt high-water file fails here, not after the run
         return options
+
+    def _home_grants(self, options: RunOptions) -> RunOptions:
+        """``options`` with this home's key-value store as the store of a KV grant."""
+        kv = options.grants.kv
+        if kv is None or kv.store:
+            return options
+        store = str(self.home / kvstore.FILE)
+        return replace(options, grants=replace(options.grants, kv=replace(kv, store=store)))
 
     def _job(
         self,
@@ -210,20 +215,40 @@ class Sandbox:
         else:
             timeout = options.limits.timeout
             job = Job(self.load(source, options.lang, status=status, timeout=timeout), options)
-        return replace(job, signer=self._signer(job.program.wasm, options))
+        return self._with_policy(job)
 
-    def _signer(self, wasm: bytes, options: RunOptions) -> str | None:
+    def _with_policy(self, job: Job) -> Job:
+        """``job`` with its signer and, from the trust file and the module's manifest, its
+        widened options and the decisions made (`wasm_sandbox.policy`)."""
+        wasm, options = job.program.wasm, job.options
+        trust = self._trust(options)
+        signer = self._signer(wasm, options, trust)
+        options, decided = policy.apply(options, trust, signer, policy.Manifest.read(wasm))
+        if decided is not None:
+            options.grants.check()  # directories the manifest was granted
+            options = self._home_grants(options)
+        return replace(job, options=options, signer=signer, policy=decided)
+
+    def _trust(self, options: RunOptions) -> policy.Trust | None:
+        path = options.trust or self.home / policy.FILE
+        if options.trust is None and not Path(path).exists():
+            return None
+        return policy.Trust.load(path)
+
+    def _signer(self, wasm: bytes, options: RunOptions, trust: policy.Trust | None) -> str | None:
         """The verifier key that signed ``wasm`` as a whole, among the required ones (or,
-        when none are, this home's own module signer); raises `PolicyError` when keys are
-        required and none of them signed it."""
+        when none are, this home's own module signer and the trust file's signers); raises
+        `PolicyError` when keys are required and none of them signed it."""
         required = options.signers()
         if required:
             return signing.verifier_key_of(signing.signer(wasm, required))
-        if not self.keys.has_module_signing_key:
+        known = [parse_verifier_key(k) for k in (trust.levels if trust else ())]
+        if self.keys.has_module_signing_key:
+            known.append(parse_verifier_key(self.keys.signer_verifier_key))
+        if not known:
             return None
-        own = parse_verifier_key(self.keys.signer_verifier_key)
         try:
-            return signing.verifier_key_of(signing.signer(wasm, [own]))
+            return signing.verifier_key_of(signing.signer(wasm, known))
         except PolicyError:
             return None
 
@@ -259,6 +284,7 @@ class Sandbox:
             outcome.deterministic,
             grants=grants.public(),
             signer=job.signer,
+            policy=job.policy,
         )
         leaf = record.encode(rec)
         receipt = self.ledger.append(rid, leaf, record.blobs(parts))

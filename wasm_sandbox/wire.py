@@ -171,6 +171,19 @@ class PublicGrants(_PublicGrantFacts, total=False):
     host_log: bool
 
 
+class PolicyDecision(TypedDict):
+    capability: str
+    decision: str
+    reason: str
+
+
+class Policy(TypedDict):
+    """The trust level of a run's module and the decisions on its manifest (docs/policy.md)."""
+
+    level: str
+    decisions: list[PolicyDecision]
+
+
 class Record(_RecordFacts, total=False):
     """The canonical execution record; a row of ``wasm-sandbox log --json`` and of
     ``GET executions`` carries its ``leaf_index``."""
@@ -178,6 +191,7 @@ class Record(_RecordFacts, total=False):
     source: SealedPartSummary
     grants: PublicGrants
     signer: str
+    policy: Policy
     leaf_index: int
 
 

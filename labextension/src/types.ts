@@ -56,7 +56,22 @@ export interface IRecord {
   grants?: IPublicGrants;
   /** The verifier key whose signature covers the whole program binary. */
   signer?: string;
+  /** The module's trust level and the decisions on its manifest. */
+  policy?: IPolicy;
   [key: string]: unknown;
+}
+
+/** What became of one request of a module's manifest. */
+export interface IPolicyDecision {
+  capability: string;
+  decision: string;
+  reason: string;
+}
+
+/** A run's trust level (trusted, unknown, dev) and the decisions on its manifest. */
+export interface IPolicy {
+  level: string;
+  decisions: IPolicyDecision[];
 }
 
 /** A granted directory as the public record shows it: the guest path and its mode. */

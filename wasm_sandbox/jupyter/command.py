@@ -70,6 +70,7 @@ class RunCommand:
     host_log: bool = False
     isolation: str | None = None
     require_signed_by: tuple[str, ...] = ()
+    trust: str | None = None
     name: str | None = None
     out: str | None = None
     quiet: bool = False
@@ -172,6 +173,7 @@ def _server_conflicts(cmd: RunCommand) -> tuple[tuple[object, str], ...]:
         (remote and (cmd.module or cmd.name), "--server runs source, not a bound module"),
         (remote and cmd.isolation, "--server: the server decides where guests run"),
         (remote and cmd.require_signed_by, "--server: the server's operator sets the signers"),
+        (remote and cmd.trust, "--server: the server's operator sets the trust file"),
         (remote and cmd.dir_quota, "--server: --dir-quota needs --dir, which a server lacks"),
     )
 

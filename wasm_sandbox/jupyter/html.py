@@ -179,11 +179,34 @@ def run_facts(execution: Execution, blobs: Mapping[str, bytes] | None = None) ->
         Fact("memory", _memory(o), ""),
         Fact("duration", duration_text(o.duration_ms), ""),
         Fact("sealed with", str(rec.get("suite", "")), ""),
+        *_policy_facts(rec),
         *(_part(name, rec[name], (blobs or {}).get(name)) for name in _PARTS if name in rec),
         run_commitment(execution.commitment),
         _ledger(execution.leaf_index, execution.tree_size, execution.root),
         Fact("record id", execution.id, short_hash(execution.id, 32)),
     ]
+
+
+def _policy_facts(rec: Mapping[str, Any]) -> list[Fact]:
+    """Who signed the program, its trust level and the decisions on its manifest; a dev
+    module's card says so loudly (its manifest was granted without the operator's caps)."""
+    found = []
+    if "signer" in rec:
+        signer = str(rec["signer"])
+        found.append(Fact("signed by", signer, escape(signer.split("+")[0])))
+    policy = rec.get("policy")
+    if isinstance(policy, Mapping):
+        level = str(policy.get("level"))
+        lines = [f"{d['capability']}: {d['decision']} ({d['reason']})" for d in policy["decisions"]]
+        shown = escape(level) + "".join(f"<br><small>{escape(line)}</small>" for line in lines)
+        if level == "dev":
+            shown = (
+                '<strong style="color:#fff;background:#cf222e;padding:0 4px">DEV MODE: '
+                "granted what its manifest asked, without the operator's maximums</strong>"
+                f"<br>{shown}"
+            )
+        found.append(Fact("trust level", "; ".join([level, *lines]), shown))
+    return found
 
 
 RUN_COMMITMENT = "run commitment"
@@ -373,7 +396,7 @@ def _check_html(result: str) -> str:
 
 def _log_row(row: Mapping[str, Any]) -> tuple[str, ...]:
     out = row["outcome"]
-    when = datetime.datetime.fromtimestamp(row["time"] / 1000, datetime.timezone.utc)
+    when = datetime.datetime.fromtimestamp(row["time"] / 1000, datetime.UTC)
     status = out["status"] + (f" ({out['trap']})" if out.get("trap") else "")
     if out.get("exit_code") not in (None, 0):
         status += f" (code {out['exit_code']})"

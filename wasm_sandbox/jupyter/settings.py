@@ -142,6 +142,7 @@ class WasmSandbox(Configurable):
             recipient=self.recipient_key(),
             isolation=cmd.isolation or self.isolation,
             require_signed_by=(*self.require_signed_by, *cmd.require_signed_by),
+            trust=cmd.trust,
         )
 
     def recipient_key(self) -> ec.EllipticCurvePublicKey | None:
