@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from . import binary
-from .errors import PolicyError
+from .errors import PolicyError, VerificationError
 from .limits import DirGrant, KvGrant, Limits
 from .run_options import RunOptions
 
@@ -79,7 +79,7 @@ class Trust:
             raise PolicyError(f"trust file {path}: not TOML ({exc})") from None
         try:
             return cls._of(str(path), data)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, VerificationError) as exc:
             raise PolicyError(f"trust file {path}: {exc}") from None
 
     @classmethod
