@@ -80,7 +80,7 @@ class Isolation:
             invoke=options.invoke,
             args=options.args,
             limits=options.limits,
-            grants=options.grants,
+            grants=job.guest_grants,
             cancel=cancel,
             progress=progress,
         )
@@ -105,7 +105,7 @@ class ProcessIsolation(Isolation):
             COMPILE_MEMORY,
             options.invoke,
             options.args,
-            _absolute(options.grants),
+            _absolute(job.guest_grants),
             progress is not None,
         )
         outcome = self.pool.execute(order, cancel=cancel, progress=progress)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from .engine import Compiled, Engine
 from .errors import CompileError, InvocationError, SandboxError
 from .isolation import Isolation
+from .limits import Grants
 from .outcome import ERROR, Outcome
 from .pool import WorkerPool
 from .run_options import RunOptions
@@ -38,6 +39,15 @@ class Job:
     options: RunOptions
     problem: str | None = None
     compiled: Compiled | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def guest_grants(self) -> Grants:
+        """The grants the guest runs with: the options' own, after the arguments an
+        interpreter needs before the user's (``-c CODE`` for Python)."""
+        grants = self.options.grants
+        if not self.program.argv:
+            return grants
+        return replace(grants, argv=(*self.program.argv, *grants.argv))
 
     def portable(self) -> Job:
         """This job without what cannot be pickled (the compiled module, the recipient key:

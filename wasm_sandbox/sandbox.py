@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import merkle, record, sources, verification
+from . import merkle, python_guest, record, sources, verification
 from .engine import Compiled, Engine
 from .envelope import key_id
 from .errors import CompileError, RecordNotFound, SandboxError
@@ -117,11 +117,14 @@ class Sandbox:
         status: Callable[[str], None] | None = None,
         timeout: float | None = None,
     ) -> sources.Program:
-        """Wasm bytes from WAT, C (compiled into this home's cache, within ``timeout``)
-        or a file."""
-        return sources.load(
+        """Wasm bytes from WAT, C (compiled into this home's cache, within ``timeout``),
+        Python (its interpreter compiled into the module cache the first time) or a file."""
+        program = sources.load(
             source, lang, c_cache=self.home / "c-cache", status=status, timeout=timeout
         )
+        if program.interpreter is not None:
+            python_guest.compile_once(self.runner(), status)
+        return program
 
     def compile(
         self,
@@ -218,16 +221,16 @@ class Sandbox:
             "args": [str(a) for a in options.args],
             "grants": grants.to_payload(),
         }
-        text = None if program.text is None else {"lang": program.lang, "text": program.text}
+        sealed, result = program.sealed, outcome.result_payload()
         parts = record.seal_run(
-            rid, program.wasm, inputs, outcome.result_payload(), public, text, stdin=grants.stdin
+            rid, sealed, inputs, result, public, program.source, stdin=grants.stdin
         )
         rec = record.build(
             rid,
             int(time.time() * 1000),
             key_id(public),
             parts,
-            len(program.wasm),
+            len(sealed),
             options.limits.to_record(),
             outcome.summary(),
             outcome.deterministic,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from . import record, sources
+from . import python_guest, record, sources
 from .envelope import key_id
 from .errors import GrantError, SandboxError, VerificationError
 from .execution import Verification
@@ -89,7 +89,7 @@ def _replay(sandbox: Sandbox, rec: dict[str, Any], opened: OpenedRecord) -> dict
     with tempfile.TemporaryDirectory(prefix="wasm-sandbox-replay-") as scratch:
         try:
             options = replace(options, grants=_scratch_grants(grants, Path(scratch)))
-            job = Job(sources.Program(opened.program, "wasm"), options)
+            job = Job(_program(opened), options)
             outcome = execute(job, sandbox.runner()).outcome
         except SandboxError as exc:
             outcome = Outcome(status=ERROR, message=str(exc))
@@ -104,6 +104,21 @@ def _replay(sandbox: Sandbox, rec: dict[str, Any], opened: OpenedRecord) -> dict
         "status": outcome.status,
         "reason": reason,
     }
+
+
+def _program(opened: OpenedRecord) -> sources.Program:
+    """The program to replay: the sealed wasm, or the sealed Python code on this install's
+    interpreter, which must be the one the record names."""
+    source = opened.source or {}
+    if source.get("lang") != "python":
+        return sources.Program(opened.program, "wasm")
+    if source.get("interpreter") != python_guest.INTERPRETER_SHA256:
+        used = str(source.get("interpreter"))[:16]
+        raise VerificationError(
+            f"replay: the run used the Python interpreter {used}..., "
+            f"this install pins {python_guest.INTERPRETER_SHA256[:16]}..."
+        )
+    return sources.python_program(opened.program.decode())
 
 
 def verify_log(sandbox: Sandbox) -> LogReport:
