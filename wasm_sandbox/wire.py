@@ -359,7 +359,7 @@ class CliReceipt(TypedDict):
 
 
 class CliDecrypted(TypedDict):
-    """``wasm-sandbox decrypt ID --json``; ``source_kind`` is ``wat``, ``c``,
+    """``wasm-sandbox decrypt ID --json``; ``source_kind`` is ``wat``, ``c``, ``python``,
     ``disassembly`` or None (with ``source`` None); ``stdin`` is base64."""
 
     id: str
