@@ -305,11 +305,14 @@ class SealedProgram(TypedDict):
 
 
 class RunRequest(TypedDict, total=False):
-    """``POST executions``: exactly one of ``wat``, ``wasm_b64``, ``sealed_program``."""
+    """``POST executions``: exactly one of ``wat``, ``python``, ``wasm_b64``,
+    ``sealed_program`` (whose text is WAT, or Python with ``lang``)."""
 
     wat: str
+    python: str
     wasm_b64: str
     sealed_program: SealedProgram
+    lang: Literal["wat", "python"] | None
     invoke: str | None
     args: list[float | str] | None
     stdin: str | None

@@ -142,3 +142,39 @@ def test_code_that_cannot_be_an_argument_is_refused_before_the_run(python_sandbo
     with pytest.raises(CompileError, match="Python line 2: source code cannot contain NUL"):
         python_sandbox.run("x = 1\ny = '\0'", lang="python")
     assert python_sandbox.ledger.size == size
+
+
+@pytest.fixture(scope="module")
+def server(python_home, tmp_path_factory):
+    from tests.integration.test_server_harness import start_server
+
+    srv = start_server(tmp_path_factory.mktemp("server-python"), python_home)
+    yield srv
+    srv.stop()
+
+
+def test_rest_runs_python_plain_and_sealed(server):
+    from wasm_sandbox.jupyter.server_request import seal_program
+    from wasm_sandbox.keys import KeyStore
+
+    body = {"python": "import sys\nprint(sys.argv[1:], input())", "argv": ["a"], "stdin": "b\n"}
+    plain = server.post("executions", body)
+    assert plain.status_code == 201, plain.text
+    assert (plain.json()["status"], plain.json()["stdout"]) == ("ok", "['a'] b\n")
+    key = KeyStore.load_public_pem(server.get("keys/public").json()["recipient_public_key_pem"])
+    sealed = {"sealed_program": seal_program("print(7 * 6)", key), "lang": "python"}
+    answer = server.post("executions", sealed)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["stdout"] == "42\n"
+
+
+def test_rest_lang_is_only_for_sealed_programs_and_only_wat_or_python(server):
+    beside = server.post("executions", {"python": "pass", "lang": "python"})
+    assert beside.status_code == 400 and beside.json()["field"] == "lang"
+    key_pem = server.get("keys/public").json()["recipient_public_key_pem"]
+    from wasm_sandbox.jupyter.server_request import seal_program
+    from wasm_sandbox.keys import KeyStore
+
+    sealed = seal_program("pass", KeyStore.load_public_pem(key_pem))
+    wrong = server.post("executions", {"sealed_program": sealed, "lang": "c"})
+    assert wrong.status_code == 400 and wrong.json()["field"] == "lang"
