@@ -118,10 +118,21 @@ class Sandbox:
         timeout: float | None = None,
     ) -> sources.Program:
         """Wasm bytes from WAT, C (compiled into this home's cache, within ``timeout``),
-        Python (its interpreter compiled into the module cache the first time) or a file."""
-        program = sources.load(
+        Python (the pinned interpreter's bytes and the code) or a file."""
+        return sources.load(
             source, lang, c_cache=self.home / "c-cache", status=status, timeout=timeout
         )
+
+    def _load_to_run(
+        self,
+        source: Source,
+        lang: str | None,
+        status: Callable[[str], None] | None,
+        timeout: float | None = None,
+    ) -> sources.Program:
+        """`load`, and for Python the interpreter compiled into the module cache the first
+        time (under its own timeout, told to ``status``)."""
+        program = self.load(source, lang, status=status, timeout=timeout)
         if program.interpreter is not None:
             python_guest.compile_once(self.runner(), status)
         return program
@@ -135,7 +146,7 @@ class Sandbox:
     ) -> tuple[sources.Program, Compiled]:
         """The program and its compiled module; raises `CompileError` (also for a compile
         that breaks the default limits)."""
-        program = self.load(source, lang, status=status)
+        program = self._load_to_run(source, lang, status)
         try:
             compiled = self.runner().compile(program.wasm)
         except CompileError as exc:  # a module that does not validate: at its WAT position
@@ -204,7 +215,7 @@ class Sandbox:
         if isinstance(source, Compiled):
             return Job(sources.Program(source.wasm, "wasm"), options, compiled=source)
         timeout = options.limits.timeout
-        return Job(self.load(source, options.lang, status=status, timeout=timeout), options)
+        return Job(self._load_to_run(source, options.lang, status, timeout), options)
 
     def seal(self, job: Job, outcome: Outcome, error: SandboxError | None = None) -> Execution:
         """The last step of a run: seal program, source, input and result of a finished

@@ -178,3 +178,20 @@ def test_rest_lang_is_only_for_sealed_programs_and_only_wat_or_python(server):
     sealed = seal_program("pass", KeyStore.load_public_pem(key_pem))
     wrong = server.post("executions", {"sealed_program": sealed, "lang": "c"})
     assert wrong.status_code == 400 and wrong.json()["field"] == "lang"
+
+
+def test_a_python_cell_runs_on_a_server_as_its_code(server):
+    from wasm_sandbox.jupyter import remote_run
+    from wasm_sandbox.remote import Remote
+    from wasm_sandbox.run_options import RunOptions
+    from wasm_sandbox.sources import python_program
+
+    program = python_program("import sys\nprint('served', sys.argv[1:])")
+    options = RunOptions(grants=Grants(argv=("x",)))
+    with Remote(server.url, server.token) as api:
+        done = remote_run.run(api, program, options, {})
+    assert (done.execution.outcome.status, done.execution.outcome.stdout) == (
+        "ok",
+        "served ['x']\n",
+    )
+    assert done.execution.record["program"]["size"] == len(program.text)  # the code travelled
