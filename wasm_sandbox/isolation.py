@@ -78,7 +78,7 @@ class Isolation:
         return self.engine.run(
             built,
             invoke=options.invoke,
-            args=options.args,
+            args=job.guest_args,
             limits=options.limits,
             grants=job.guest_grants,
             cancel=cancel,
@@ -104,7 +104,7 @@ class ProcessIsolation(Isolation):
             options.limits,
             COMPILE_MEMORY,
             options.invoke,
-            options.args,
+            job.guest_args,
             _absolute(job.guest_grants),
             progress is not None,
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from .engine import Compiled, Engine
 from .errors import CompileError, InvocationError, SandboxError
@@ -42,12 +43,19 @@ class Job:
 
     @property
     def guest_grants(self) -> Grants:
-        """The grants the guest runs with: the options' own, after the arguments an
-        interpreter needs before the user's (``-c CODE`` for Python)."""
+        """The grants the guest runs with. For a program an interpreter runs (Python):
+        its arguments (``-c CODE``), then the granted ones, then ``args`` as strings."""
         grants = self.options.grants
         if not self.program.argv:
             return grants
-        return replace(grants, argv=(*self.program.argv, *grants.argv))
+        args = tuple(str(a) for a in self.options.args)
+        return replace(grants, argv=(*self.program.argv, *grants.argv, *args))
+
+    @property
+    def guest_args(self) -> tuple[Any, ...]:
+        """The arguments of the call: ``args``, except for an interpreter's ``_start``
+        (they went to its argv, `guest_grants`)."""
+        return () if self.program.argv else self.options.args
 
     def portable(self) -> Job:
         """This job without what cannot be pickled (the compiled module, the recipient key:

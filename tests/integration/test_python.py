@@ -195,3 +195,29 @@ def test_a_python_cell_runs_on_a_server_as_its_code(server):
         "served ['x']\n",
     )
     assert done.execution.record["program"]["size"] == len(program.text)  # the code travelled
+
+
+#: One harness grades every submission: it runs the file named by its argument, from the
+#: read-only grant of the inbox, and checks the function the assignment asked for.
+HARNESS = """import sys
+space = {}
+exec(compile(open('/inbox/' + sys.argv[1]).read(), sys.argv[1], 'exec'), space)
+print('pass' if space['solve'](1000) == 500500 else 'fail')
+"""
+
+
+def test_one_harness_grades_a_folder_of_submissions(python_sandbox, tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "alice.py").write_text("def solve(n):\n    return n * (n + 1) // 2\n")
+    (inbox / "bob.py").write_text("def solve(n):\n    return sum(range(n))\n")
+    (inbox / "eve.py").write_text("import os\nprint(os.listdir('/'))\ndef solve(n): return 0\n")
+    names = sorted(p.name for p in inbox.iterdir())
+    grants = Grants.parse(dirs=[f"{inbox}:/inbox:ro"])
+    batch = python_sandbox.map(
+        HARNESS, [(n,) for n in names], lang="python", grants=grants, progress=False
+    )
+    got = {n: (e.outcome.status, e.outcome.stdout) for n, e in zip(names, batch, strict=True)}
+    assert got["alice.py"] == ("ok", "pass\n") and got["bob.py"] == ("ok", "fail\n")
+    assert got["eve.py"][0] == "exit" and "FileNotFoundError" in batch[2].outcome.stderr
+    assert python_sandbox.decrypt(batch[0].id).input["args"] == ["alice.py"]
