@@ -90,6 +90,8 @@ def _replay(sandbox: Sandbox, rec: dict[str, Any], opened: OpenedRecord) -> dict
         try:
             options = replace(options, grants=_scratch_grants(grants, Path(scratch)))
             job = Job(_program(opened), options)
+            if job.program.interpreter is not None:  # a home that has not compiled it yet
+                python_guest.compile_once(sandbox.runner())
             outcome = execute(job, sandbox.runner()).outcome
         except SandboxError as exc:
             outcome = Outcome(status=ERROR, message=str(exc))
@@ -118,7 +120,10 @@ def _program(opened: OpenedRecord) -> sources.Program:
             f"replay: the run used the Python interpreter {used}..., "
             f"this install pins {python_guest.INTERPRETER_SHA256[:16]}..."
         )
-    return sources.python_program(opened.program.decode())
+    try:
+        return sources.python_program(opened.program.decode())
+    except UnicodeDecodeError:
+        raise VerificationError("replay: the sealed Python code is not UTF-8") from None
 
 
 def verify_log(sandbox: Sandbox) -> LogReport:
