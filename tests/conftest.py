@@ -54,3 +54,23 @@ def components(tmp_path_factory) -> dict[str, Path]:
 
     out = tmp_path_factory.mktemp("components")
     return {name: build(name, out) for name in ("calc", "wasi")}
+
+
+@pytest.fixture(scope="session")
+def python_home(tmp_path_factory):
+    """A sandbox home whose module cache holds the compiled Python interpreter: the one
+    cold compile (10-30 s) of a test session."""
+    from wasm_sandbox import Sandbox
+
+    path = tmp_path_factory.mktemp("python") / "home"
+    with Sandbox(home=path) as sb:
+        assert sb.run("pass", lang="python").outcome.status == "ok"
+    return path
+
+
+@pytest.fixture
+def python_sandbox(python_home):
+    from wasm_sandbox import Sandbox
+
+    with Sandbox(home=python_home) as sb:
+        yield sb

@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, build, handler, text in (
-        ("run", _run_options, cmd_run, "run .wat, .wasm or .c files under limits"),
+        ("run", _run_options, cmd_run, "run .wat, .wasm, .c or .py files under limits"),
         ("verify", _verify_options, cmd_verify, "verify a record, or the whole log"),
         ("log", _log_options, cmd_log, "list records, newest first"),
         ("checkpoint", lambda p: None, cmd_checkpoint, "print the latest signed checkpoint"),
@@ -126,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("files", nargs="+", metavar="FILE", help=".wat, .wasm or .c")
+    p.add_argument("files", nargs="+", metavar="FILE", help=".wat, .wasm, .c or .py")
     add_run_options(p)
     p.add_argument(
         "--stdin-limit",
@@ -192,7 +192,7 @@ def _sandbox(args: argparse.Namespace) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     options = _options_of(args)
-    status = None if args.json else _status_line
+    status = _status_line  # on stderr: never in the way of --json
     with _sandbox(args) as sb:
         if len(args.files) > 1:  # a batch: in parallel, a broken file is an error row
             files = [Path(f) for f in args.files]

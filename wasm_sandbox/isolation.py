@@ -78,9 +78,9 @@ class Isolation:
         return self.engine.run(
             built,
             invoke=options.invoke,
-            args=options.args,
+            args=job.guest_args,
             limits=options.limits,
-            grants=options.grants,
+            grants=job.guest_grants,
             cancel=cancel,
             progress=progress,
         )
@@ -104,8 +104,8 @@ class ProcessIsolation(Isolation):
             options.limits,
             COMPILE_MEMORY,
             options.invoke,
-            options.args,
-            _absolute(options.grants),
+            job.guest_args,
+            _absolute(job.guest_grants),
             progress is not None,
         )
         outcome = self.pool.execute(order, cancel=cancel, progress=progress)

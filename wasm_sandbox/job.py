@@ -17,6 +17,7 @@ from typing import Any
 from .engine import Compiled, Engine
 from .errors import CompileError, InvocationError, SandboxError
 from .isolation import Isolation
+from .limits import Grants
 from .outcome import ERROR, Outcome
 from .pool import WorkerPool
 from .run_options import RunOptions
@@ -43,6 +44,22 @@ class Job:
     compiled: Compiled | None = field(default=None, repr=False, compare=False)
     signer: str | None = None
     policy: dict[str, Any] | None = None
+
+    @property
+    def guest_grants(self) -> Grants:
+        """The grants the guest runs with. For a program an interpreter runs (Python):
+        its arguments (``-c CODE``), then the granted ones, then ``args`` as strings."""
+        grants = self.options.grants
+        if not self.program.argv:
+            return grants
+        args = tuple(str(a) for a in self.options.args)
+        return replace(grants, argv=(*self.program.argv, *grants.argv, *args))
+
+    @property
+    def guest_args(self) -> tuple[Any, ...]:
+        """The arguments of the call: ``args``, except for an interpreter's ``_start``
+        (they went to its argv, `guest_grants`)."""
+        return () if self.program.argv else self.options.args
 
     def portable(self) -> Job:
         """This job without what cannot be pickled (the compiled module, the recipient key:

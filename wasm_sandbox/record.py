@@ -20,7 +20,9 @@ without ``input.v`` (version 1) carried stdin as hex inside the JSON; they still
 
 The ciphertexts ("blobs") are stored beside the record; the record holds their digests. The
 ``source`` part is the canonical JSON ``{"lang": "wat" | "c", "text": str}`` of the text the
-program bytes were compiled from; records of binary programs (and older records) have none. Only
+program bytes were compiled from; for Python ``{"lang": "python", "text", "interpreter": sha256
+hex}``, and the program part is then the code (docs/python-guests.md); records of binary
+programs (and older records) have none. Only
 the sealed parts are bound cryptographically (HPKE info and commitments); the other fields are
 protected by the log, whose leaf is the record's canonical bytes. ``grants`` says what the guest
 could touch without saying what may be secret: guest paths and modes, environment variable

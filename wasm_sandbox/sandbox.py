@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import kvstore, merkle, policy, record, signing, sources, verification
+from . import kvstore, merkle, policy, python_guest, record, signing, sources, verification
 from .checkpoint import parse_verifier_key
 from .engine import Compiled, Engine
 from .envelope import key_id
@@ -118,11 +118,25 @@ class Sandbox:
         status: Callable[[str], None] | None = None,
         timeout: float | None = None,
     ) -> sources.Program:
-        """Wasm bytes from WAT, C (compiled into this home's cache, within ``timeout``)
-        or a file."""
+        """Wasm bytes from WAT, C (compiled into this home's cache, within ``timeout``),
+        Python (the pinned interpreter's bytes and the code) or a file."""
         return sources.load(
             source, lang, c_cache=self.home / "c-cache", status=status, timeout=timeout
         )
+
+    def _load_to_run(
+        self,
+        source: Source,
+        lang: str | None,
+        status: Callable[[str], None] | None,
+        timeout: float | None = None,
+    ) -> sources.Program:
+        """`load`, and for Python the interpreter compiled into the module cache the first
+        time (under its own timeout, told to ``status``)."""
+        program = self.load(source, lang, status=status, timeout=timeout)
+        if program.interpreter is not None:
+            python_guest.compile_once(self.runner(), status)
+        return program
 
     def compile(
         self,
@@ -133,7 +147,7 @@ class Sandbox:
     ) -> tuple[sources.Program, Compiled]:
         """The program and its compiled module; raises `CompileError` (also for a compile
         that breaks the default limits)."""
-        program = self.load(source, lang, status=status)
+        program = self._load_to_run(source, lang, status)
         try:
             compiled = self.runner().compile(program.wasm)
         except CompileError as exc:  # a module that does not validate: at its WAT position
@@ -214,13 +228,13 @@ class Sandbox:
             job = Job(sources.Program(source.wasm, "wasm"), options, compiled=source)
         else:
             timeout = options.limits.timeout
-            job = Job(self.load(source, options.lang, status=status, timeout=timeout), options)
+            job = Job(self._load_to_run(source, options.lang, status, timeout), options)
         return self._with_policy(job)
 
     def _with_policy(self, job: Job) -> Job:
         """``job`` with its signer and, from the trust file and the module's manifest, its
         widened options and the decisions made (`wasm_sandbox.policy`)."""
-        wasm, options = job.program.wasm, job.options
+        wasm, options = job.program.sealed, job.options  # Python code is no binary: unsigned
         trust = self._trust(options)
         signer = self._signer(wasm, options, trust)
         options, decided = policy.apply(options, trust, signer, policy.Manifest.read(wasm))
@@ -269,16 +283,16 @@ class Sandbox:
             else [str(a) for a in options.args],
             "grants": grants.to_payload(),
         }
-        text = None if program.text is None else {"lang": program.lang, "text": program.text}
+        sealed, result = program.sealed, outcome.result_payload()
         parts = record.seal_run(
-            rid, program.wasm, inputs, outcome.result_payload(), public, text, stdin=grants.stdin
+            rid, sealed, inputs, result, public, program.source, stdin=grants.stdin
         )
         rec = record.build(
             rid,
             int(time.time() * 1000),
             key_id(public),
             parts,
-            len(program.wasm),
+            len(sealed),
             options.limits.to_record(),
             outcome.summary(),
             outcome.deterministic,

@@ -1,8 +1,9 @@
-"""Turning a cell, a file or bytes into wasm bytes: WAT, binary ``.wasm`` and C.
+"""Turning a cell, a file or bytes into wasm bytes: WAT, binary ``.wasm``, C and Python.
 
 Each language has one small compiler function; `load` picks one. Errors are
 `CompileError`s carrying the line and column of the offending source text, also for a
 WAT module that parses but does not validate (`locate`). `disassemble` goes the other way.
+A Python program is the pinned interpreter's bytes plus its code (`wasm_sandbox.python_guest`).
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import binary, confine
+from . import binary, confine, python_guest
 from .errors import CompileError
 
 WASM_MAGIC = b"\0asm"
-LANGS = ("wat", "wasm", "c")
-_SUFFIXES = {".wat": "wat", ".wast": "wat", ".wasm": "wasm", ".c": "c"}
+LANGS = ("wat", "wasm", "c", "python")
+_SUFFIXES = {".wat": "wat", ".wast": "wat", ".wasm": "wasm", ".c": "c", ".py": "python"}
 _WAT_POSITION = re.compile(r"-->\s*\S*?:(\d+):(\d+)")
 _OFFSET = re.compile(r"(?:Invalid input WebAssembly code )?\(?at offset (0x[0-9a-f]+|\d+)\)?:?\s*")
 _DWARF_POSITION = re.compile(r":(\d+):(\d+)\s*$", re.MULTILINE)
@@ -55,12 +56,35 @@ _ZIG_DEPFILE = re.compile(r"failed to read '[^']*\.d'")
 
 @dataclass(frozen=True)
 class Program:
-    """Wasm bytes and where they came from (``text`` is kept to show compile errors)."""
+    """Wasm bytes and where they came from (``text`` is kept to show compile errors).
+
+    A program run by an interpreter (Python) is the interpreter's ``wasm``, the ``argv``
+    it gets before the user's arguments, and the ``interpreter``'s SHA-256 (hex).
+    """
 
     wasm: bytes = field(repr=False)
     lang: str
     name: str = "<cell>"
     text: str | None = field(default=None, repr=False)
+    argv: tuple[str, ...] = field(default=(), repr=False)
+    interpreter: str | None = None
+
+    @property
+    def sealed(self) -> bytes:
+        """The bytes sealed as the record's program: the code an interpreter runs (its
+        own bytes are named in `source`), else the wasm."""
+        if self.interpreter is not None and self.text is not None:
+            return self.text.encode()
+        return self.wasm
+
+    @property
+    def source(self) -> dict[str, str] | None:
+        """The record's sealed ``source`` part: ``{"lang", "text"}``, plus the
+        ``interpreter``'s SHA-256 for code an interpreter runs; None for a binary."""
+        if self.text is None:
+            return None
+        extra = {} if self.interpreter is None else {"interpreter": self.interpreter}
+        return {"lang": self.lang, "text": self.text, **extra}
 
 
 def load(
@@ -71,7 +95,8 @@ def load(
     status: Callable[[str], None] | None = None,
     timeout: float | None = None,
 ) -> Program:
-    """A `Program` from WAT or C text, wasm bytes, or a path to a ``.wat``/``.wasm``/``.c``.
+    """A `Program` from WAT, C or Python text, wasm bytes, or a path to a
+    ``.wat``/``.wasm``/``.c``/``.py``.
 
     ``lang`` is one of `LANGS`; when ``None`` it is inferred from the suffix or content.
     ``status`` receives progress messages for slow steps (the first C compile);
@@ -91,12 +116,21 @@ def load(
             raise CompileError(f"{name}: not a WebAssembly binary (no \\0asm header)")
         source = _decode(bytes(source), name)
     lang = lang or _guess(source)
+    if lang == "python":
+        return python_program(source, name)
     if lang == "c":
         wasm = compile_c(source, cache=c_cache, status=status, timeout=timeout or C_TIMEOUT)
         return Program(wasm, "c", name, source)
     if lang == "wasm":
         raise CompileError(f"{name}: text given where a WebAssembly binary was expected")
     return Program(compile_wat(source), "wat", name, source)
+
+
+def python_program(text: str, name: str = "<cell>") -> Program:
+    """Python code as a `Program` of the pinned interpreter (`python_guest`)."""
+    argv = python_guest.argv(text)
+    wasm = python_guest.interpreter()
+    return Program(wasm, "python", name, text, argv, python_guest.INTERPRETER_SHA256)
 
 
 def compile_wat(text: str) -> bytes:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from . import record, signing, sources
+from . import python_guest, record, signing, sources
 from .checkpoint import parse_verifier_key
 from .envelope import key_id
 from .errors import GrantError, PolicyError, SandboxError, VerificationError
@@ -108,7 +108,9 @@ def _replay(sandbox: Sandbox, rec: dict[str, Any], opened: OpenedRecord) -> dict
     with tempfile.TemporaryDirectory(prefix="wasm-sandbox-replay-") as scratch:
         try:
             options = replace(options, grants=_scratch_grants(grants, Path(scratch)))
-            job = Job(sources.Program(opened.program, "wasm"), options)
+            job = Job(_program(opened), options)
+            if job.program.interpreter is not None:  # a home that has not compiled it yet
+                python_guest.compile_once(sandbox.runner())
             outcome = execute(job, sandbox.runner()).outcome
         except SandboxError as exc:
             outcome = Outcome(status=ERROR, message=str(exc))
@@ -123,6 +125,24 @@ def _replay(sandbox: Sandbox, rec: dict[str, Any], opened: OpenedRecord) -> dict
         "status": outcome.status,
         "reason": reason,
     }
+
+
+def _program(opened: OpenedRecord) -> sources.Program:
+    """The program to replay: the sealed wasm, or the sealed Python code on this install's
+    interpreter, which must be the one the record names."""
+    source = opened.source or {}
+    if source.get("lang") != "python":
+        return sources.Program(opened.program, "wasm")
+    if source.get("interpreter") != python_guest.INTERPRETER_SHA256:
+        used = str(source.get("interpreter"))[:16]
+        raise VerificationError(
+            f"replay: the run used the Python interpreter {used}..., "
+            f"this install pins {python_guest.INTERPRETER_SHA256[:16]}..."
+        )
+    try:
+        return sources.python_program(opened.program.decode())
+    except UnicodeDecodeError:
+        raise VerificationError("replay: the sealed Python code is not UTF-8") from None
 
 
 def verify_log(sandbox: Sandbox) -> LogReport:

@@ -357,11 +357,14 @@ class SealedProgram(TypedDict):
 
 
 class RunRequest(TypedDict, total=False):
-    """``POST executions``: exactly one of ``wat``, ``wasm_b64``, ``sealed_program``."""
+    """``POST executions``: exactly one of ``wat``, ``python``, ``wasm_b64``,
+    ``sealed_program`` (whose text is WAT, or Python with ``lang``)."""
 
     wat: str
+    python: str
     wasm_b64: str
     sealed_program: SealedProgram
+    lang: Literal["wat", "python"] | None
     invoke: str | None
     args: list[float | str] | None
     stdin: str | None
@@ -422,7 +425,7 @@ class CliReceipt(TypedDict):
 
 
 class CliDecrypted(TypedDict):
-    """``wasm-sandbox decrypt ID --json``; ``source_kind`` is ``wat``, ``c``,
+    """``wasm-sandbox decrypt ID --json``; ``source_kind`` is ``wat``, ``c``, ``python``,
     ``disassembly`` or None (with ``source`` None); ``stdin`` is base64."""
 
     id: str

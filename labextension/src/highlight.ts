@@ -1,5 +1,6 @@
 /**
- * Highlighting of `%%wasm` cells: WebAssembly text by default, C with `--lang c`.
+ * Highlighting of `%%wasm` cells: WebAssembly text by default, C with `--lang c`; a cell
+ * with `--lang python` keeps the notebook's Python highlighting.
  *
  * The cell's own language (Python) stays configured by JupyterLab; a compartment wrapped in
  * `Prec.highest` adds the cell magic's language on top, and the highest-precedence language
@@ -32,7 +33,8 @@ export type WasmMode = 'wat' | 'c' | null;
 const LANGUAGE_NAMES: Record<'wat' | 'c', string> = { wat: 'WebAssembly', c: 'C' };
 
 /**
- * The mode of a cell from its first line: `%%wasm` (WAT), `%%wasm --lang c` (C).
+ * The mode of a cell from its first line: `%%wasm` (WAT), `%%wasm --lang c` (C), `null`
+ * for `%%wasm --lang python` (the cell is Python already).
  *
  * @example wasmMode('%%wasm --lang=c --fuel 1e6') === 'c'
  */
@@ -46,7 +48,11 @@ export function wasmMode(firstLine: string): WasmMode {
     const word = words[i];
     const lang = word === '--lang' ? words[i + 1] : /^--lang=(.*)$/.exec(word)?.[1];
     if (lang !== undefined) {
-      return lang.replace(/['"]/g, '').toLowerCase() === 'c' ? 'c' : 'wat';
+      const name = lang.replace(/['"]/g, '').toLowerCase();
+      if (name === 'python') {
+        return null; // a Python cell keeps the notebook's own Python highlighting
+      }
+      return name === 'c' ? 'c' : 'wat';
     }
   }
   return 'wat';

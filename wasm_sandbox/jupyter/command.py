@@ -154,6 +154,10 @@ def _check_run(prog: str, cmd: RunCommand) -> None:
         (cmd.module and cmd.name, "--module VAR is already bound; --name binds a new module"),
         (cmd.quiet and cmd.show, "--quiet shows nothing, --show shows the module: pick one"),
         (cmd.name and cmd.name == cmd.out, "--name and --out need two different variables"),
+        (
+            cmd.lang == "python" and (cmd.name or cmd.show),
+            "--name and --show take WebAssembly; Python code runs on the interpreter",
+        ),
     )
     for clash, message in conflicts + _server_conflicts(cmd):
         if clash:

@@ -288,7 +288,12 @@ def verification(v: Verification) -> dict[str, str]:
 
 
 #: How the decrypted view names each kind of `Opened.shown_source`.
-SOURCE_KINDS = {"wat": "WAT", "c": "C", "disassembly": "wasm-tools print of the bytes"}
+SOURCE_KINDS = {
+    "wat": "WAT",
+    "c": "C",
+    "python": "Python",
+    "disassembly": "wasm-tools print of the bytes",
+}
 
 
 def opened(o: Opened) -> dict[str, str]:

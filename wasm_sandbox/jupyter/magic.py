@@ -230,8 +230,8 @@ WasmMagics.wasm.__doc__ = _usage(
     "%%wasm",
     """Run WebAssembly under hard limits; seal the run and append it to the log.
 
-    %%wasm [options]        the cell is WAT (or C with --lang c)
-    %wasm PATH [options]    a .wasm, .wat or .c file
+    %%wasm [options]        the cell is WAT (or C with --lang c, Python with --lang python)
+    %wasm PATH [options]    a .wasm, .wat, .c or .py file
     %wasm --module VAR --invoke NAME [ARGS...]   a module bound earlier with --name VAR
 
 Python values go in with {expr}: %wasm prog.wasm --invoke fact {n}. Defaults of every

@@ -70,9 +70,10 @@ def request(
     program: Program, options: RunOptions, limits: Mapping[str, str | None], server_key: Any
 ) -> dict[str, Any]:
     """The ``POST executions`` body: the program sealed to ``server_key``, and the options."""
-    text = program.text if program.lang == "wat" else None
+    text = program.text if program.lang in ("wat", "python") else None
     body: dict[str, Any] = {
         "sealed_program": seal_program(program.wasm if text is None else text, server_key),
+        **({"lang": "python"} if program.lang == "python" else {}),
         "argv": list(options.grants.argv),
         "deterministic": options.grants.deterministic,
         "limits": {name: value for name, value in limits.items() if value is not None},

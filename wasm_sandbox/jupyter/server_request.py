@@ -11,7 +11,8 @@ served at ``GET keys/public``, with its own ``info``::
     info = lp(b"wasm-sandbox/v1/rest/sealed-program") || lp(hex key id of that key)
     lp(x) = len(x) as 8 bytes big-endian || x
 
-The plaintext is the program itself: a wasm binary (starts with ``\\0asm``) or UTF-8 WAT.
+The plaintext is the program itself: a wasm binary (starts with ``\\0asm``), or UTF-8 text:
+WAT, or Python when the body says ``"lang": "python"``.
 ``enc`` (65 bytes) and ``ciphertext`` (AEAD output, tag included) travel as base64.
 `seal_program` is the client side, `open_program` the server side.
 """
@@ -38,8 +39,10 @@ WASM_MAGIC = b"\0asm"
 LIMIT_NAMES = ("fuel", "memory", "timeout", "output", "dir_quota")
 FIELDS = (
     "wat",
+    "python",
     "wasm_b64",
     "sealed_program",
+    "lang",
     "invoke",
     "args",
     "stdin",
@@ -48,7 +51,9 @@ FIELDS = (
     "limits",
     "recipient_public_key_pem",
 )
-PROGRAM_FIELDS = ("wat", "wasm_b64", "sealed_program")
+PROGRAM_FIELDS = ("wat", "python", "wasm_b64", "sealed_program")
+#: What the text of a ``sealed_program`` is (``lang``; a binary is recognised by itself).
+SEALED_LANGS = ("wat", "python")
 MAX_ARGS = 1000
 
 
@@ -159,14 +164,16 @@ def _program(
         what = "none" if not given else " and ".join(given)
         raise BadField(
             given[1] if given else "wat",
-            f"give exactly one of wat, wasm_b64, sealed_program (got {what})",
+            f"give exactly one of {', '.join(PROGRAM_FIELDS)} (got {what})",
         )
     name = given[0]
-    if name == "wat":
-        text = body["wat"]
+    lang = _sealed_lang(body, name)
+    if name in ("wat", "python"):
+        text = body[name]
         if not isinstance(text, str):
-            raise BadField("wat", "expected a string of WebAssembly text")
-        return _utf8(text, "wat"), "wat", "wat"
+            kind = "WebAssembly text" if name == "wat" else "Python source code"
+            raise BadField(name, f"expected a string of {kind}")
+        return _utf8(text, name), name, name
     if name == "wasm_b64":
         return _b64(body["wasm_b64"], "wasm_b64"), "wasm", "wasm_b64"
     sealed = body["sealed_program"]
@@ -178,7 +185,19 @@ def _program(
     enc = _b64(sealed.get("enc"), "sealed_program.enc")
     ciphertext = _b64(sealed.get("ciphertext"), "sealed_program.ciphertext")
     program = open_program(enc, ciphertext, private_key())
-    return program, "wasm" if program.startswith(WASM_MAGIC) else "wat", "sealed_program"
+    return program, "wasm" if program.startswith(WASM_MAGIC) else lang, "sealed_program"
+
+
+def _sealed_lang(body: Mapping[str, Any], program_field: str) -> str:
+    """The ``lang`` of a sealed program's text (default ``wat``); refused beside others."""
+    lang = body.get("lang")
+    if lang is None:
+        return "wat"
+    if program_field != "sealed_program":
+        raise BadField("lang", f"applies to sealed_program only ({program_field} says it)")
+    if lang not in SEALED_LANGS:
+        raise BadField("lang", f"expected one of {', '.join(SEALED_LANGS)}")
+    return str(lang)
 
 
 def _utf8(text: str, name: str) -> bytes:
