@@ -38,6 +38,7 @@ def test_a_python_exception_is_exit_1_with_its_traceback_in_the_card(kernel):
 
 def test_the_interrupt_stops_a_spinning_python_guest(kernel):
     kernel.run('%config WasmSandbox.timeout = "60s"')
+    kernel.run('%config WasmSandbox.fuel = "none"')  # 10 G fuel is ~1.5 s of this loop
 
     def interrupt(elapsed: float) -> bool:
         if elapsed < 2.0:  # the guest is spinning by then (a run starts in ~0.2 s)
@@ -49,6 +50,7 @@ def test_the_interrupt_stops_a_spinning_python_guest(kernel):
         cell = kernel.run("%%wasm --lang python --out _ex\nwhile True: pass", during=interrupt)
     finally:
         kernel.run('%config WasmSandbox.timeout = "10s"')
+        kernel.run('%config WasmSandbox.fuel = "1e10"')
     facts = kernel.value("_ex.to_json()")
     assert facts["status"] == "interrupted"
     # The interrupt to the kernel's idle message, printed for the record (issue 19 asks for
