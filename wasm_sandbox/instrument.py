@@ -31,6 +31,7 @@ import bisect
 import struct
 from dataclasses import dataclass
 
+from .leb128 import encode as _leb
 from .errors import Unsupported
 
 #: Loop iterations between two fuel syncs (at most this many go unseen per active loop).
@@ -364,18 +365,6 @@ def _sleb(n: int) -> bytes:
         out.append(b | 0x80)
 
 
-def _leb(n: int) -> bytes:
-    if n < 0x80:
-        return _SMALL[n]
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-_SMALL = [bytes((i,)) for i in range(0x80)]
 _SYNC_EVERY = _sleb(SYNC_EVERY)
 
 

@@ -12,6 +12,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 
+from . import sqlite_files
 from .errors import GrantError
 
 FILE = "kv.sqlite"
@@ -37,9 +38,7 @@ class KvStore:
         self.max_bytes, self.max_keys = max_bytes, max_keys
         self._lock = threading.Lock()
         try:
-            self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(_SCHEMA)
+            self._db = sqlite_files.connect(path, _SCHEMA, timeout=30.0)
         except sqlite3.Error as exc:
             raise GrantError(f"--kv: cannot open the store {path} ({exc})") from None
 

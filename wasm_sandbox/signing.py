@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from . import leb128
 from .checkpoint import VerifierKey, verifier_key
 from .errors import PolicyError
 
@@ -56,9 +57,9 @@ def sign(wasm: bytes, key: Ed25519PrivateKey) -> bytes:
     _, signed = split(wasm)
     digest = hashlib.sha256(signed).digest()
     signature = key.sign(_HEADER + digest)
-    entry = _leb(0) + bytes([_ED25519]) + _slice(signature)  # no key id
-    hashes = _leb(1) + digest + _leb(1) + _slice(entry)
-    data = bytes([_VERSION, _CONTENT_TYPE, _SHA256]) + _leb(1) + _slice(hashes)
+    entry = leb128.encode(0) + bytes([_ED25519]) + _slice(signature)  # no key id
+    hashes = leb128.encode(1) + digest + leb128.encode(1) + _slice(entry)
+    data = bytes([_VERSION, _CONTENT_TYPE, _SHA256]) + leb128.encode(1) + _slice(hashes)
     name = SECTION.encode()
     section = b"\0" + _slice(_slice(name) + data)
     return wasm[:_PREAMBLE] + section + signed
@@ -99,9 +100,9 @@ def split(wasm: bytes) -> tuple[bytes | None, bytes]:
     pos = _PREAMBLE
     if pos < len(wasm) and wasm[pos] == 0:
         try:
-            size, start = _read_leb(wasm, pos + 1)
-            name_len, name_at = _read_leb(wasm, start)
-        except ValueError:
+            size, start = leb128.decode(wasm, pos + 1)
+            name_len, name_at = leb128.decode(wasm, start)
+        except ValueError:  # truncated
             raise PolicyError("the module's first section is truncated") from None
         end = start + size
         if end <= len(wasm) and wasm[name_at : name_at + name_len] == SECTION.encode():
@@ -159,32 +160,9 @@ class _Reader:
         return self.take(1)[0]
 
     def leb(self) -> int:
-        value, self.pos = _read_leb(self.data, self.pos)
+        value, self.pos = leb128.decode(self.data, self.pos)
         return value
 
 
-def _read_leb(data: bytes, pos: int) -> tuple[int, int]:
-    """An unsigned LEB128 ``varuint32`` at ``pos``: ``(value, position after it)``."""
-    value = 0
-    for shift in range(0, 35, 7):
-        if pos >= len(data):
-            raise ValueError("truncated")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-    raise ValueError("LEB128 integer too long")
-
-
-def _leb(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _slice(data: bytes) -> bytes:
-    return _leb(len(data)) + data
+    return leb128.encode(len(data)) + data

@@ -28,7 +28,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from . import merkle
+from . import merkle, sqlite_files
 from .checkpoint import (
     SIGNATURE_PREFIX,
     Checkpoint,
@@ -139,9 +139,7 @@ class Witness:
         self.name = f"witness.wasm-sandbox.local/{digest}"
         self.verifier_key = verifier_key(self.name, public, COSIGNATURE)
         try:
-            self._db = sqlite3.connect(state, timeout=60.0, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(_SCHEMA)
+            self._db = sqlite_files.connect(state, _SCHEMA, timeout=60.0)
         except sqlite3.Error as exc:
             raise HomeError(f"cannot open witness state {state}: {exc}") from None
 

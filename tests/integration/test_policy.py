@@ -11,7 +11,7 @@ import pytest
 import wasmtime
 
 from tests import programs
-from wasm_sandbox import PolicyError, Sandbox, signing
+from wasm_sandbox import PolicyError, Sandbox, leb128, signing
 from wasm_sandbox.jupyter import html
 
 MANIFEST = {"kv": "scores", "host_log": True, "dirs": ["/data:rw"], "limits": {"fuel": "1e12"}}
@@ -19,8 +19,8 @@ MANIFEST = {"kv": "scores", "host_log": True, "dirs": ["/data:rw"], "limits": {"
 
 def with_manifest(wasm: bytes, manifest: dict) -> bytes:
     name, data = b"wasm-sandbox-manifest", json.dumps(manifest).encode()
-    body = signing._leb(len(name)) + name + data
-    return wasm + b"\x00" + signing._leb(len(body)) + body
+    body = leb128.encode(len(name)) + name + data
+    return wasm + b"\x00" + leb128.encode(len(body)) + body
 
 
 @pytest.fixture

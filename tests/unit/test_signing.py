@@ -10,7 +10,7 @@ import wasmtime.component
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests import programs
-from wasm_sandbox import PolicyError, signing
+from wasm_sandbox import PolicyError, leb128, signing
 from wasm_sandbox.checkpoint import parse_verifier_key, verifier_key
 
 WASM = wasmtime.wat2wasm(programs.ADD)
@@ -22,7 +22,7 @@ def key_pair(name="signer.test/a"):
 
 
 def leb(n):
-    return signing._leb(n)
+    return leb128.encode(n)
 
 
 def test_the_signature_section_is_first_and_signs_every_byte_after_it():
