@@ -31,8 +31,8 @@ import bisect
 import struct
 from dataclasses import dataclass
 
-from .leb128 import encode as _leb
 from .errors import Unsupported
+from .leb128 import encode as _leb
 
 #: Loop iterations between two fuel syncs (at most this many go unseen per active loop).
 SYNC_EVERY = 1000
