@@ -53,7 +53,7 @@ def components(tmp_path_factory) -> dict[str, Path]:
     from tests.components import build
 
     out = tmp_path_factory.mktemp("components")
-    return {name: build(name, out) for name in ("calc", "wasi", "host")}
+    return {name: build(name, out) for name in ("calc", "wasi", "host", "forged")}
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@
 loop (``spin``). ``wasi``: exports that call WASI 0.2 (argv, env, preopens, stdout, clocks,
 random) and return what they saw. ``host``: imports the shipped WIT package of the host API
 (``wasm-sandbox:host@1.0.0``, from ``deps/``) and exports a KV counter, a filler, a delete and
-a logger.
+a logger. ``forged``: defines its own ``wasm-sandbox:host@1.0.0`` with another ``kv.get`` type.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def _wit(name: str, out: Path) -> Path:
     """``NAME.wit``, or a WIT directory with it and the shipped package in ``deps/`` when
     it uses the host API (the way a guest's own build would import it)."""
     source = HERE / f"{name}.wit"
-    if hostwit.PACKAGE not in source.read_text():
+    text = source.read_text()
+    if hostwit.PACKAGE not in text or f"package {hostwit.PACKAGE}" in text:
         return source
     deps = out / f"{name}.wit" / "deps" / "wasm-sandbox-host"
     deps.mkdir(parents=True)
