@@ -60,6 +60,11 @@ class World:
         return any(name.startswith("wasi:") for name, _ in self.imports)
 
     @property
+    def uses_host_api(self) -> bool:
+        """Whether it imports the sandbox's host API (`wasm_sandbox.hostwit`)."""
+        return any(hostwit.imported(name) for name, _ in self.imports)
+
+    @property
     def observes_time_or_randomness(self) -> bool:
         return any(name.startswith(_NONDETERMINISTIC) for name, _ in self.imports)
 
@@ -217,13 +222,14 @@ def instantiate(
     store: wasmtime.Store,
     component: wc.Component,
     wasi: wasmtime.WasiConfig | None,
-    host: Host,
+    host: Host | None = None,
 ) -> Any:
     """An instance in ``store``; WASI 0.2 linked only with ``wasi`` set on the store, the
-    sandbox's host API (`wasm_sandbox.hostwit`) through ``host``, within its grants
+    sandbox's host API (`wasm_sandbox.hostwit`) only through ``host``, within its grants
     (`GrantError` before the component starts)."""
     linker = wc.Linker(engine)
-    hostwit.define(linker, host, _host_imports(engine, component))
+    if host is not None:
+        hostwit.define(linker, host, _host_imports(engine, component))
     if wasi is not None:
         store.set_wasi(wasi)
         linker.add_wasip2()
