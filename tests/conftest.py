@@ -49,11 +49,11 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def components(tmp_path_factory) -> dict[str, Path]:
-    """The test components (tests/components), built once: ``{"calc": path, "wasi": path}``."""
+    """The test components (tests/components), built once: ``{"calc": path, ...}``."""
     from tests.components import build
 
     out = tmp_path_factory.mktemp("components")
-    return {name: build(name, out) for name in ("calc", "wasi")}
+    return {name: build(name, out) for name in ("calc", "wasi", "host", "forged")}
 
 
 @pytest.fixture(scope="session")

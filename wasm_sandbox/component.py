@@ -21,10 +21,11 @@ from typing import Any
 import wasmtime
 import wasmtime.component as wc
 
+from . import hostwit, sources, wave, wit
 from . import outcome as st
-from . import sources, wave, wit
 from .call import Call
 from .errors import CompileError, InvocationError
+from .hostapi import Host
 
 _PRIMITIVES = {
     wc.Bool: "bool",
@@ -57,6 +58,11 @@ class World:
     @property
     def uses_wasi(self) -> bool:
         return any(name.startswith("wasi:") for name, _ in self.imports)
+
+    @property
+    def uses_host_api(self) -> bool:
+        """Whether it imports the sandbox's host API (`wasm_sandbox.hostwit`)."""
+        return any(hostwit.imported(name) for name, _ in self.imports)
 
     @property
     def observes_time_or_randomness(self) -> bool:
@@ -216,13 +222,30 @@ def instantiate(
     store: wasmtime.Store,
     component: wc.Component,
     wasi: wasmtime.WasiConfig | None,
+    host: Host | None = None,
 ) -> Any:
-    """An instance in ``store``; WASI 0.2 linked only with ``wasi`` set on the store."""
+    """An instance in ``store``; WASI 0.2 linked only with ``wasi`` set on the store, the
+    sandbox's host API (`wasm_sandbox.hostwit`) only through ``host``, within its grants
+    (`GrantError` before the component starts)."""
     linker = wc.Linker(engine)
+    if host is not None:
+        hostwit.define(linker, host, _host_imports(engine, component))
     if wasi is not None:
         store.set_wasi(wasi)
         linker.add_wasip2()
     return linker.instantiate(store, component)
+
+
+def _host_imports(
+    engine: wasmtime.Engine, component: wc.Component
+) -> dict[str, dict[str, wit.Func]]:
+    """The functions the component imports from each interface of the host API."""
+    found = {}
+    for name, extern in component.type.imports(engine).items():
+        if hostwit.imported(name) and isinstance(extern.ty, wc.ComponentInstanceType):
+            members = extern.ty.exports(engine).items()
+            found[name] = {n: _func(e.ty) for n, e in members if isinstance(e.ty, wc.FuncType)}
+    return found
 
 
 def lower(value: Any, ty: wit.Type) -> Any:

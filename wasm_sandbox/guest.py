@@ -129,7 +129,9 @@ class Guest:
         if self.compiled.world is not None:  # a component; WASI 0.2 only with its config
             config = self._wasi_config(stdin_path) if self.compiled.uses_wasi else None
             assert isinstance(self.compiled.module, wasmtime.component.Component)
-            return component.instantiate(self.engine, self.store, self.compiled.module, config)
+            host = self.host if self.compiled.world.uses_host_api else None
+            module = self.compiled.module
+            return component.instantiate(self.engine, self.store, module, config, host)
         assert isinstance(self.compiled.module, wasmtime.Module)
         if not self.compiled.imports:
             return wasmtime.Instance(self.store, self.compiled.module, [])

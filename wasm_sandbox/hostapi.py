@@ -1,5 +1,8 @@
-"""The sandbox's own host functions for core modules, each behind a grant: a key-value
-store (``--kv NAMESPACE[:ro]``) and a structured log (``--host-log``). Version 1::
+"""The sandbox's own host functions, each behind a grant: a key-value store
+(``--kv NAMESPACE[:ro]``) and a structured log (``--host-log``). `Host` owns their logic
+(store, quotas, log budget, fuel charges) on plain bytes; core modules reach it through the
+pointer functions below, components through the WIT package in `wasm_sandbox.hostwit`.
+Core modules, version 1::
 
     (import "wasm-sandbox:host@1" "kv_get"    (func (param i32 i32 i32 i32) (result i32)))
         key ptr, key len, out ptr, out capacity -> the value's length (copies at most
@@ -34,7 +37,7 @@ from .limits import Grants
 MODULE = "wasm-sandbox:host@1"
 CALL_FUEL = 1000
 LEVELS = ("debug", "info", "warn", "error")
-_BAD_POINTER, _READ_ONLY, _OVER_QUOTA = -2, -3, -4
+_BAD_POINTER = -2
 _I32 = wasmtime.ValType.i32()
 _U32 = 0xFFFFFFFF
 #: name -> (parameters, results, the grant it needs)
@@ -47,9 +50,24 @@ FUNCTIONS = {
 _NEEDS = {"kv": "--kv NAMESPACE[:ro]", "host_log": "--host-log"}
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A write the store refused: the core return code and the component's error text."""
+
+    code: int
+    message: str
+
+
+#: What a read-only grant answers every write.
+READ_ONLY = Refusal(-3, "this run was granted the KV namespace read-only (--kv NAMESPACE:ro)")
+_OVER_QUOTA = -4
+
+
 @dataclass
 class Host:
-    """The host functions of one run: its store connection, log lines and quota state."""
+    """The host functions of one run: its store connection, log lines and quota state.
+    Each operation charges the calling store's fuel (``context``: a `wasmtime.Caller` or
+    a component host function's `wasmtime.StoreContext`) and never raises."""
 
     grants: Grants
     log_limit: int
@@ -59,29 +77,70 @@ class Host:
     overrun: str | None = None
     kv: KvStore | None = None
 
+    def check(self, function: str, grant: str) -> None:
+        """`GrantError` unless this run was granted ``grant`` (``kv``, ``host_log``), which
+        ``function`` (its name in the refusal) needs; opens the store on first use."""
+        if not getattr(self.grants, grant):
+            raise GrantError(f"{function}: this run was not granted it ({_NEEDS[grant]})")
+        kv = self.grants.kv
+        if grant == "kv" and kv is not None and self.kv is None:
+            self.kv = KvStore(kv.store, kv.namespace, kv.writable, kv.max_bytes, kv.max_keys)
+
     def define(self, linker: wasmtime.Linker, imports: tuple[tuple[str, str], ...]) -> None:
-        """Define what the module imports from `MODULE`; `GrantError` for a function that
-        does not exist or was not granted."""
+        """Define what a core module imports from `MODULE`; `GrantError` for a function
+        that does not exist or was not granted."""
         for module, name in imports:
             if module != MODULE:
                 continue
             if name not in FUNCTIONS:
                 raise GrantError(f"{MODULE} has no function {name!r} ({', '.join(FUNCTIONS)})")
             params, results, grant = FUNCTIONS[name]
-            if not getattr(self.grants, grant):
-                raise GrantError(f"{MODULE} {name}: this run was not granted it ({_NEEDS[grant]})")
+            self.check(f"{MODULE} {name}", grant)
             kind = wasmtime.FuncType([_I32] * params, [_I32] * results)
-            linker.define_func(MODULE, name, kind, self._host(name), access_caller=True)
-        if self.grants.kv is not None and self.kv is None:
-            kv = self.grants.kv
-            self.kv = KvStore(kv.store, kv.namespace, kv.writable, kv.max_bytes, kv.max_keys)
+            linker.define_func(MODULE, name, kind, self._pointers(name), access_caller=True)
 
     def close(self) -> None:
         if self.kv is not None:
             self.kv.close()
 
-    def _host(self, name: str) -> Callable[..., int | None]:
-        method = getattr(self, f"_{name}")
+    def kv_get(self, context: wasmtime_private.Context, key: bytes) -> bytes | None:
+        assert self.kv is not None  # `check` opened it
+        value = self.kv.get(key)
+        charge(context, len(key) + len(value or b""))
+        return value
+
+    def kv_set(self, context: wasmtime_private.Context, key: bytes, value: bytes) -> Refusal | None:
+        """None when stored; a refusal for a read-only grant or past a quota (which also
+        sets `overrun`: the run then ends with status ``quota``)."""
+        assert self.kv is not None
+        charge(context, len(key) + len(value))
+        if not self.kv.writable:
+            return READ_ONLY
+        overrun = self.kv.set(key, value)
+        if overrun is None:
+            return None
+        self.overrun = self.overrun or overrun.message
+        return Refusal(_OVER_QUOTA, overrun.message)
+
+    def kv_delete(self, context: wasmtime_private.Context, key: bytes) -> bool | Refusal:
+        assert self.kv is not None
+        charge(context, len(key))
+        if not self.kv.writable:
+            return READ_ONLY
+        return self.kv.delete(key)
+
+    def log(self, context: wasmtime_private.Context, level: str, message: bytes) -> None:
+        """Append a line; past the output limit (which holds the log too) drop it."""
+        charge(context, len(message))
+        if self._log_size + len(message) > self.log_limit:
+            self.log_truncated = True
+            return
+        self._log_size += len(message)
+        self.lines.append((level, message.decode("utf-8", "replace")))
+
+    def _pointers(self, name: str) -> Callable[..., int | None]:
+        """The core module function ``name``: pointers in, a return code out."""
+        method = getattr(self, f"_core_{name}")
         returns = FUNCTIONS[name][1] > 0
 
         @functools.wraps(method)
@@ -94,49 +153,34 @@ class Host:
 
         return host
 
-    def _kv_get(self, mem: _Memory, key: int, key_len: int, out: int, cap: int) -> int:
-        assert self.kv is not None
-        value = self.kv.get(mem.read(key, key_len))
+    def _core_kv_get(self, mem: _Memory, key: int, key_len: int, out: int, cap: int) -> int:
+        value = self.kv_get(mem.caller, mem.read(key, key_len))
         if value is None:
-            mem.charge(key_len)
             return -1
-        shown = value[: cap & _U32]
-        mem.charge(key_len + len(shown))
-        mem.write(out, shown)
+        mem.write(out, value[: cap & _U32])
         return len(value)
 
-    def _kv_set(self, mem: _Memory, key: int, key_len: int, value: int, value_len: int) -> int:
-        assert self.kv is not None
-        mem.charge(key_len + value_len)
-        if not self.kv.writable:
-            return _READ_ONLY
-        overrun = self.kv.set(mem.read(key, key_len), mem.read(value, value_len))
-        if overrun is None:
-            return 0
-        self.overrun = self.overrun or overrun.message
-        return _OVER_QUOTA
+    def _core_kv_set(self, mem: _Memory, key: int, key_len: int, value: int, value_len: int) -> int:
+        refused = self.kv_set(mem.caller, mem.read(key, key_len), mem.read(value, value_len))
+        return 0 if refused is None else refused.code
 
-    def _kv_delete(self, mem: _Memory, key: int, key_len: int) -> int:
-        assert self.kv is not None
-        mem.charge(key_len)
-        if not self.kv.writable:
-            return _READ_ONLY
-        return int(self.kv.delete(mem.read(key, key_len)))
+    def _core_kv_delete(self, mem: _Memory, key: int, key_len: int) -> int:
+        done = self.kv_delete(mem.caller, mem.read(key, key_len))
+        return done.code if isinstance(done, Refusal) else int(done)
 
-    def _log(self, mem: _Memory, level: int, text: int, text_len: int) -> int:
-        mem.charge(text_len)
-        data = mem.read(text, text_len)
-        if self._log_size + len(data) > self.log_limit:  # the output limit holds the log too
-            self.log_truncated = True
-            return 0
-        self._log_size += len(data)
+    def _core_log(self, mem: _Memory, level: int, text: int, text_len: int) -> int:
         name = LEVELS[level] if 0 <= level < len(LEVELS) else "info"
-        self.lines.append((name, data.decode("utf-8", "replace")))
+        self.log(mem.caller, name, mem.read(text, text_len))
         return 0
 
 
+def charge(context: wasmtime_private.Context, moved: int) -> None:
+    """Take `CALL_FUEL` plus one unit per byte moved from the calling store."""
+    wasmtime_private.charge_fuel(context, CALL_FUEL + max(moved, 0))
+
+
 class _Memory:
-    """Memory 0 of the calling instance, and the fuel of its store."""
+    """Memory 0 of the calling instance."""
 
     def __init__(self, caller: wasmtime.Caller) -> None:
         self.caller = caller
@@ -154,9 +198,6 @@ class _Memory:
         self._check(ptr, len(data))
         assert self.memory is not None
         self.memory.write(self.caller, data, ptr)
-
-    def charge(self, moved: int) -> None:
-        wasmtime_private.charge_fuel(self.caller, CALL_FUEL + max(moved, 0))
 
     def _check(self, ptr: int, length: int) -> None:
         if self.memory is None:

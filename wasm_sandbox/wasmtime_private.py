@@ -129,7 +129,12 @@ def fuel_left(context: Any) -> int | None:
     return left.value
 
 
-def charge_fuel(caller: wasmtime.Caller, units: int) -> bool:
+#: What a host function is called with: a core module's `wasmtime.Caller`, or the
+#: `wasmtime.StoreContext` of a component's host function (wasmtime.component's linker).
+Context = wasmtime.Caller | wasmtime.StoreContext
+
+
+def charge_fuel(caller: Context, units: int) -> bool:
     """Take ``units`` of fuel from the store a host function was called from (the guest
     then traps out of fuel at its next check when there is not enough); False when the
     store consumes no fuel or the fuel cannot be read."""
