@@ -253,6 +253,7 @@ class Sandbox:
             outcome.deterministic,
             grants=grants.public(),
             signer=job.signer,
+            face=None if options.face is None else options.face.to_record(),
         )
         leaf = record.encode(rec)
         receipt = self.ledger.append(rid, leaf, record.blobs(parts))

@@ -154,6 +154,19 @@ class PublicGrants(TypedDict):
     stdin_bytes: int
 
 
+class _FaceFacts(TypedDict):
+    name: str
+    authenticated: bool
+
+
+class Face(_FaceFacts, total=False):
+    """The face a run came through (the MCP server writes it): the client's name is the
+    one it declared; ``user`` is the authenticated user, when there was one."""
+
+    client: str
+    user: str
+
+
 class Record(_RecordFacts, total=False):
     """The canonical execution record; a row of ``wasm-sandbox log --json`` and of
     ``GET executions`` carries its ``leaf_index``."""
@@ -161,6 +174,7 @@ class Record(_RecordFacts, total=False):
     source: SealedPartSummary
     grants: PublicGrants
     signer: str
+    face: Face
     leaf_index: int
 
 

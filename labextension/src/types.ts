@@ -56,7 +56,17 @@ export interface IRecord {
   grants?: IPublicGrants;
   /** The verifier key whose signature covers the whole program binary. */
   signer?: string;
+  /** The face the run came through, when it records itself (the MCP server). */
+  face?: IFace;
   [key: string]: unknown;
+}
+
+/** Who ran a record: the face, the client's self-declared name, whether authenticated. */
+export interface IFace {
+  name: string;
+  authenticated: boolean;
+  client?: string;
+  user?: string;
 }
 
 /** A granted directory as the public record shows it: the guest path and its mode. */
