@@ -77,7 +77,9 @@ class Operator:
     def lang(self, lang: str) -> str:
         """``lang``, or `PolicyError` when the operator does not allow it."""
         if lang not in self.langs:
-            raise PolicyError(f"lang: {lang!r} is not allowed here (allowed: {', '.join(self.langs)})")
+            raise PolicyError(
+                f"lang: {lang!r} is not allowed here (allowed: {', '.join(self.langs)})"
+            )
         return lang
 
     def grants(self, guests: Sequence[str]) -> Grants:

@@ -33,6 +33,7 @@ MODULES = [
     "pandas",
     "matplotlib",
     "mypy",
+    "mcp",
 ]
 
 
