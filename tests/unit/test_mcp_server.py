@@ -65,3 +65,17 @@ def test_source_is_text_or_base64_wasm_and_never_a_path(tmp_path):
     assert program("int main(void) { return 0; }", None)[1] == "c"
     with pytest.raises(CompileError, match="not base64"):
         program("(module)", "wasm")
+
+
+def test_the_command_line_sets_the_operator_and_refuses_an_unknown_language(tmp_path):
+    from wasm_sandbox import cli
+    from wasm_sandbox.errors import UsageProblem
+    from wasm_sandbox.mcp_cli import operator_of
+
+    line = ["mcp", "--max-timeout", "2s", "--allow-lang", "wat", "--dir", f"{tmp_path}:/data:ro"]
+    operator = operator_of(cli._parser().parse_args(line))
+    assert operator.maximum.timeout == 2.0 and operator.langs == ("wat",)
+    assert operator.dirs == (DirGrant(str(tmp_path), "/data"),)
+    assert operator_of(cli._parser().parse_args(["mcp"])) == Operator()  # all languages, no dirs
+    with pytest.raises(UsageProblem, match="--allow-lang: unknown 'rust'"):
+        operator_of(cli._parser().parse_args(["mcp", "--allow-lang", "rust"]))
