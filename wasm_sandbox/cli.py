@@ -1,4 +1,4 @@
-"""The ``wasm-sandbox`` command line: run, verify, log, checkpoint, proof, keys, decrypt.
+"""The ``wasm-sandbox`` command line: run, verify, log, checkpoint, proof, keys, decrypt, mcp.
 
 Every command takes ``--home DIR`` (or ``$WASM_SANDBOX_HOME``) and most take ``--json``.
 Exit status: 0 done, 1 a verification or decryption failed, 2 bad usage or input, 141 the
@@ -122,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     from .receipts_cli import add_verify_notebook_command
 
     add_verify_notebook_command(commands)
+    from .mcp_cli import add_mcp_command
+
+    add_mcp_command(commands)
     return parser
 
 

@@ -12,7 +12,8 @@ Shape (integers only; hashes and ``enc`` as lowercase hex)::
      "deterministic": bool,
      "grants": {"dirs": [{"guest", "mode": "ro" | "rw"}], "env": [name], "argv": int,
                 "stdin_bytes": int},     # optional: records before grants were public lack it
-     "signer": str}                      # optional: the verifier key that signed the binary
+     "signer": str,                      # optional: the verifier key that signed the binary
+     "face": {"name", "authenticated": bool, ["client"], ["user"]}}  # optional: who ran it
 
 The sealed input is, since ``input.v`` 2, the canonical JSON of the call (invoke, args, grants
 without stdin), one NUL byte (canonical JSON never contains one) and stdin's raw bytes. Records
@@ -27,7 +28,9 @@ the sealed parts are bound cryptographically (HPKE info and commitments); the ot
 protected by the log, whose leaf is the record's canonical bytes. ``grants`` says what the guest
 could touch without saying what may be secret: guest paths and modes, environment variable
 *names*, how many argv entries and stdin bytes; host paths and values stay in the sealed
-input, and ``verify`` checks the two agree (`wasm_sandbox.verification`).
+input, and ``verify`` checks the two agree (`wasm_sandbox.verification`). ``face`` is written
+by a face that records itself (the MCP server: ``{"name": "mcp", "client": <the name the
+client declared>, "authenticated": false}``); ``client`` is a claim, not an identity.
 
 Example::
 
@@ -126,9 +129,11 @@ def build(
     grants: Mapping[str, Any] | None = None,
     signer: str | None = None,
     policy: Mapping[str, Any] | None = None,
+    face: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble a record; raises ``EnvelopeError`` naming the first field that does not fit.
-    ``grants`` is `Grants.public`; ``signer`` the verifier key that signed the program."""
+    ``grants`` is `Grants.public`; ``signer`` the verifier key that signed the program;
+    ``face`` is `wasm_sandbox.run_options.Face.to_record`."""
     record: dict[str, Any] = {
         "v": VERSION,
         "id": record_id,
@@ -148,6 +153,8 @@ def build(
         record["signer"] = signer
     if policy is not None:
         record["policy"] = dict(policy)
+    if face is not None:
+        record["face"] = dict(face)
     _check(record, _SCHEMA, optional=_OPTIONAL)
     return record
 
@@ -441,4 +448,5 @@ _OPTIONAL: dict[str, Any] = {
     "grants": _GRANTS,
     "signer": _str,
     "policy": {"level": _level, "decisions": _decisions},
+    "face": {"name": _str, "authenticated": _bool, "client": _Absent(_str), "user": _Absent(_str)},
 }

@@ -22,6 +22,23 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class Face:
+    """The face a run came through, as its record says: ``name`` (``"mcp"``), the
+    client's self-declared name, and whether the caller was authenticated (as ``user``)."""
+
+    name: str
+    client: str | None = None
+    authenticated: bool = False
+    user: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """The record's ``face`` field: the absent names left out."""
+        out: dict[str, Any] = {"name": self.name, "authenticated": self.authenticated}
+        out.update({k: v for k, v in (("client", self.client), ("user", self.user)) if v})
+        return out
+
+
+@dataclass(frozen=True)
 class RunOptions:
     """What to call, under which limits and grants, sealed to whom, run where.
 
@@ -45,6 +62,7 @@ class RunOptions:
     isolation: str | None = None
     require_signed_by: tuple[str, ...] = ()
     trust: str | None = None
+    face: Face | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "args", tuple(self.args))

@@ -299,6 +299,7 @@ class Sandbox:
             grants=grants.public(),
             signer=job.signer,
             policy=job.policy,
+            face=None if options.face is None else options.face.to_record(),
         )
         leaf = record.encode(rec)
         receipt = self.ledger.append(rid, leaf, record.blobs(parts))

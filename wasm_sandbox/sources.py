@@ -298,6 +298,11 @@ def _decode(data: bytes, name: str) -> str:
         raise CompileError(f"{name}: neither a WebAssembly binary nor UTF-8 text") from None
 
 
+def guess_lang(text: str) -> str:
+    """The language of source text given without one (`load` guesses the same way)."""
+    return _guess(text)
+
+
 def _guess(text: str) -> str:
     stripped = re.sub(r"^\s*(;;[^\n]*\n\s*)*", "", text)
     if stripped.startswith("(") or not stripped:

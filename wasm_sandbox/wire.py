@@ -184,6 +184,19 @@ class Policy(TypedDict):
     decisions: list[PolicyDecision]
 
 
+class _FaceFacts(TypedDict):
+    name: str
+    authenticated: bool
+
+
+class Face(_FaceFacts, total=False):
+    """The face a run came through (the MCP server writes it): the client's name is the
+    one it declared; ``user`` is the authenticated user, when there was one."""
+
+    client: str
+    user: str
+
+
 class Record(_RecordFacts, total=False):
     """The canonical execution record; a row of ``wasm-sandbox log --json`` and of
     ``GET executions`` carries its ``leaf_index``."""
@@ -192,6 +205,7 @@ class Record(_RecordFacts, total=False):
     grants: PublicGrants
     signer: str
     policy: Policy
+    face: Face
     leaf_index: int
 
 

@@ -58,7 +58,17 @@ export function formatDuration(us: number): string {
 
 /** What the public record says about what ran: the function and its arguments are sealed. */
 function whatRan(record: IRecord): string {
-  return `${formatCount(record.program.size ?? 0)} B program`;
+  return `${formatCount(record.program.size ?? 0)} B program${ranBy(record)}`;
+}
+
+/** The face a run came through, when its record names one: ` · via mcp (agent, unauthenticated)`. */
+function ranBy(record: IRecord): string {
+  const f = record.face;
+  if (!f) {
+    return '';
+  }
+  const who = f.authenticated ? `as ${f.user ?? 'an authenticated user'}` : 'unauthenticated';
+  return ` · via ${f.name} (${f.client ? `${f.client}, ` : ''}${who})`;
 }
 
 const SEALED_CALL = 'the function and its arguments are sealed (in the input)';

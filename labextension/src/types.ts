@@ -58,6 +58,8 @@ export interface IRecord {
   signer?: string;
   /** The module's trust level and the decisions on its manifest. */
   policy?: IPolicy;
+  /** The face the run came through, when it records itself (the MCP server). */
+  face?: IFace;
   [key: string]: unknown;
 }
 
@@ -72,6 +74,14 @@ export interface IPolicyDecision {
 export interface IPolicy {
   level: string;
   decisions: IPolicyDecision[];
+}
+
+/** Who ran a record: the face, the client's self-declared name, whether authenticated. */
+export interface IFace {
+  name: string;
+  authenticated: boolean;
+  client?: string;
+  user?: string;
 }
 
 /** A granted directory as the public record shows it: the guest path and its mode. */

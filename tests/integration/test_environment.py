@@ -34,6 +34,7 @@ MODULES = [
     "pandas",
     "matplotlib",
     "mypy",
+    "mcp",
 ]
 
 

@@ -97,8 +97,11 @@ class HeaderAuthorizer(Authorizer):
 """
 
 
-def start_server(root: Path, home: Path, **options: Any) -> Server:
-    """Start ``jupyter server`` with ``c.WasmSandboxServer.<name> = value`` for each option.
+def start_server(
+    root: Path, home: Path, *, extra: dict[str, Any] | None = None, **options: Any
+) -> Server:
+    """Start ``jupyter server`` with ``c.WasmSandboxServer.<name> = value`` for each option
+    (and ``extra``: more configuration, by class).
 
     The server's authorizer is `DENY_AUTHORIZER` (it allows everything unless asked not to).
     """
@@ -111,6 +114,7 @@ def start_server(root: Path, home: Path, **options: Any) -> Server:
             "authorizer_class": "header_authorizer.HeaderAuthorizer",
         },
         "WasmSandboxServer": {"home": str(home), **options},
+        **(extra or {}),
     }
     (root / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
     token, port = os.urandom(16).hex(), free_port()

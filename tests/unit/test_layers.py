@@ -9,9 +9,17 @@ import pytest
 import wasmtime
 
 PACKAGE = Path(__file__).resolve().parents[2] / "wasm_sandbox"
-#: Faces: the command line and the Jupyter package; `__init__` holds the extension hooks.
-FACES = {"cli.py", "witness_cli.py", "receipts_cli.py", "__init__.py"}
-FACE_MODULES = ("jupyter", "cli", "witness_cli", "receipts_cli")
+#: Faces: the command line, the MCP server and the Jupyter package; `__init__` holds the
+#: extension hooks.
+FACES = {
+    "cli.py",
+    "witness_cli.py",
+    "receipts_cli.py",
+    "mcp_cli.py",
+    "mcp_server.py",
+    "__init__.py",
+}
+FACE_MODULES = ("jupyter", "cli", "witness_cli", "receipts_cli", "mcp_cli", "mcp_server")
 JUPYTER = ("IPython", "ipywidgets", "ipykernel", "tornado", "jupyter_server", "dask", "distributed")
 PRIVATE = ("cryptography.hazmat.primitives.hpke", "wasmtime._")
 

@@ -252,3 +252,27 @@ def test_a_run_with_show_or_name_seals_the_cell_text(ip, settings):
     run(ip, f"%%wasm --show imports --name add_mod --invoke add 1 2 --out ex\n{programs.ADD}")
     kind, text = settings.sandbox().decrypt(ip.user_ns["ex"].id).shown_source()
     assert kind == "wat" and text == programs.ADD + "\n"  # the body as IPython passes it
+
+
+def test_wasm_log_face_lists_what_an_agent_ran_through_mcp(ip, settings):
+    anyio = pytest.importorskip("anyio")
+    mcp = pytest.importorskip("mcp")
+    from wasm_sandbox.mcp_server import Operator, build
+
+    async def agent_run() -> dict:
+        server = build(settings.sandbox(), Operator())
+        info = mcp.Implementation(name="an-agent", version="1")
+        async with mcp.Client(server, client_info=info) as client:
+            call = {"source": programs.ADD, "invoke": "add", "args": [1, 2]}
+            ran = await client.call_tool("run", call)
+            return ran.structured_content
+
+    run(ip, f"%%wasm --invoke add 1 1 --out mine\n{programs.ADD}")
+    agent = anyio.run(agent_run)
+    run(ip, f"%%wasm --invoke add 2 2 --out later\n{programs.ADD}")
+    listed = run(ip, "%wasm_log --face mcp").outputs[0].data["text/plain"].splitlines()
+    assert listed[0] == "1 run(s), newest first"
+    assert listed[2].startswith(f"#{agent['leaf_index']} ") and agent["id"][:12] in listed[2]
+    everything = run(ip, "%wasm_log").outputs[0].data["text/plain"]
+    assert everything.startswith("3 run(s)")
+    assert settings.sandbox().record(agent["id"])["face"]["client"] == "an-agent"

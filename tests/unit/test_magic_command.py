@@ -91,6 +91,7 @@ def test_verify_and_log_lines():
     assert command.parse_verify("#3 --replay") == command.VerifyCommand("#3", True)
     assert command.parse_log("") == command.LogCommand(20)
     assert command.parse_log("-n 5").limit == 5
+    assert command.parse_log("--face mcp -n 3") == command.LogCommand(3, "mcp")
     with pytest.raises(UsageProblem, match="at least 1"):
         command.parse_log("-n 0")
     with pytest.raises(UsageProblem, match="invalid int value"):

@@ -521,3 +521,23 @@ def test_a_tampered_or_missing_source_is_caught(key):
     assert rec.check_blobs(record, {**blobs, "source": flipped}).startswith("source: ")
     with pytest.raises(EnvelopeError, match=r"record field 'source\.commitment': missing"):
         rec.decode(rec.encode({**record, "source": {"ct_len": 1, "ct_sha256": "0" * 64}}))
+
+
+def test_a_face_round_trips_and_a_bad_one_is_named(key):
+    from wasm_sandbox.run_options import Face
+
+    rid = rec.new_id()
+    parts = rec.seal_run(rid, WASM, INPUT, RESULT, key.public_key())
+    face = Face("mcp", client="agent", authenticated=False).to_record()
+    args = (rid, 0, "0" * 64, parts, len(WASM), LIMITS, OUTCOME, True)
+    record = rec.build(*args, face=face)
+    assert rec.decode(rec.encode(record))["face"] == {
+        "name": "mcp",
+        "client": "agent",
+        "authenticated": False,
+    }
+    assert "face" not in rec.build(*args)
+    with pytest.raises(EnvelopeError, match=r"record field 'face\.authenticated': expected true"):
+        rec.build(*args, face={"name": "mcp", "authenticated": "no"})
+    with pytest.raises(EnvelopeError, match=r"record field 'face\.ip': unknown field"):
+        rec.build(*args, face={**face, "ip": "10.0.0.1"})

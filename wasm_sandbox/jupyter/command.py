@@ -93,6 +93,7 @@ class VerifyCommand:
 @dataclass(frozen=True)
 class LogCommand:
     limit: int = 20
+    face: str | None = None
 
 
 def _run_parser(prog: str) -> _Parser:
@@ -192,6 +193,7 @@ def _verify_parser(prog: str = "%wasm_verify") -> _Parser:
 def _log_parser(prog: str = "%wasm_log") -> _Parser:
     p = _Parser(prog, "The audit trail: logged runs, newest first.")
     p.add_argument("-n", "--limit", type=int, default=20, help="how many runs (default 20)")
+    p.add_argument("--face", help="only runs whose record names this face (e.g. mcp: agents)")
     return p
 
 
@@ -202,11 +204,11 @@ def parse_verify(line: str) -> VerifyCommand:
 
 
 def parse_log(line: str) -> LogCommand:
-    """``%wasm_log [-n N]``."""
+    """``%wasm_log [-n N] [--face NAME]``."""
     ns = _log_parser().parse(line)
     if ns.limit < 1:
         raise UsageProblem(f"%wasm_log: -n must be at least 1, got {ns.limit}")
-    return LogCommand(limit=ns.limit)
+    return LogCommand(limit=ns.limit, face=ns.face)
 
 
 def usage(prog: str) -> str:

@@ -40,6 +40,10 @@ if TYPE_CHECKING:
     from ..sandbox import Sandbox
 
 
+#: Records read per step when `%wasm_log --face` looks back through the log.
+_PAGE = 200
+
+
 @magics_class
 class WasmMagics(Magics):
     """The magics of ``%load_ext wasm_sandbox``; their settings are ``self.settings``."""
@@ -71,7 +75,7 @@ class WasmMagics(Magics):
     def wasm_log(self, line: str) -> None:
         with self._errors():
             cmd = command.parse_log(line)
-            display(html.log(self.settings.sandbox().log(limit=cmd.limit)), raw=True)
+            display(html.log(_log_rows(self.settings.sandbox(), cmd)), raw=True)
 
     def _run(self, cmd: command.RunCommand) -> None:
         settings = self.settings
@@ -239,6 +243,20 @@ option: %config WasmSandbox.""",
 )
 WasmMagics.wasm_verify.__doc__ = _usage("%wasm_verify", "Verify a logged run (default: last).")
 WasmMagics.wasm_log.__doc__ = _usage("%wasm_log", "The audit trail, newest first.")
+
+
+def _log_rows(sb: Sandbox, cmd: command.LogCommand) -> list[dict[str, Any]]:
+    """The newest ``cmd.limit`` records, of ``cmd.face`` only when it is given (read back
+    through the log a page at a time until enough are found)."""
+    if cmd.face is None:
+        return sb.log(limit=cmd.limit)
+    found: list[dict[str, Any]] = []
+    before = sb.ledger.size
+    while before > 0 and len(found) < cmd.limit:
+        page = sb.log(limit=_PAGE, before=before)
+        found += [r for r in page if r.get("face", {}).get("name") == cmd.face]
+        before -= _PAGE
+    return found[: cmd.limit]
 
 
 def _execution_bundle(execution: Any) -> dict[str, str]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.util
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -446,7 +447,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     handlers: list[tuple[str, Any]] = [(f"{base}/{path}$", cls) for path, cls in ROUTES]
     handlers.append((f"{base}(/.*)?$", NotFoundHandler))
     web_app.add_handlers(".*$", handlers)
-    _close_on_stop(serverapp, service)
+    _close_on_stop(serverapp, service, _mount_mcp(serverapp, service, options))
     serverapp.log.info(
         "wasm-sandbox: REST API at %s/ (home %s, %d workers, queue %d)",
         base,
@@ -465,8 +466,19 @@ async def _start_jupyter_server_extension(serverapp: Any) -> None:
         gc.freeze()
 
 
-def _close_on_stop(serverapp: Any, service: Service) -> None:
-    """Close ``service`` when the server cleans up its extensions.
+def _mount_mcp(serverapp: Any, service: Service, options: WasmSandboxServer) -> Any:
+    """The MCP endpoint (`server_mcp`), when the MCP SDK (the ``mcp`` extra) is installed."""
+    if importlib.util.find_spec("mcp") is None:
+        serverapp.log.info("wasm-sandbox: no MCP endpoint (pip install 'wasm-sandbox[mcp]')")
+        return None
+    from .server_mcp import mount
+
+    return mount(serverapp, service, serverapp.web_app.settings["base_url"], options.max_body_size)
+
+
+def _close_on_stop(serverapp: Any, service: Service, mcp: Any = None) -> None:
+    """Close ``service`` (after the ``mcp`` endpoint, if any) when the server cleans up its
+    extensions.
 
     A module-style extension gets no stop hook (only ExtensionApps do), so we chain onto the
     server's own ``cleanup_extensions``, which ``ServerApp._cleanup`` awaits on shutdown.
@@ -477,6 +489,8 @@ def _close_on_stop(serverapp: Any, service: Service) -> None:
         try:
             await original()
         finally:
+            if mcp is not None:
+                await mcp.close()
             await asyncio.get_running_loop().run_in_executor(None, service.close)
             serverapp.log.info("wasm-sandbox: sandbox closed")
 
