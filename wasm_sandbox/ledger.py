@@ -17,8 +17,9 @@ against the latest signed checkpoint (so the log never signs two inconsistent ch
 writes the entries, blobs, new subtree hashes and a new signed checkpoint. Appends from
 concurrent threads are grouped (group commit): while one transaction runs, the others queue, and
 the next writer commits everything queued in one transaction under one checkpoint. The frontier
-this process signed last is kept in memory and reused while the log's size and latest checkpoint
-are still the ones it signed (another process's append changes them: then it is read again).
+this connection signed last is kept in memory and reused while no other connection has written
+to the file since (SQLite's ``data_version``: another process's append, or any change made
+behind the ledger's back, makes it read and re-check the stored frontier).
 The ledger knows no record format: ``record_id`` and the blobs are bound to the leaf only by the
 ``check_entry`` callback of ``verify_all``. Readers see the tables through a `LogView`
 (``snapshot()``): the audit lives in `wasm_sandbox.audit`, the receipt's form in
@@ -182,7 +183,7 @@ class Ledger:
         self.path, self.origin, self._key = str(path), origin, signing_key
         self._synchronous = "FULL" if durable else "NORMAL"
         self._last_opened: tuple[int, str, Checkpoint] | None = None
-        self._tip: tuple[int, str, merkle.Frontier] | None = None  # what we signed last
+        self._tip: tuple[int, int, merkle.Frontier] | None = None  # data_version, size, ours
         self._verifier = self._make_verifier(origin, signing_key, verifier)
         self._lock = threading.RLock()
         self._writer = threading.Lock()  # held by the thread committing the queued appends
@@ -414,18 +415,21 @@ class Ledger:
 
     def _append_batch(self, batch: list[_Item], key: Ed25519PrivateKey) -> list[Receipt]:
         """One transaction; once it has committed, its frontier is the one to resume from."""
-        self._tip = None
-        with self._transaction("IMMEDIATE") as db:
-            receipts, frontier = self._append(db, batch, key)
-        self._tip = (frontier.size, receipts[0].checkpoint_note, frontier)
+        try:
+            with self._transaction("IMMEDIATE") as db:
+                receipts, tip = self._append(db, batch, key)
+        except BaseException:
+            self._tip = None  # it may have committed (an error in COMMIT's tail): read it again
+            raise
+        self._tip = tip
         return receipts
 
     def _append(
         self, db: sqlite3.Connection, batch: list[_Item], key: Ed25519PrivateKey
-    ) -> tuple[list[Receipt], merkle.Frontier]:
+    ) -> tuple[list[Receipt], tuple[int, int, merkle.Frontier]]:
         view, tree = LogView(db, self._open), Subtrees(db)
-        start = view.size()
-        frontier = self._frontier(view, tree, start)
+        start, version = view.size(), view.data_version()  # no other writer until we commit
+        frontier = self._frontier(view, tree, start, version)
         taken = view.logged([rid for rid, _, _ in batch])
         if taken:
             raise LedgerError(f"record id {taken[0]} is already logged")
@@ -442,17 +446,18 @@ class Ledger:
         for i, (rid, _, _) in enumerate(batch):
             proof = tree.hashes(merkle.inclusion_ranges(start + i, size))
             receipts.append(Receipt(rid, start + i, size, root, tuple(proof), note))
-        return receipts, frontier
+        return receipts, (version, frontier.size, frontier)
 
-    def _frontier(self, view: LogView, tree: Subtrees, size: int) -> merkle.Frontier:
+    def _frontier(self, view: LogView, tree: Subtrees, size: int, version: int) -> merkle.Frontier:
         """The frontier at ``size``, checked against the latest signed checkpoint: the one
-        this process signed last while the log still ends there, else the stored one."""
+        this connection committed last if no other connection wrote since (``version`` is
+        SQLite's ``data_version`` now), else the stored one."""
         coords = merkle.subtrees(0, size)
-        row = view.checkpoint_row()
         tip = self._tip
-        if tip is not None and row is not None and (tip[0], tip[1]) == (size, row[1]):
+        if tip is not None and (tip[0], tip[1]) == (version, size):
             tree.nodes.update(zip(coords, tip[2].hashes, strict=True))
             return merkle.Frontier(size, tip[2].hashes)
+        row = view.checkpoint_row()
         tree.fetch(coords)
         frontier = merkle.Frontier(size, [tree.nodes[c] for c in coords])
         if row is None and size == 0:
