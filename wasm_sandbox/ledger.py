@@ -188,6 +188,7 @@ class Ledger:
         self._lock = threading.RLock()
         self._writer = threading.Lock()  # held by the thread committing the queued appends
         self._queue: list[_Pending] = []
+        self._queue_lock = threading.Lock()  # never held across a transaction
         self._conn: sqlite3.Connection | None = self._connect()
 
     @staticmethod
@@ -376,7 +377,7 @@ class Ledger:
         if not batch:
             return []
         pending = _Pending(batch)
-        with self._lock:
+        with self._queue_lock:
             self._queue.append(pending)
         with self._writer:  # whoever holds it commits every append queued so far
             if pending.receipts is None and pending.error is None:
@@ -389,7 +390,7 @@ class Ledger:
     def _commit_queued(self, key: Ed25519PrivateKey) -> None:
         """Commit the queued appends in one transaction; when that fails, each on its own, so
         a bad one (a record id already logged) fails only its caller."""
-        with self._lock:
+        with self._queue_lock:
             group, self._queue = self._queue, []
         try:
             if len(group) > 1 and len({rid for p in group for rid, _, _ in p.batch}) == sum(
