@@ -1,9 +1,8 @@
 """Batch runs over any `concurrent.futures.Executor`: the core of `Sandbox.map`.
 
 The guest runs wherever the executor puts it (a thread here, a Dask worker elsewhere);
-every record lands in the caller's log. With no executor a thread pool sized to the cores
-runs, seals and logs each run (wasm, SQLite and the disk release the GIL, and the ledger
-commits the appends of concurrent runs together); with another executor the caller seals.
+sealing and logging happen in the caller, so every record lands in the caller's log.
+With no executor a thread pool sized to the cores is used: wasm releases the GIL.
 
 >>> rows = sb.map("fact.wat", [(n,) for n in range(100)], invoke="fact")   # doctest: +SKIP
 >>> rows.table()[0]["status"], rows.to_pandas().shape                       # doctest: +SKIP
@@ -96,16 +95,14 @@ def fan_out(
     report = _progress(len(jobs)) if progress is True else (progress or None)
     results: list[Execution | None] = [None] * len(jobs)
     try:
-        futures: dict[Future[Ran | Execution], int] = {
+        futures: dict[Future[Ran], int] = {
             pool.submit(_task(sandbox, job, owned), job if owned else job.portable()): i
             for i, job in enumerate(jobs)
         }
         for done, future in enumerate(as_completed(futures), 1):
             i = futures[future]
             ran = future.result()
-            results[i] = (
-                ran if not isinstance(ran, Ran) else sandbox.seal(jobs[i], ran.outcome, ran.error)
-            )
+            results[i] = sandbox.seal(jobs[i], ran.outcome, ran.error)
             if report:
                 report(done, len(jobs))
     finally:
@@ -116,19 +113,13 @@ def fan_out(
     return Batch(cast("list[Execution]", results))  # the loop filled every slot or raised
 
 
-def _task(sandbox: Sandbox, job: Job, owned: bool) -> Callable[[Job], Ran | Execution]:
+def _task(sandbox: Sandbox, job: Job, owned: bool) -> Callable[[Job], Ran]:
     """What runs ``job``. Our own threads share the sandbox's runner (and its module
-    cache) and seal there too; another executor's workers may be other processes or
-    machines, with engines of their own (they get the job's portable copy)."""
+    cache); another executor's workers may be other processes or machines, with engines
+    of their own (they get the job's portable copy)."""
     if owned:
-        return functools.partial(_run_and_seal, sandbox, sandbox.runner(job.options.isolation))
+        return functools.partial(run_anywhere, runner=sandbox.runner(job.options.isolation))
     return run_anywhere
-
-
-def _run_and_seal(sandbox: Sandbox, runner: Isolation, job: Job) -> Execution:
-    """`run_anywhere` then `Sandbox.seal`, in one of our own threads."""
-    ran = run_anywhere(job, runner)
-    return sandbox.seal(job, ran.outcome, ran.error)
 
 
 def _progress(total: int) -> Callable[[int, int], None] | None:
