@@ -1,17 +1,21 @@
-"""Sealing: HPKE (RFC 9180) encryption of each part of a run, and salted commitments.
+"""Sealing: HPKE (RFC 9180) encryption of the parts of a run, and salted commitments.
 
-A part (``program``, ``input``, ``result`` or the optional ``source``) is sealed to the
-recipient's P-256 public key with a fresh 32-byte salt prepended to the payload. The HPKE
-``info`` binds the version, the purpose and the record id, so a ciphertext moved to another
-record or purpose does not open. The commitment
+A run makes one HPKE key agreement (`new_run_key`): a fresh ephemeral key pair seals a fresh
+32-byte secret to the recipient's P-256 public key, with an ``info`` binding the version and the
+record id. Each part (``program``, ``input``, ``result`` or the optional ``source``) is then
+AES-256-GCM encrypted (`seal_with`), a fresh 32-byte salt prepended to the payload, under its
+own key HKDF-SHA256(secret, info) whose ``info`` binds the version, the purpose and the record
+id, so a ciphertext moved to another record or purpose does not open. Records before version 2
+sealed each part with its own HPKE message (`seal`, `open_part`); they still open. The commitment
 ``SHA-256(lp(tag) || lp(record_id) || lp(payload) || salt)`` hides the payload from everyone
 but the key holder, who learns the salt by opening the ciphertext.
 
 Example::
 
-    part = seal("result", b'{"ok":true}', public_key, record_id)
-    opened = open_part("result", record_id, part.enc, part.ciphertext, private_key,
-                       part.commitment)
+    key = new_run_key(public_key, record_id)
+    part = seal_with("result", b'{"ok":true}', key, record_id)
+    secret = open_run_key(key.enc, key.wrapped, private_key, record_id)
+    opened = open_with("result", record_id, secret, part.ciphertext, part.commitment)
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from typing import Any
 
 import rfc8785
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hpke, serialization
+from cryptography.hazmat.primitives import hashes, hpke, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from wasm_sandbox.errors import CommitmentMismatch, DecryptionError, EnvelopeError
 
@@ -37,24 +43,43 @@ PURPOSES = ("program", "input", "result")
 OPTIONAL_PURPOSES = ("source",)
 SALT_LEN = 32
 ENC_LEN = 65  # an uncompressed P-256 point
+SECRET_LEN = 32
+WRAPPED_LEN = SECRET_LEN + 16  # the run secret and its AES-GCM tag
 _VERSION = "wasm-sandbox/v1"
+_NONCE = bytes(12)  # every part key encrypts exactly one message
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """A run's one key agreement: the HPKE ``enc`` and the sealed (``wrapped``) secret."""
+
+    enc: bytes
+    wrapped: bytes
+    secret: bytes = field(repr=False)
+
+    def summary(self) -> dict[str, str]:
+        """The key as it appears in the execution record (field ``key``, hex strings)."""
+        return {"enc": self.enc.hex(), "wrapped": self.wrapped.hex()}
 
 
 @dataclass(frozen=True)
 class SealedPart:
-    """One sealed part: HPKE ``enc``, the AEAD ciphertext (tag included) and the commitment."""
+    """One sealed part: the ciphertext (tag included), the commitment, and either the run's
+    shared `RunKey` (version 2) or the part's own HPKE ``enc`` (version 1)."""
 
     purpose: str
     enc: bytes
     ciphertext: bytes
     commitment: bytes
     salt: bytes = field(default=b"", repr=False)  # the commitment's salt, for a disclosure
+    run_key: RunKey | None = field(default=None, repr=False)
 
     def summary(self) -> dict[str, str | int]:
         """The part as it appears in the execution record (hex strings, integer length)."""
+        enc = {} if self.run_key is not None else {"enc": self.enc.hex()}
         return {
             "commitment": self.commitment.hex(),
-            "enc": self.enc.hex(),
+            **enc,
             "ct_sha256": hashlib.sha256(self.ciphertext).hexdigest(),
             "ct_len": len(self.ciphertext),
         }
@@ -144,6 +169,55 @@ def seal(
     )
 
 
+def new_run_key(recipient_public_key: ec.EllipticCurvePublicKey, record_id: str) -> RunKey:
+    """A fresh secret for one run, sealed to the recipient (a fresh ephemeral key pair)."""
+    secret = os.urandom(SECRET_LEN)
+    sealed = SUITE.encrypt(secret, recipient_public_key, info=_key_info(record_id))
+    return RunKey(enc=sealed[:ENC_LEN], wrapped=sealed[ENC_LEN:], secret=secret)
+
+
+def open_run_key(
+    enc: bytes, wrapped: bytes, private_key: ec.EllipticCurvePrivateKey, record_id: str
+) -> bytes:
+    """The run's secret; raises ``DecryptionError`` when it does not open (wrong key, or an
+    altered enc, wrapped secret or record id)."""
+    if len(enc) != ENC_LEN or len(wrapped) != WRAPPED_LEN:
+        raise DecryptionError(
+            f"key: enc or wrapped secret has the wrong length ({len(enc)}, "
+            f"{len(wrapped)}; expected {ENC_LEN}, {WRAPPED_LEN})"
+        )
+    try:
+        return SUITE.decrypt(enc + wrapped, private_key, info=_key_info(record_id))
+    except InvalidTag as exc:
+        raise DecryptionError(
+            "key: the run's secret does not open (wrong key, or enc, wrapped secret or record "
+            "id altered)"
+        ) from exc
+
+
+def seal_with(purpose: str, payload: bytes, run_key: RunKey, record_id: str) -> SealedPart:
+    """Encrypt ``salt || payload`` under the part's key from ``run_key``; commit to it."""
+    salt = os.urandom(SALT_LEN)
+    ct = AESGCM(_part_key(run_key.secret, purpose, record_id)).encrypt(_NONCE, salt + payload, None)
+    commitment = commit(purpose, record_id, payload, salt)
+    return SealedPart(purpose, b"", ct, commitment, salt, run_key)
+
+
+def open_with(
+    purpose: str, record_id: str, secret: bytes, ciphertext: bytes, commitment: bytes
+) -> Opened:
+    """Decrypt a part sealed with `seal_with` and re-check its commitment; raises as
+    `open_part` does."""
+    try:
+        plain = AESGCM(_part_key(secret, purpose, record_id)).decrypt(_NONCE, ciphertext, None)
+    except InvalidTag as exc:
+        raise DecryptionError(
+            f"{purpose}: ciphertext does not open (wrong key, or ciphertext, purpose or record "
+            "id altered)"
+        ) from exc
+    return _checked(purpose, record_id, plain, commitment)
+
+
 def open_part(
     purpose: str,
     record_id: str,
@@ -166,6 +240,11 @@ def open_part(
             f"{purpose}: ciphertext does not open (wrong key, or enc, ciphertext, purpose "
             "or record id altered)"
         ) from exc
+    return _checked(purpose, record_id, plain, commitment)
+
+
+def _checked(purpose: str, record_id: str, plain: bytes, commitment: bytes) -> Opened:
+    """The opened ``salt || payload``, its commitment re-checked."""
     if len(plain) < SALT_LEN:
         raise EnvelopeError(f"{purpose}: plaintext is shorter than its {SALT_LEN}-byte salt")
     opened = Opened(payload=plain[SALT_LEN:], salt=plain[:SALT_LEN])
@@ -230,5 +309,18 @@ def _tag(purpose: str) -> bytes:
 
 
 def _info(purpose: str, record_id: str) -> bytes:
-    """HPKE info: ``lp(version tag) || lp(purpose tag) || lp(record_id)``."""
+    """HPKE (and part key) info: ``lp(version tag) || lp(purpose tag) || lp(record_id)``."""
     return _INFO + _tag(purpose) + _lp(record_id.encode())
+
+
+_KEY_TAG = _lp(b"wasm-sandbox/v2/run-key")
+
+
+def _key_info(record_id: str) -> bytes:
+    """HPKE info of a run's secret: ``lp(version tag) || lp(run-key tag) || lp(record_id)``."""
+    return _INFO + _KEY_TAG + _lp(record_id.encode())
+
+
+def _part_key(secret: bytes, purpose: str, record_id: str) -> bytes:
+    """The AES-256 key of one part: HKDF-Expand-SHA256(secret, `_info`), 32 bytes."""
+    return HKDFExpand(hashes.SHA256(), 32, _info(purpose, record_id)).derive(secret)

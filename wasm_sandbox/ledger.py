@@ -12,9 +12,14 @@ Tables (all STRICT; every column is covered by ``verify_all``):
 - ``cosignatures(size, line)``: witnesses' C2SP cosignature lines on checkpoint ``size``
   (`verify_chain` flags one whose checkpoint is gone; only a witness's key checks the line).
 
-Each append is one ``BEGIN IMMEDIATE`` transaction that reads the size, re-checks the stored
-frontier against the latest signed checkpoint (so the log never signs two inconsistent
-checkpoints), and writes the entries, blobs, new subtree hashes and a new signed checkpoint.
+Each append is one ``BEGIN IMMEDIATE`` transaction that reads the size, re-checks the frontier
+against the latest signed checkpoint (so the log never signs two inconsistent checkpoints), and
+writes the entries, blobs, new subtree hashes and a new signed checkpoint. Appends from
+concurrent threads are grouped (group commit): while one transaction runs, the others queue, and
+the next writer commits everything queued in one transaction under one checkpoint. The frontier
+this connection signed last is kept in memory and reused while no other connection has written
+to the file since (SQLite's ``data_version``: another process's append, or any change made
+behind the ledger's back, makes it read and re-check the stored frontier).
 The ledger knows no record format: ``record_id`` and the blobs are bound to the leaf only by the
 ``check_entry`` callback of ``verify_all``. Readers see the tables through a `LogView`
 (``snapshot()``): the audit lives in `wasm_sandbox.audit`, the receipt's form in
@@ -141,6 +146,15 @@ def _foreign_errors(what: str) -> Iterator[None]:
         raise LedgerError(f"{what}: {exc}") from None
 
 
+@dataclass
+class _Pending:
+    """An append waiting in the group-commit queue, and what became of it."""
+
+    batch: list[_Item]
+    receipts: list[Receipt] | None = None
+    error: Exception | None = None
+
+
 class Ledger:
     """An append-only transparency log in one SQLite file (WAL mode).
 
@@ -169,8 +183,12 @@ class Ledger:
         self.path, self.origin, self._key = str(path), origin, signing_key
         self._synchronous = "FULL" if durable else "NORMAL"
         self._last_opened: tuple[int, str, Checkpoint] | None = None
+        self._tip: tuple[int, int, merkle.Frontier] | None = None  # data_version, size, ours
         self._verifier = self._make_verifier(origin, signing_key, verifier)
         self._lock = threading.RLock()
+        self._writer = threading.Lock()  # held by the thread committing the queued appends
+        self._queue: list[_Pending] = []
+        self._queue_lock = threading.Lock()  # never held across a transaction
         self._conn: sqlite3.Connection | None = self._connect()
 
     @staticmethod
@@ -358,15 +376,61 @@ class Ledger:
             raise LedgerError("the same record id appears twice in one append")
         if not batch:
             return []
-        with self._transaction("IMMEDIATE") as db:
-            return self._append(db, batch, self._key)
+        pending = _Pending(batch)
+        with self._queue_lock:
+            self._queue.append(pending)
+        with self._writer:  # whoever holds it commits every append queued so far
+            if pending.receipts is None and pending.error is None:
+                self._commit_queued(self._key)
+        if pending.error is not None:
+            raise pending.error
+        assert pending.receipts is not None  # committed by us or by the writer before us
+        return pending.receipts
+
+    def _commit_queued(self, key: Ed25519PrivateKey) -> None:
+        """Commit the queued appends in one transaction; when that fails, each on its own, so
+        a bad one (a record id already logged) fails only its caller."""
+        with self._queue_lock:
+            group, self._queue = self._queue, []
+        try:
+            if len(group) > 1 and len({rid for p in group for rid, _, _ in p.batch}) == sum(
+                len(p.batch) for p in group
+            ):
+                try:
+                    receipts = self._append_batch([i for p in group for i in p.batch], key)
+                except (LedgerError, VerificationError):
+                    pass  # one of them is at fault: each on its own below says which
+                else:
+                    for p in group:
+                        p.receipts, receipts = receipts[: len(p.batch)], receipts[len(p.batch) :]
+                    return
+            for p in group:
+                try:
+                    p.receipts = self._append_batch(p.batch, key)
+                except (LedgerError, VerificationError) as exc:
+                    p.error = exc
+        finally:
+            for p in group:
+                if p.receipts is None and p.error is None:
+                    p.error = LedgerError("append interrupted before it was committed")
+
+    def _append_batch(self, batch: list[_Item], key: Ed25519PrivateKey) -> list[Receipt]:
+        """One transaction; once it has committed, its frontier is the one to resume from."""
+        try:
+            with self._transaction("IMMEDIATE") as db:
+                receipts, tip = self._append(db, batch, key)
+        except BaseException:
+            self._tip = None  # it may have committed (an error in COMMIT's tail): read it again
+            raise
+        self._tip = tip
+        return receipts
 
     def _append(
         self, db: sqlite3.Connection, batch: list[_Item], key: Ed25519PrivateKey
-    ) -> list[Receipt]:
+    ) -> tuple[list[Receipt], tuple[int, int, merkle.Frontier]]:
         view, tree = LogView(db, self._open), Subtrees(db)
-        start = view.size()
-        frontier = self._frontier(view, tree, start)
+        start, version = view.size(), view.data_version()  # no other writer until we commit
+        frontier = self._frontier(view, tree, start, version)
         taken = view.logged([rid for rid, _, _ in batch])
         if taken:
             raise LedgerError(f"record id {taken[0]} is already logged")
@@ -383,14 +447,20 @@ class Ledger:
         for i, (rid, _, _) in enumerate(batch):
             proof = tree.hashes(merkle.inclusion_ranges(start + i, size))
             receipts.append(Receipt(rid, start + i, size, root, tuple(proof), note))
-        return receipts
+        return receipts, (version, frontier.size, frontier)
 
-    def _frontier(self, view: LogView, tree: Subtrees, size: int) -> merkle.Frontier:
-        """The stored frontier at ``size``, checked against the latest signed checkpoint."""
+    def _frontier(self, view: LogView, tree: Subtrees, size: int, version: int) -> merkle.Frontier:
+        """The frontier at ``size``, checked against the latest signed checkpoint: the one
+        this connection committed last if no other connection wrote since (``version`` is
+        SQLite's ``data_version`` now), else the stored one."""
         coords = merkle.subtrees(0, size)
+        tip = self._tip
+        if tip is not None and (tip[0], tip[1]) == (version, size):
+            tree.nodes.update(zip(coords, tip[2].hashes, strict=True))
+            return merkle.Frontier(size, tip[2].hashes)
+        row = view.checkpoint_row()
         tree.fetch(coords)
         frontier = merkle.Frontier(size, [tree.nodes[c] for c in coords])
-        row = view.checkpoint_row()
         if row is None and size == 0:
             return frontier
         try:

@@ -81,6 +81,11 @@ class LogView:
         size: int = self._db.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries").fetchone()[0]
         return size
 
+    def data_version(self) -> int:
+        """SQLite's ``data_version``: it changes when another connection commits a write."""
+        version: int = self._db.execute("PRAGMA data_version").fetchone()[0]
+        return version
+
     def find(self, key: str | int) -> Entry | None:
         """The entry with this record id (str) or leaf index (int), with its blobs."""
         column = "record_id" if isinstance(key, str) else "idx"

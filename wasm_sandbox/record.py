@@ -2,8 +2,9 @@
 
 Shape (integers only; hashes and ``enc`` as lowercase hex)::
 
-    {"v": 1, "id", "time", "recipient", "suite",
-     "program": {"commitment", "enc", "ct_sha256", "ct_len", "size"},
+    {"v": 2, "id", "time", "recipient", "suite",
+     "key": {"enc", "wrapped"},             # the run's one HPKE key agreement
+     "program": {"commitment", "ct_sha256", "ct_len", "size"},
      "input": {...same four..., "v"}, "result": {...same four...},
      "source": {...same four...},          # optional: when the program was compiled from text
      "limits": {str: int},
@@ -14,6 +15,11 @@ Shape (integers only; hashes and ``enc`` as lowercase hex)::
                 "stdin_bytes": int},     # optional: records before grants were public lack it
      "signer": str,                      # optional: the verifier key that signed the binary
      "face": {"name", "authenticated": bool, ["client"], ["user"]}}  # optional: who ran it
+
+Since version 2 a run makes one HPKE key agreement: ``key`` holds its ``enc`` and the sealed
+32-byte secret from which each part's AES-256-GCM key is derived (`wasm_sandbox.envelope`).
+Version 1 records have no ``key`` and an ``enc`` in every part (one HPKE message per part);
+they still open and verify. The commitments mean the same in both.
 
 The sealed input is, since ``input.v`` 2, the canonical JSON of the call (invoke, args, grants
 without stdin), one NUL byte (canonical JSON never contains one) and stdin's raw bytes. Records
@@ -56,16 +62,21 @@ from wasm_sandbox.envelope import (
     OPTIONAL_PURPOSES,
     PURPOSES,
     SUITE_NAME,
+    Opened,
+    RunKey,
     SealedPart,
     canonical,
     commit,
     key_id,
+    new_run_key,
     open_part,
-    seal,
+    open_run_key,
+    open_with,
+    seal_with,
 )
 from wasm_sandbox.errors import DecryptionError, EnvelopeError
 
-VERSION = 1
+VERSION = 2
 INPUT_VERSION = 2
 _HEX = re.compile(r"[0-9a-f]*")
 _MAX_INT = 2**53 - 1  # RFC 8785 (I-JSON) represents integers exactly only up to here
@@ -108,7 +119,8 @@ def seal_run(
     }
     if source is not None:
         payloads["source"] = canonical(dict(source))
-    return {p: seal(p, data, recipient_public_key, record_id) for p, data in payloads.items()}
+    key = new_run_key(recipient_public_key, record_id)
+    return {p: seal_with(p, data, key, record_id) for p, data in payloads.items()}
 
 
 def encode_input(call: dict[str, Any], stdin: bytes) -> bytes:
@@ -133,13 +145,18 @@ def build(
 ) -> dict[str, Any]:
     """Assemble a record; raises ``EnvelopeError`` naming the first field that does not fit.
     ``grants`` is `Grants.public`; ``signer`` the verifier key that signed the program;
-    ``face`` is `wasm_sandbox.run_options.Face.to_record`."""
+    ``policy`` the trust decisions (`wasm_sandbox.policy`); ``face`` is
+    `wasm_sandbox.run_options.Face.to_record`. Parts sealed with one `RunKey` make a
+    version 2 record, parts with their own ``enc`` (`wasm_sandbox.envelope.seal`) a version 1
+    record."""
+    key = _run_key(parts)
     record: dict[str, Any] = {
-        "v": VERSION,
+        "v": 1 if key is None else VERSION,
         "id": record_id,
         "time": time_ms,
         "recipient": recipient_key_id,
         "suite": SUITE_NAME,
+        **({} if key is None else {"key": key.summary()}),
         **{p: part.summary() for p, part in parts.items()},
         "limits": dict(limits),
         "outcome": dict(outcome),
@@ -155,8 +172,16 @@ def build(
         record["policy"] = dict(policy)
     if face is not None:
         record["face"] = dict(face)
-    _check(record, _SCHEMA, optional=_OPTIONAL)
+    _check_record(record)
     return record
+
+
+def _run_key(parts: Mapping[str, SealedPart]) -> RunKey | None:
+    """The one key all parts were sealed with, or None for parts with their own ``enc``."""
+    keys = {id(part.run_key): part.run_key for part in parts.values()}
+    if len(keys) != 1:
+        raise EnvelopeError("record: parts were sealed with different keys")
+    return next(iter(keys.values()))
 
 
 def encode(record: Mapping[str, Any]) -> bytes:
@@ -172,7 +197,7 @@ def decode(data: bytes) -> dict[str, Any]:
         raise EnvelopeError(f"record: not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
     except (json.JSONDecodeError, RecursionError) as exc:
         raise EnvelopeError(f"record: not valid JSON ({exc})") from exc
-    _check(obj, _SCHEMA, optional=_OPTIONAL)
+    _check_record(obj)
     if canonical(obj) != data:
         raise EnvelopeError("record: bytes are not in canonical form (RFC 8785)")
     return obj
@@ -211,7 +236,7 @@ def open_record(
     Raises ``EnvelopeError`` (blob or record problem), ``DecryptionError`` (wrong key, or an
     altered enc, ciphertext or id) or ``CommitmentMismatch``, each naming the part.
     """
-    _check(record, _SCHEMA, optional=_OPTIONAL)
+    _check_record(record)
     problem = check_blobs(record, blobs)
     if problem:
         raise EnvelopeError(problem)
@@ -221,17 +246,7 @@ def open_record(
             f"record is sealed to recipient {record['recipient'][:16]}..., "
             f"not to this key ({mine[:16]}...)"
         )
-    opened = {
-        p: open_part(
-            p,
-            record["id"],
-            bytes.fromhex(record[p]["enc"]),
-            blobs[p],
-            private_key,
-            bytes.fromhex(record[p]["commitment"]),
-        )
-        for p in sealed_parts(record)
-    }
+    opened = _open_parts(record, blobs, private_key)
     program = opened["program"].payload
     if len(program) != record["program"]["size"]:
         raise EnvelopeError(f"program: opened {len(program)} bytes, record field size disagrees")
@@ -244,6 +259,26 @@ def open_record(
         source=_json_object("source", opened["source"].payload) if "source" in opened else None,
         stdin=stdin,
     )
+
+
+def _open_parts(
+    record: Mapping[str, Any],
+    blobs: Mapping[str, bytes],
+    private_key: ec.EllipticCurvePrivateKey,
+) -> dict[str, Opened]:
+    """Every part opened: with the run's one secret (version 2) or one HPKE message each."""
+    rid = record["id"]
+    commitments = {p: bytes.fromhex(record[p]["commitment"]) for p in sealed_parts(record)}
+    if record["v"] == 1:
+        return {
+            p: open_part(p, rid, bytes.fromhex(record[p]["enc"]), blobs[p], private_key, c)
+            for p, c in commitments.items()
+        }
+    key = record["key"]
+    secret = open_run_key(
+        bytes.fromhex(key["enc"]), bytes.fromhex(key["wrapped"]), private_key, rid
+    )
+    return {p: open_with(p, rid, secret, blobs[p], c) for p, c in commitments.items()}
 
 
 def _open_input(payload: bytes, version: int) -> tuple[dict[str, Any], bytes]:
@@ -347,7 +382,7 @@ def _bool(v: Any) -> str | None:
 
 
 def _version(v: Any) -> str | None:
-    return None if type(v) is int and v == VERSION else f"unsupported version {v!r}"
+    return None if type(v) is int and v in (1, VERSION) else f"unsupported version {v!r}"
 
 
 def _input_version(v: Any) -> str | None:
@@ -366,28 +401,33 @@ def _int_map(v: Any) -> str | None:
     return None if bad is None else f"value of {bad!r}: {_int(v[bad])}"
 
 
-_PART = {"commitment": _hex(64), "enc": _hex(130), "ct_sha256": _hex(64), "ct_len": _uint}
-_SCHEMA: dict[str, Any] = {
-    "v": _version,
-    "id": _hex(32),
-    "time": _uint,
-    "recipient": _hex(64),
-    "suite": _suite,
-    "program": {**_PART, "size": _uint},
-    "input": {**_PART, "v": _Absent(_input_version)},
-    "result": _PART,
-    "limits": _int_map,
-    "outcome": {
-        "status": _str,
-        "trap": _optional(_str),
-        "exit_code": _optional(_int),
-        "fuel_used": _uint,
-        "fuel_lower_bound": _Absent(_true),
-        "memory_bytes": _uint,
-        "duration_us": _uint,
-    },
-    "deterministic": _bool,
-}
+_PART = {"commitment": _hex(64), "ct_sha256": _hex(64), "ct_len": _uint}
+_PART_V1 = {**_PART, "enc": _hex(130)}
+
+
+def _common(part: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields every record version has, its parts of shape ``part``."""
+    return {
+        "v": _version,
+        "id": _hex(32),
+        "time": _uint,
+        "recipient": _hex(64),
+        "suite": _suite,
+        "program": {**part, "size": _uint},
+        "input": {**part, "v": _Absent(_input_version)},
+        "result": part,
+        "limits": _int_map,
+        "outcome": {
+            "status": _str,
+            "trap": _optional(_str),
+            "exit_code": _optional(_int),
+            "fuel_used": _uint,
+            "fuel_lower_bound": _Absent(_true),
+            "memory_bytes": _uint,
+            "duration_us": _uint,
+        },
+        "deterministic": _bool,
+    }
 
 
 def _names(v: Any) -> str | None:
@@ -443,10 +483,39 @@ _GRANTS = {
     "kv": _Absent(_kv),
     "host_log": _Absent(_true),
 }
-_OPTIONAL: dict[str, Any] = {
-    **{p: _PART for p in OPTIONAL_PURPOSES},
-    "grants": _GRANTS,
-    "signer": _str,
-    "policy": {"level": _level, "decisions": _decisions},
-    "face": {"name": _str, "authenticated": _bool, "client": _Absent(_str), "user": _Absent(_str)},
+
+
+_FACE = {"name": _str, "authenticated": _bool, "client": _Absent(_str), "user": _Absent(_str)}
+
+
+def _optional_fields(part: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields a record may lack, its optional parts of shape ``part``."""
+    return {
+        **{p: part for p in OPTIONAL_PURPOSES},
+        "grants": _GRANTS,
+        "signer": _str,
+        "policy": {"level": _level, "decisions": _decisions},
+        "face": {
+            "name": _str,
+            "authenticated": _bool,
+            "client": _Absent(_str),
+            "user": _Absent(_str),
+        },
+    }
+
+
+#: ``(required, optional)`` fields per record version.
+_SCHEMAS: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {
+    1: (_common(_PART_V1), _optional_fields(_PART_V1)),
+    VERSION: (
+        {**_common(_PART), "key": {"enc": _hex(130), "wrapped": _hex(96)}},
+        _optional_fields(_PART),
+    ),
 }
+
+
+def _check_record(obj: Any) -> None:
+    """Check a record against the schema of its version; raises ``EnvelopeError``."""
+    version = obj.get("v") if isinstance(obj, dict) else None
+    schema, optional = _SCHEMAS.get(version if type(version) is int else 1, _SCHEMAS[1])
+    _check(obj, schema, optional=optional)

@@ -17,6 +17,7 @@ import stat
 import struct
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,8 +134,32 @@ def python_program(text: str, name: str = "<cell>") -> Program:
     return Program(wasm, "python", name, text, argv, python_guest.INTERPRETER_SHA256)
 
 
+#: WAT texts compiled lately, by the SHA-256 of their text: wasm bytes.
+_WAT_CACHE: dict[bytes, bytes] = {}
+_WAT_CACHE_SIZE = 64
+_WAT_LOCK = threading.Lock()
+
+
 def compile_wat(text: str) -> bytes:
-    """WAT text to wasm bytes; a syntax error is a `CompileError` with line and column."""
+    """WAT text to wasm bytes; a syntax error is a `CompileError` with line and column.
+
+    The same text compiles to the same bytes, so the last `_WAT_CACHE_SIZE` texts that
+    compiled are remembered by their hash (a notebook cell run again skips ``wat2wasm``).
+    """
+    key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+    with _WAT_LOCK:
+        known = _WAT_CACHE.get(key)
+    if known is not None:
+        return known
+    wasm = _wat2wasm(text)
+    with _WAT_LOCK:
+        if len(_WAT_CACHE) >= _WAT_CACHE_SIZE:
+            del _WAT_CACHE[next(iter(_WAT_CACHE))]  # the oldest
+        _WAT_CACHE[key] = wasm
+    return wasm
+
+
+def _wat2wasm(text: str) -> bytes:
     import wasmtime  # here, so that parsing options never loads the engine
 
     try:

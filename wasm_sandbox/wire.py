@@ -109,16 +109,24 @@ class CreatedExecution(Execution):
 
 class _SealedPartFacts(TypedDict):
     commitment: str
-    enc: str
     ct_sha256: str
     ct_len: int
 
 
 class SealedPartSummary(_SealedPartFacts, total=False):
-    """One sealed part of a record (program, input, result, source)."""
+    """One sealed part of a record (program, input, result, source); ``enc`` only in
+    version 1 records."""
 
+    enc: str
     size: int
     v: int
+
+
+class RunKeySummary(TypedDict):
+    """A record's ``key`` (version 2): the run's one HPKE ``enc`` and its sealed secret."""
+
+    enc: str
+    wrapped: str
 
 
 class OutcomeSummary(TypedDict):
@@ -202,6 +210,7 @@ class Record(_RecordFacts, total=False):
     ``GET executions`` carries its ``leaf_index``."""
 
     source: SealedPartSummary
+    key: RunKeySummary
     grants: PublicGrants
     signer: str
     policy: Policy

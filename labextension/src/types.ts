@@ -8,7 +8,7 @@
 /** One sealed part of a record (program, input or result). */
 export interface ISealedPart {
   commitment: string;
-  enc: string;
+  enc?: string;
   ct_sha256: string;
   ct_len: number;
   size?: number;

@@ -528,3 +528,70 @@ def test_verify_all_compares_the_log_with_a_tree_a_client_saw(tmp_path, key):
     assert not other.ok and other.first_bad == {"high_water": 3}
     assert "history rewritten" in other.problems[0]
     log.close()
+
+
+def _queued(log: Ledger, n: int) -> None:
+    """Wait until ``n`` appends wait in the group-commit queue (they block, so they will)."""
+    for _ in range(2000):
+        if len(log._queue) >= n:
+            return
+        threading.Event().wait(0.005)
+    raise AssertionError(f"{n} appends never queued")
+
+
+def test_concurrent_appends_share_one_transaction_and_a_bad_one_fails_alone(log):
+    blocker = raw(log)
+    blocker.execute("BEGIN IMMEDIATE")  # the first writer waits in SQLite; the others queue
+    results: dict[str, object] = {}
+
+    def append(it):
+        try:
+            results[it[0]] = log.append(*it)
+        except LedgerError as exc:
+            results[it[0]] = exc
+
+    first = threading.Thread(target=append, args=(item(7),))
+    first.start()
+    while first.is_alive() and log._writer.acquire(blocking=False):
+        log._writer.release()  # not yet inside: wait until it holds the writer's lock
+        threading.Event().wait(0.005)
+    later = [item(8), item(9), ("rec0000", *item(0)[1:]), item(10)]
+    threads = [threading.Thread(target=append, args=(it,)) for it in later]
+    for t in threads:
+        t.start()
+    _queued(log, len(later))
+    blocker.execute("COMMIT")
+    for t in [first, *threads]:
+        t.join()
+    assert isinstance(results["rec0000"], LedgerError)
+    assert "already logged" in str(results["rec0000"])
+    good = [results[rid] for rid in ("rec0008", "rec0009", "rec0010")]
+    assert {r.leaf_index for r in good} == {8, 9, 10} and results["rec0007"].leaf_index == 7
+    assert all(verify_receipt(log.receipt(f"rec{i:04d}"), log.verifier_key) for i in (8, 9, 10))
+    assert log.verify_all(check_entry).ok and log.size == 11
+
+
+def test_queued_appends_commit_under_one_checkpoint(log):
+    blocker = raw(log)
+    blocker.execute("BEGIN IMMEDIATE")
+    receipts = {}
+    first = threading.Thread(target=lambda: receipts.update({7: log.append(*item(7))}))
+    first.start()
+    while first.is_alive() and log._writer.acquire(blocking=False):
+        log._writer.release()
+        threading.Event().wait(0.005)
+    threads = [
+        threading.Thread(target=lambda i=i: receipts.update({i: log.append(*item(i))}))
+        for i in (8, 9, 10)
+    ]
+    for t in threads:
+        t.start()
+    _queued(log, 3)
+    blocker.execute("COMMIT")
+    for t in [first, *threads]:
+        t.join()
+    assert receipts[7].tree_size == 8
+    assert {receipts[i].tree_size for i in (8, 9, 10)} == {11}  # one checkpoint for the group
+    assert len({receipts[i].checkpoint_note for i in (8, 9, 10)}) == 1
+    assert [cp.size for cp in log.checkpoints()][-2:] == [8, 11]
+    assert not log.verify_chain() and log.verify_all(check_entry).ok

@@ -10,6 +10,7 @@ import re
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from wasm_sandbox import envelope
 from wasm_sandbox import record as rec
 from wasm_sandbox.envelope import PURPOSES, SUITE_NAME, canonical, key_id
 from wasm_sandbox.errors import CommitmentMismatch, DecryptionError, EnvelopeError
@@ -97,17 +98,18 @@ def test_new_id_is_32_lowercase_hex_and_fresh():
 def test_record_has_the_contract_shape(run, key):
     record, blobs = run
     assert set(record) == {
-        "v", "id", "time", "recipient", "suite", "program", "input", "result",
+        "v", "id", "time", "recipient", "suite", "key", "program", "input", "result",
         "limits", "outcome", "deterministic",
     }  # fmt: skip
-    assert record["v"] == 1
+    assert record["v"] == rec.VERSION == 2
+    assert set(record["key"]) == {"enc", "wrapped"}
     assert record["suite"] == SUITE_NAME
     assert record["recipient"] == key_id(key.public_key())
-    assert set(record["program"]) == {"commitment", "enc", "ct_sha256", "ct_len", "size"}
+    assert set(record["program"]) == {"commitment", "ct_sha256", "ct_len", "size"}
     assert record["program"]["size"] == len(WASM)
-    assert set(record["input"]) == {"commitment", "enc", "ct_sha256", "ct_len", "v"}
+    assert set(record["input"]) == {"commitment", "ct_sha256", "ct_len", "v"}
     assert record["input"]["v"] == rec.INPUT_VERSION == 2
-    assert set(record["result"]) == {"commitment", "enc", "ct_sha256", "ct_len"}
+    assert set(record["result"]) == {"commitment", "ct_sha256", "ct_len"}
     assert record["limits"] == LIMITS and record["outcome"] == OUTCOME
     assert not any(isinstance(v, float) for _, v in leaves(record))
     assert set(blobs) == set(PURPOSES)
@@ -159,8 +161,9 @@ def test_replay_with_a_different_result_does_not_recommit(run, key):
 
 def test_hiding_two_runs_of_the_same_program_share_nothing(run, other_run):
     (a, blobs_a), (b, blobs_b) = run, other_run
+    assert a["key"]["enc"] != b["key"]["enc"] and a["key"]["wrapped"] != b["key"]["wrapped"]
     for p in PURPOSES:
-        for field in ("commitment", "enc", "ct_sha256"):
+        for field in ("commitment", "ct_sha256"):
             assert a[p][field] != b[p][field]
         assert blobs_a[p] != blobs_b[p]
 
@@ -224,8 +227,8 @@ def test_decode_rejects_non_canonical_bytes(run):
         json.dumps(record).encode(),  # spaces
         json.dumps(record, separators=(",", ":")).encode(),  # key order
         data + b"\n",
-        data.replace(b'"v":1', b'"v":1.0'),
-        data.replace(b'"v":1', b'"v":1e0'),
+        data.replace(b'"v":2', b'"v":2.0'),
+        data.replace(b'"v":2', b'"v":2e0'),
         data.replace(b'"deterministic":true', b'"deterministic":true,"deterministic":true'),
         data.replace(b'"status":"ok"', b'"status":"\\u006fk"'),
     ]
@@ -243,12 +246,13 @@ def test_decode_rejects_non_canonical_bytes(run):
         ("limits", {"fuel": 0.5}),
         ("outcome.exit_code", 1.5),
         ("time", 2**53),
-        ("v", 2),
-        ("v", "1"),
+        ("v", 3),
+        ("v", "2"),
         ("suite", "DHKEM(X25519,HKDF-SHA256)/HKDF-SHA256/ChaCha20Poly1305"),
         ("deterministic", 0),
         ("outcome.trap", 7),
-        ("program.enc", "04" * 64),
+        ("key.enc", "04" * 64),
+        ("key.wrapped", "00" * 47),
         ("input.commitment", "AB" * 32),
         ("result", []),
     ],
@@ -304,7 +308,7 @@ def test_decode_rejects_unknown_fields(run):
         (b"[1]", "expected a JSON object"),
         (b"[" * 100_000, "not valid JSON"),
         (b"{}", "record field 'v': missing"),
-        (b'{"v":2}', "record field 'v': unsupported version 2"),
+        (b'{"v":3}', "record field 'v': unsupported version 3"),
     ],
 )
 def test_decode_rejects_what_is_not_a_record(data, problem):
@@ -319,9 +323,42 @@ def part_with(record, blobs, purpose, part_summary, blob):
     return with_field(record, purpose, part_summary), {**blobs, purpose: blob}
 
 
-@pytest.mark.parametrize("purpose", PURPOSES)
-def test_every_bit_of_enc_is_detected(run, key, purpose):
+@pytest.mark.parametrize("field", ["enc", "wrapped"])
+def test_every_bit_of_the_run_key_is_detected(run, key, field):
     record, blobs = run
+    for value in flips(bytes.fromhex(record["key"][field])):
+        bad = with_field(record, f"key.{field}", value.hex())
+        with pytest.raises(DecryptionError, match=r"^key: the run's secret does not open"):
+            rec.open_record(bad, blobs, key)
+
+
+def version_1_run(key):
+    """A record as version 1 sealed it: one HPKE message per part, each with its ``enc``."""
+    rid = rec.new_id()
+    payloads = {
+        "program": WASM,
+        "input": rec.encode_input(INPUT, b"stdin"),
+        "result": canonical(RESULT),
+    }
+    parts = {p: envelope.seal(p, data, key.public_key(), rid) for p, data in payloads.items()}
+    record = rec.build(rid, 1, key_id(key.public_key()), parts, len(WASM), LIMITS, OUTCOME, True)
+    return record, rec.blobs(parts)
+
+
+def test_a_version_1_record_still_decodes_and_opens(key):
+    record, blobs = version_1_run(key)
+    assert record["v"] == 1 and "key" not in record
+    assert set(record["result"]) == {"commitment", "enc", "ct_sha256", "ct_len"}
+    opened = rec.open_record(rec.decode(rec.encode(record)), blobs, key)
+    assert (opened.program, opened.input, opened.stdin) == (WASM, INPUT, b"stdin")
+    assert opened.result == RESULT and set(opened.salts) == set(PURPOSES)
+    with pytest.raises(EnvelopeError, match=r"record field 'key': unknown field"):
+        rec.decode(canonical({**record, "key": {"enc": "00", "wrapped": "00"}}))
+
+
+@pytest.mark.parametrize("purpose", PURPOSES)
+def test_every_bit_of_a_version_1_enc_is_detected(key, purpose):
+    record, blobs = version_1_run(key)
     for enc in flips(bytes.fromhex(record[purpose]["enc"])):
         bad = with_field(record, f"{purpose}.enc", enc.hex())
         with pytest.raises(DecryptionError, match=f"^{purpose}: ciphertext does not open"):
@@ -374,7 +411,7 @@ def test_every_bit_of_id_is_detected(run, key):
     record, blobs = run
     for rid in flips(bytes.fromhex(record["id"])):
         bad = with_field(record, "id", rid.hex())
-        with pytest.raises(DecryptionError, match=r"^program: ciphertext does not open"):
+        with pytest.raises(DecryptionError, match=r"^key: the run's secret does not open"):
             rec.open_record(bad, blobs, key)
 
 
@@ -478,7 +515,7 @@ def test_wrong_private_key_is_refused(run):
     with pytest.raises(DecryptionError, match=r"^record is sealed to recipient"):
         rec.open_record(record, blobs, other)
     forged = with_field(record, "recipient", key_id(other.public_key()))
-    with pytest.raises(DecryptionError, match=r"^program: ciphertext does not open"):
+    with pytest.raises(DecryptionError, match=r"^key: the run's secret does not open"):
         rec.open_record(forged, blobs, other)
 
 
@@ -502,7 +539,7 @@ def sealed_with_source(key):
 
 def test_the_source_is_sealed_as_its_own_committed_part(key):
     record, blobs = sealed_with_source(key)
-    assert set(record["source"]) == {"commitment", "enc", "ct_sha256", "ct_len"}
+    assert set(record["source"]) == {"commitment", "ct_sha256", "ct_len"}
     assert set(blobs) == {*PURPOSES, "source"}
     opened = rec.open_record(rec.decode(rec.encode(record)), blobs, key)
     assert opened.source == SOURCE and set(opened.salts) == {*PURPOSES, "source"}

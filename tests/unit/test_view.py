@@ -46,7 +46,7 @@ def test_static_bundle_carries_the_facts(run):
         assert "65,536 / 268,435,456 bytes (1 / 4,096 pages of 64 KiB)" in text
         assert ex.commitment in text and ex.root in text and ex.id in text
         assert f"leaf #{ex.leaf_index} of a tree of size {ex.tree_size}" in text
-        assert ex.record["program"]["enc"][:16] in text
+        assert ex.record["key"]["enc"][:16] in text
         assert blobs["program"][:12].hex() in text  # a preview of the ciphertext
     assert 'data-status="ok"' in bundle["text/html"]
 

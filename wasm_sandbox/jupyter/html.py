@@ -180,6 +180,7 @@ def run_facts(execution: Execution, blobs: Mapping[str, bytes] | None = None) ->
         Fact("duration", duration_text(o.duration_ms), ""),
         Fact("sealed with", str(rec.get("suite", "")), ""),
         *_policy_facts(rec),
+        *([_run_key(rec["key"])] if "key" in rec else []),
         *(_part(name, rec[name], (blobs or {}).get(name)) for name in _PARTS if name in rec),
         run_commitment(execution.commitment),
         _ledger(execution.leaf_index, execution.tree_size, execution.root),
@@ -364,19 +365,30 @@ def _percent(used: int, limit: int) -> str:
     return f"{100 * used / limit:.2f}%" if limit else "no limit"
 
 
+def _run_key(key: Mapping[str, Any]) -> Fact:
+    """The run's one HPKE key agreement (records since version 2)."""
+    enc = str(key["enc"])
+    text = f"HPKE enc {enc[:16]}… ({len(enc) // 2} B), one key agreement for every part"
+    html = f"HPKE enc {short_hash(enc, 8)} ({len(enc) // 2} B), one key agreement for every part"
+    return Fact("run key (sealed)", text, html)
+
+
 def _part(name: str, part: Mapping[str, Any], blob: bytes | None) -> Fact:
-    """A sealed part: sizes, the ciphertext's SHA-256, the part's commitment, the HPKE enc."""
+    """A sealed part: sizes, the ciphertext's SHA-256, the part's commitment and, in a
+    version 1 record, its own HPKE enc."""
     size = f"{part['size']:,} B plaintext → " if "size" in part else ""
-    enc = str(part["enc"])
+    enc = str(part.get("enc", ""))
     preview = f", starts {blob[:12].hex()}…" if blob else ""
     text = (
         f"{size}{part['ct_len']:,} B ciphertext{preview}; ciphertext sha256 {part['ct_sha256']}; "
-        f"{name} commitment {part['commitment']}; HPKE enc {enc[:16]}… ({len(enc) // 2} B)"
+        f"{name} commitment {part['commitment']}"
+        + (f"; HPKE enc {enc[:16]}… ({len(enc) // 2} B)" if enc else "")
     )
     html = (
         f"{escape(size)}{part['ct_len']:,} B ciphertext{escape(preview)}<br>"
         f"ciphertext sha256 {short_hash(part['ct_sha256'])} · {name} commitment "
-        f"{short_hash(part['commitment'])} · HPKE enc {short_hash(enc, 8)} ({len(enc) // 2} B)"
+        f"{short_hash(part['commitment'])}"
+        + (f" · HPKE enc {short_hash(enc, 8)} ({len(enc) // 2} B)" if enc else "")
     )
     return Fact(f"{name} (sealed)", text, html)
 

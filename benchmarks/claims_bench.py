@@ -1,0 +1,191 @@
+"""Every performance claim of issue 21 ("Done when"), measured side by side in one run.
+
+    pip install -e '.[bench]'
+    python benchmarks/claims_bench.py [--rounds N] [--per-round N] [--log-records N]
+
+Prints one line per claim: the measured figures, the ratio or difference, the goal and
+whether it is met. Timings are medians over interleaved rounds; the load average is printed
+at the start and the end, since the machine's other work moves every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import wasmtime
+from peers_bench import COUNT, measure, rounds_ms
+
+from wasm_sandbox import Sandbox
+from wasm_sandbox.sources import compile_wat
+
+
+def verdict(name: str, figures: str, met: bool) -> None:
+    print(f"{name:<44} {figures:<58} {'met' if met else 'NOT MET'}")
+
+
+def per_run(rounds: int, per_round: int) -> None:
+    with tempfile.TemporaryDirectory() as home, Sandbox(home) as sb:
+        rows = measure(sb, rounds, per_round)["count"]
+    med = {name: statistics.median(v) for name, v in rows.items()}
+    extra = med["Sandbox.run"] - med["raw wasmtime-py"]
+    verdict(
+        "sealed run - raw wasmtime-py < 0.6 ms",
+        f"{med['Sandbox.run']:.3f} - {med['raw wasmtime-py']:.3f} = {extra:.3f} ms",
+        extra < 0.6,
+    )
+    if "Extism CompiledPlugin" in med:
+        ratio = med["Sandbox.run"] / med["Extism CompiledPlugin"]
+        verdict(
+            "sealed run / Extism CompiledPlugin < 2.5x",
+            f"{med['Sandbox.run']:.3f} / {med['Extism CompiledPlugin']:.3f} = {ratio:.2f}x",
+            ratio < 2.5,
+        )
+
+
+def batch(runs: int, rounds: int) -> None:
+    for durable in (False, True):
+        samples = _serial_and_map(runs, rounds, durable)
+        serial, mapped = (statistics.median(samples[k]) for k in ("serial", "map"))
+        ratios = [s / m for s, m in zip(samples["serial"], samples["map"], strict=True)]
+        verdict(
+            f"map of {runs} / serial >= 1.4x ({'durable' if durable else 'default'})",
+            f"{runs / serial * 1000:.0f} vs {runs / mapped * 1000:.0f} runs/s = "
+            f"{serial / mapped:.2f}x ({min(ratios):.2f}-{max(ratios):.2f})",
+            serial / mapped >= 1.4,
+        )
+
+
+def _serial_and_map(runs: int, rounds: int, durable: bool) -> dict[str, list[float]]:
+    """Milliseconds of ``runs`` serial runs and of one `Sandbox.map` of as many, per round."""
+    with tempfile.TemporaryDirectory() as home, Sandbox(home, durable=durable) as sb:
+        compiled = sb.engine.compile(compile_wat(COUNT))
+        return rounds_ms(
+            {
+                "serial": lambda: [sb.run(compiled, invoke="count") for _ in range(runs)],
+                "map": lambda: sb.map(compiled, [()] * runs, invoke="count", progress=False),
+            },
+            rounds,
+            1,
+        )
+
+
+def cold(rounds: int) -> None:
+    """A module never seen before: `Sandbox.run` of its bytes vs raw compile + run."""
+    config = wasmtime.Config()
+    config.consume_fuel = True
+    config.epoch_interruption = True
+    engine = wasmtime.Engine(config)
+    counter = iter(range(10**9))
+
+    def fresh() -> bytes:
+        return compile_wat(
+            COUNT.replace("i32.const 0", f"i32.const 0 i32.const {next(counter)} drop")
+        )
+
+    def raw() -> None:
+        store = wasmtime.Store(engine)
+        store.set_fuel(10**7)
+        store.set_epoch_deadline(1000)
+        wasmtime.Instance(store, wasmtime.Module(engine, fresh()), []).exports(store)["count"](
+            store
+        )
+
+    with tempfile.TemporaryDirectory() as home, Sandbox(home) as sb:
+        samples = rounds_ms(
+            {"raw": raw, "sandbox": lambda: sb.run(fresh(), invoke="count")}, rounds, 1
+        )
+    raw_ms, ours = statistics.median(samples["raw"]), statistics.median(samples["sandbox"])
+    verdict(
+        "cold run / raw compile + run <= 2x",
+        f"{ours:.2f} / {raw_ms:.2f} ms = {ours / raw_ms:.2f}x",
+        ours / raw_ms <= 2,
+    )
+
+
+def import_cost(rounds: int) -> None:
+    def started(code: str) -> Callable[[], object]:
+        return lambda: subprocess.run([sys.executable, "-c", code], check=True)
+
+    samples = rounds_ms(
+        {
+            "bare": started("pass"),
+            "ours": started("import wasm_sandbox; from wasm_sandbox import Sandbox"),
+        },
+        rounds,
+        1,
+    )
+    bare, ours = statistics.median(samples["bare"]), statistics.median(samples["ours"])
+    verdict(
+        "import + from wasm_sandbox import Sandbox < +100 ms",
+        f"{ours:.0f} - {bare:.0f} ms (bare python) = {ours - bare:.0f} ms",
+        ours - bare < 100,
+    )
+
+
+def verify_after_one_run(records: int) -> None:
+    wasm = compile_wat(COUNT)
+    with tempfile.TemporaryDirectory() as home, Sandbox(home) as sb:
+        compiled = sb.engine.compile(wasm)
+        sb.map(compiled, [()] * records, invoke="count", progress=False)
+        sb.verify_log()
+        sb.run(compiled, invoke="count")
+        start = time.perf_counter()
+        assert sb.verify_log().ok
+        seconds = time.perf_counter() - start
+    at_1e5 = seconds * 100_000 / (records + 1)
+    verdict(
+        "verify --all after one run, 10^5 records < 1 s",
+        f"{seconds:.2f} s at {records + 1:,} records (~{at_1e5:.0f} s at 10^5, linear)",
+        at_1e5 < 1,
+    )
+
+
+def storage(runs: int) -> None:
+    """The same 256 KiB module (an incompressible data segment) run ``runs`` times."""
+    data = os.urandom(256 * 1024).hex()
+    data = "".join(f"\\{data[i : i + 2]}" for i in range(0, len(data), 2))
+    count = '(func (export "count") (result i32) i32.const 0)'
+    wasm = compile_wat(f'(module (memory 5) (data (i32.const 0) "{data}") {count})')
+    with tempfile.TemporaryDirectory() as home, Sandbox(home) as sb:
+        sb.run(wasm, invoke="count")
+        before = _db_bytes(Path(home))
+        for _ in range(runs):
+            sb.run(wasm, invoke="count")
+        grown = _db_bytes(Path(home)) - before
+    verdict(
+        f"{runs} runs of a {len(wasm) // 1024} KiB module grow the log < 2 MB",
+        f"{grown / 1e6:.1f} MB ({grown / runs / 1e3:.0f} KB per run)",
+        grown < 2e6,
+    )
+
+
+def _db_bytes(home: Path) -> int:
+    return sum(p.stat().st_size for p in home.glob("ledger.sqlite*"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--per-round", type=int, default=400)
+    parser.add_argument("--log-records", type=int, default=5_000)
+    args = parser.parse_args()
+    load = os.getloadavg()[0]
+    per_run(args.rounds, args.per_round)
+    batch(400, args.rounds)
+    cold(max(30, args.rounds * 10))
+    import_cost(max(7, args.rounds))
+    verify_after_one_run(args.log_records)
+    storage(100)
+    print(f"load average {load:.2f} -> {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
