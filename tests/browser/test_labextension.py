@@ -238,3 +238,46 @@ def test_launcher_opens_a_webassembly_notebook(lab: Lab, browser_context: Any) -
     card = cells.nth(1).locator(".wasm-sandbox-card")
     card.locator(".wasm-sandbox-status[data-status='ok']").wait_for()
     page.close()
+
+
+def test_an_agents_run_shows_in_the_audit_panel_and_verifies(
+    lab: Lab, browser_context: Any
+) -> None:
+    """An agent runs a guest through the MCP endpoint of the same server (the SDK's own
+    client, with the token); the panel names the face and the browser verifies the run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import anyio
+    import httpx2
+    from mcp import Client, Implementation
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def agent() -> str:
+        headers = {"Authorization": f"token {lab.token}"}
+        transport = streamable_http_client(
+            f"{lab.url}wasm-sandbox/mcp", http_client=httpx2.AsyncClient(headers=headers)
+        )
+        async with Client(
+            transport, client_info=Implementation(name="panel-agent", version="1")
+        ) as c:
+            ran = await c.call_tool("run", {"source": WAT_BODY, "invoke": "add", "args": [4, 5]})
+        assert ran.structured_content["returns"] == [9], ran
+        return str(ran.structured_content["id"])
+
+    with ThreadPoolExecutor(1) as pool:  # Playwright's loop holds this thread
+        record_id = pool.submit(anyio.run, agent).result()
+    page = browser_context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(f"{lab.url}lab?reset&token={lab.token}")
+    page.locator(".lm-TabBar-tab[data-id='wasm-sandbox-audit']").wait_for()
+    palette(page, "Open WebAssembly Audit Trail")
+    panel = page.locator("#wasm-sandbox-audit")
+    row = panel.locator(f".jp-WasmSandbox-record[data-id='{record_id}']")
+    row.wait_for()
+    assert re.search(r"via mcp \(panel-agent, as \S+", row.inner_text()), row.inner_text()
+    row.click()
+    panel.locator(".jp-WasmSandbox-verify").click()
+    verdict = panel.locator(".jp-WasmSandbox-verdict[data-verified]")
+    verdict.wait_for(timeout=20_000)
+    checks = panel.locator(".jp-WasmSandbox-checks li").all_inner_texts()
+    assert verdict.get_attribute("data-verified") == "true", "\n".join(checks)
