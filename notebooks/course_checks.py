@@ -12,13 +12,13 @@ check against a wrong answer and against the solution.
 
 from __future__ import annotations
 
+import re
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
-
 from wasm_sandbox import Grants, Limits, Sandbox, SandboxError, envelope, merkle
 
 HERE = Path(__file__).resolve().parent
@@ -296,47 +296,55 @@ def class_average(answer: float, results: Any, expected: int, n: int) -> None:
     _expect(abs(answer - truth) < 1e-9, f"{answer}", f"{truth}")
 
 
-def more_fuel(changed: int, before: Any, after: Any) -> None:
-    """Exercise 7.2: how many rows change status under a 1e7 budget (``after``)."""
-    raised = bool((after.fuel_limit == 10**7).all())
-    truth = int((before.status != after.status).sum())
-    _expect(raised and changed == truth, f"{changed} (or `after` was not run with 1e7)", f"{truth}")
-
-
-def three_inputs(students: set[str], results: Any, correct_on_all: Callable[[str], bool]) -> None:
-    """Exercise 7.3: the students correct for n = 1000 but not for every n."""
-    truth = {
-        row.student
-        for row in results.itertuples()
-        if row.grade == "correct" and not correct_on_all(row.student)
-    }
-    _expect(set(students) == truth and truth, f"{sorted(students)}", f"{sorted(truth)}")
-
-
-def python_grades(grades: dict[str, str], folder: str, sb: Sandbox | None = None) -> None:
-    """Exercise 7.4: "pass" or "fail" for each Python submission (file name: grade) in
-    ``folder``, where pass means solve(n) == n (n + 1) / 2 for n = 1, 10 and 1000."""
-    files = sorted(Path(folder).glob("*.py"))
-    harness = (
-        "import sys\nspace = {}\nexec(open(sys.argv[1]).read(), space)\n"
-        "print(all(space['solve'](n) == n * (n + 1) // 2 for n in (1, 10, 1000)))\n"
+def more_fuel(changed: int, before: Any, paths: list[Path], limits: Limits, n: int) -> None:
+    """Exercise 7.2: how many of ``before``'s rows change status under a 1e7 fuel budget."""
+    after = _sandbox(None).map_programs(
+        paths, args=(n,), invoke="solve", limits=Limits.parse(limits, fuel="1e7"), progress=False
     )
-    truth = {}
-    for path in files:
-        ex = _sandbox(sb).run(
-            harness,
-            lang="python",
-            args=[f"/inbox/{path.name}"],
-            grants=Grants.parse(dirs=[f"{folder}:/inbox:ro"]),
-            limits=Limits.parse(fuel="2e10", timeout="20s"),
+    truth = sum(ex.outcome.status != old for ex, old in zip(after, before.status, strict=True))
+    _expect(changed == truth, f"{changed}", f"{truth} rows change")
+
+
+def three_inputs(students: set[str], results: Any, submissions: list[dict[str, Any]]) -> None:
+    """Exercise 7.3: the students graded correct for n = 1000 who fail n = 1 or n = 10."""
+    correct = [s for s, g in zip(submissions, results.grade, strict=True) if g == "correct"]
+    truth = set()
+    for n in (1, 10):
+        batch = _sandbox(None).map_programs(
+            [s["path"] for s in correct],
+            args=(n,),
+            invoke="solve",
+            progress=False,
+            limits=Limits.parse(fuel="1e6", timeout="1s"),
         )
-        truth[path.name] = "pass" if ex.outcome.stdout.strip() == "True" else "fail"
+        truth |= {
+            s["student"]
+            for s, ex in zip(correct, batch, strict=True)
+            if list(ex.outcome.returns) != [n * (n + 1) // 2]
+        }
+    _expect(set(students) == truth, f"{sorted(students)}", f"{sorted(truth)}")
+
+
+def python_grades(grades: dict[str, str], folder: str | Path, sb: Sandbox | None = None) -> None:
+    """Exercise 7.4: "pass" or "fail" for each Python submission (file name: grade) in
+    ``folder``; a submission passes when it prints n (n + 1) / 2 for n = 1, 10 and 1000."""
+    truth = {}
+    for path in sorted(Path(folder).glob("*.py")):
+        answers = [
+            _sandbox(sb)
+            .run(path, lang="python", args=[str(n)], limits=Limits.parse(fuel="2e10"))
+            .outcome.stdout.strip()
+            for n in (1, 10, 1000)
+        ]
+        truth[path.name] = "pass" if answers == ["1", "55", "500500"] else "fail"
     _expect(dict(grades) == truth, f"{grades}", f"{truth}")
 
 
 # Chapter 8
 
 
-def timing_leak(guess: str, secret_length: int) -> None:
-    """Exercise 8.1: the secret's length, recovered from the timings alone."""
-    _expect(len(guess) == secret_length, f"a guess of length {len(guess)}", "the length leaked")
+def vault_secret(recovered: str, vault: str) -> None:
+    """Exercise 8.1: the vault's secret, recovered from timings alone."""
+    secret = re.search(r'\(data \(i32.const 16\) "(\w+)"\)', vault)
+    truth = secret[1] if secret else None
+    _expect(recovered == truth, f"{recovered!r}", f"{recovered!r} is the secret")
