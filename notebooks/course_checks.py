@@ -296,21 +296,25 @@ def class_average(answer: float, results: Any, expected: int, n: int) -> None:
     _expect(abs(answer - truth) < 1e-9, f"{answer}", f"{truth}")
 
 
-def more_fuel(changed: int, before: Any, paths: list[Path], limits: Limits, n: int) -> None:
+def more_fuel(
+    changed: int, before: Any, paths: list[Path], limits: Limits, n: int, sb: Sandbox | None = None
+) -> None:
     """Exercise 7.2: how many of ``before``'s rows change status under a 1e7 fuel budget."""
-    after = _sandbox(None).map_programs(
+    after = _sandbox(sb).map_programs(
         paths, args=(n,), invoke="solve", limits=Limits.parse(limits, fuel="1e7"), progress=False
     )
     truth = sum(ex.outcome.status != old for ex, old in zip(after, before.status, strict=True))
     _expect(changed == truth, f"{changed}", f"{truth} rows change")
 
 
-def three_inputs(students: set[str], results: Any, submissions: list[dict[str, Any]]) -> None:
+def three_inputs(
+    students: set[str], results: Any, submissions: list[dict[str, Any]], sb: Sandbox | None = None
+) -> None:
     """Exercise 7.3: the students graded correct for n = 1000 who fail n = 1 or n = 10."""
     correct = [s for s, g in zip(submissions, results.grade, strict=True) if g == "correct"]
     truth = set()
     for n in (1, 10):
-        batch = _sandbox(None).map_programs(
+        batch = _sandbox(sb).map_programs(
             [s["path"] for s in correct],
             args=(n,),
             invoke="solve",
