@@ -36,6 +36,7 @@ def _copy_chapter(lab: Lab) -> str:
     """Chapter 1 with its examples, in the server's root, logging to the server's home."""
     dest = lab.root / "course"
     shutil.copytree(CHAPTER.parent / "examples", dest / "examples")
+    shutil.copy(CHAPTER.parent / "course_checks.py", dest)  # the exercises' check cells
     nb = json.loads(CHAPTER.read_text())
     for cell in nb["cells"]:
         cell["source"] = THROWAWAY_HOME.sub("", "".join(cell["source"]))

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from tests.async_run import run_async
+
 from .conftest import ARTIFACTS, Lab
 from .ui import NOTEBOOK, notebook_json, palette, post_runs, run_all, run_cell
 
@@ -245,9 +247,6 @@ def test_an_agents_run_shows_in_the_audit_panel_and_verifies(
 ) -> None:
     """An agent runs a guest through the MCP endpoint of the same server (the SDK's own
     client, with the token); the panel names the face and the browser verifies the run."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    import anyio
     import httpx2
     from mcp import Client, Implementation
     from mcp.client.streamable_http import streamable_http_client
@@ -264,8 +263,7 @@ def test_an_agents_run_shows_in_the_audit_panel_and_verifies(
         assert ran.structured_content["returns"] == [9], ran
         return str(ran.structured_content["id"])
 
-    with ThreadPoolExecutor(1) as pool:  # Playwright's loop holds this thread
-        record_id = pool.submit(anyio.run, agent).result()
+    record_id = run_async(agent)
     page = browser_context.new_page()
     page.set_default_timeout(30_000)
     page.goto(f"{lab.url}lab?reset&token={lab.token}")

@@ -10,11 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import anyio
 import pytest
 import wasmtime
 
 from tests import programs
+from tests.async_run import run_async
 from tests.contract import RUN_JSON_KEYS
 
 mcp = pytest.importorskip("mcp")
@@ -103,7 +103,7 @@ def test_stdio_runs_verifies_reads_the_checkpoint_and_refuses_beyond_the_operato
     home = tmp_path / "home"
     operator = ["--max-timeout", "2s", "--max-fuel", "1e9", "--allow-lang", "wat"]
     operator += ["--allow-lang", "wasm"]
-    seen = anyio.run(drive, stdio(home, *operator))
+    seen = run_async(drive, stdio(home, *operator))
     face = {"name": "mcp", "client": "test-agent", "authenticated": False}
     check_answers(home, seen, face)
 
@@ -126,7 +126,7 @@ def http(server, token: str | None) -> Client:
 
 
 def test_http_with_the_token_runs_and_records_the_jupyter_user(server):
-    seen = anyio.run(drive, http(server, server.token))
+    seen = run_async(drive, http(server, server.token))
     user = server.get("executions").json()["items"][-1]["face"]["user"]
     face = {"name": "mcp", "client": "test-agent", "authenticated": True, "user": user}
     check_answers(server.home, seen, face)
@@ -154,5 +154,5 @@ def test_http_without_the_token_is_403_and_runs_nothing(server, token):
     answer = httpx2.post(f"{server.url}/wasm-sandbox/mcp", json=INITIALIZE, headers=headers)
     assert answer.status_code == 403
     with pytest.raises(Exception):  # noqa: B017 (the SDK's client: whatever it raises)
-        anyio.run(drive, http(server, token))
+        run_async(drive, http(server, token))
     assert server.get("executions").json()["tree_size"] == before

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from tests import programs
+from tests.async_run import run_async
 from wasm_sandbox import CompileError
 from wasm_sandbox.jupyter.settings import WasmSandbox
 
@@ -255,7 +256,6 @@ def test_a_run_with_show_or_name_seals_the_cell_text(ip, settings):
 
 
 def test_wasm_log_face_lists_what_an_agent_ran_through_mcp(ip, settings):
-    anyio = pytest.importorskip("anyio")
     mcp = pytest.importorskip("mcp")
     from wasm_sandbox.mcp_server import Operator, build
 
@@ -268,7 +268,7 @@ def test_wasm_log_face_lists_what_an_agent_ran_through_mcp(ip, settings):
             return ran.structured_content
 
     run(ip, f"%%wasm --invoke add 1 1 --out mine\n{programs.ADD}")
-    agent = anyio.run(agent_run)
+    agent = run_async(agent_run)
     run(ip, f"%%wasm --invoke add 2 2 --out later\n{programs.ADD}")
     listed = run(ip, "%wasm_log --face mcp").outputs[0].data["text/plain"].splitlines()
     assert listed[0] == "1 run(s), newest first"
