@@ -28,6 +28,7 @@ from typing import IO, Any, cast
 
 from . import outcome as st
 from .errors import SandboxError, WorkerError
+from .limits import Limits
 from .outcome import Outcome
 from .threads import sigint_cancels
 from .worker import Job
@@ -69,8 +70,8 @@ class WorkerPool:
 
     def __init__(self, cache_dir: Path | None, *, keep: int = KEEP_IDLE, nice: int = 0) -> None:
         self.cache_dir, self._keep, self._nice = cache_dir, keep, nice
-        self._idle: list[_Worker] = []
-        self._busy: set[_Worker] = set()
+        self._idle: list[Worker] = []
+        self._busy: set[Worker] = set()
         self._lock = threading.Lock()
         self._closed = False
         self._spawner: _Spawner | None = None
@@ -78,7 +79,7 @@ class WorkerPool:
     def warm(self, count: int) -> None:
         """Start workers until ``count`` are idle."""
         while len(self._idle) < count:
-            self._release(self._spawn())
+            self.release(self._spawn())
 
     def pids(self) -> list[int]:
         """Process ids of the workers, idle and busy."""
@@ -103,7 +104,7 @@ class WorkerPool:
     ) -> Outcome | None:
         """Carry out ``job`` in a worker: its `Outcome` (None for a compile that succeeded),
         or the `SandboxError` it raised. Never raises for a worker that died or overstayed."""
-        worker = self._acquire()
+        worker = self.acquire()
         watch = _Watch(job)  # the deadlines start once a worker has the job
         stop = threading.Event()
         with sigint_cancels(stop.set):
@@ -111,12 +112,12 @@ class WorkerPool:
                 result = self._follow(worker, watch, _either(stop, cancel), progress)
             except BaseException:
                 worker.kill()
-                self._drop(worker)
+                self.drop(worker)
                 raise
         if watch.lost:
-            self._drop(worker)
+            self.drop(worker)
         else:
-            self._release(worker)
+            self.release(worker)
         if watch.failure is not None:
             raise watch.failure
         if isinstance(result, SandboxError):
@@ -125,7 +126,7 @@ class WorkerPool:
 
     def _follow(
         self,
-        worker: _Worker,
+        worker: Worker,
         watch: _Watch,
         stopped: Callable[[], bool],
         progress: Callable[[int], None] | None,
@@ -161,7 +162,9 @@ class WorkerPool:
         except (EOFError, OSError):
             return _died(worker, watch)
 
-    def _acquire(self) -> _Worker:
+    def acquire(self) -> Worker:
+        """A worker of the caller's own (an idle one, else a new one); give it back with
+        `release` (or `drop` once it is lost or killed). Raises `WorkerError`."""
         with self._lock:
             if self._closed:
                 raise WorkerError("cannot run: the sandbox's worker processes are closed")
@@ -176,14 +179,15 @@ class WorkerPool:
             self._busy.add(worker)
         return worker
 
-    def _spawn(self) -> _Worker:
+    def _spawn(self) -> Worker:
         with self._lock:
             if self._spawner is None:
                 self._spawner = _Spawner()
             spawner = self._spawner
         return spawner.start(self.cache_dir, self._nice)
 
-    def _release(self, worker: _Worker) -> None:
+    def release(self, worker: Worker) -> None:
+        """Keep ``worker`` idle for the next caller (or stop it beyond ``keep`` idle)."""
         with self._lock:
             self._busy.discard(worker)
             keep = not self._closed and len(self._idle) < self._keep
@@ -193,7 +197,8 @@ class WorkerPool:
             worker.kill()
         self._stop_spawner_when_done()
 
-    def _drop(self, worker: _Worker) -> None:
+    def drop(self, worker: Worker) -> None:
+        """Kill ``worker`` and forget it."""
         with self._lock:
             self._busy.discard(worker)
         worker.kill()
@@ -232,7 +237,14 @@ def _report(progress: Callable[[int], None] | None, fuel: int, watch: _Watch) ->
         watch.failure = exc
 
 
-def _overstayed(worker: _Worker, watch: _Watch) -> Outcome:
+def lost(worker: Worker, limits: Limits, started: float, *, overstayed: bool) -> Outcome:
+    """The outcome of a guest started at ``started`` (monotonic) whose worker died on its
+    own (``crashed``) or overstayed its deadline and is killed now (``timeout``)."""
+    watch = _Watch(Job(b"", limits, 0), phase="run", started=started)
+    return _overstayed(worker, watch) if overstayed else _died(worker, watch)
+
+
+def _overstayed(worker: Worker, watch: _Watch) -> Outcome:
     """Kill a worker past its deadline plus `GRACE`: ``compile_limit`` or ``timeout``."""
     worker.kill()
     watch.lost = True
@@ -252,7 +264,7 @@ def _overstayed(worker: _Worker, watch: _Watch) -> Outcome:
     )
 
 
-def _died(worker: _Worker, watch: _Watch) -> Outcome:
+def _died(worker: Worker, watch: _Watch) -> Outcome:
     """A worker that died on its own: ``crashed`` (or ``compile_limit`` for a compile
     that aborted, as one that reaches its memory cap does)."""
     how = worker.exit_description()
@@ -274,7 +286,7 @@ def _died(worker: _Worker, watch: _Watch) -> Outcome:
     )
 
 
-def _interrupted(worker: _Worker, watch: _Watch) -> Outcome:
+def _interrupted(worker: Worker, watch: _Watch) -> Outcome:
     """An interrupt while compiling: a compile cannot be cancelled, so its worker is killed."""
     worker.kill()
     watch.lost = True
@@ -297,7 +309,7 @@ def _failed(watch: _Watch, status: str, message: str) -> Outcome:
     )
 
 
-class _Worker:
+class Worker:
     """The parent's handle on one worker process."""
 
     def __init__(
@@ -308,11 +320,15 @@ class _Worker:
         self._said = 0
         self.interrupted = False  # by `WorkerPool.interrupt`, for the run in flight
 
-    def send(self, job: Job) -> None:
-        """Hand over a job; what the worker writes to stderr from now on is its own."""
+    def send(self, job: Job | bytes) -> None:
+        """Hand over a job (or a pickled order: `wasm_sandbox.procmap`); what the worker
+        writes to stderr from now on is its own."""
         self._said = os.fstat(self._errors.fileno()).st_size
         self.interrupted = False
-        self.conn.send(job)
+        if isinstance(job, bytes):
+            self.conn.send_bytes(job)
+        else:
+            self.conn.send(job)
 
     def last_words(self) -> str:
         """The first line the worker wrote to stderr during this job (a Rust panic, an
@@ -358,8 +374,8 @@ class _Spawner:
         self._thread = threading.Thread(target=self._loop, name="wasm-sandbox-spawner", daemon=True)
         self._thread.start()
 
-    def start(self, cache_dir: Path | None, nice: int) -> _Worker:
-        answer: queue.SimpleQueue[_Worker | BaseException] = queue.SimpleQueue()
+    def start(self, cache_dir: Path | None, nice: int) -> Worker:
+        answer: queue.SimpleQueue[Worker | BaseException] = queue.SimpleQueue()
         self._requests.put((cache_dir, nice, answer))
         result = answer.get()
         if isinstance(result, BaseException):
@@ -378,7 +394,7 @@ class _Spawner:
         self._requests.put(None)
 
 
-def _start_worker(cache_dir: Path | None, nice: int) -> _Worker:
+def _start_worker(cache_dir: Path | None, nice: int) -> Worker:
     """Spawn ``python -c`` running `wasm_sandbox.worker.main`; wait for its hello."""
     ours, theirs = socket.socketpair()
     life_r, life_w = os.pipe()
@@ -400,7 +416,7 @@ def _start_worker(cache_dir: Path | None, nice: int) -> _Worker:
     finally:
         theirs.close()
         os.close(life_r)
-    worker = _Worker(proc, Connection(ours.detach()), life_w, errors)
+    worker = Worker(proc, Connection(ours.detach()), life_w, errors)
     if not worker.conn.poll(_START_TIMEOUT):
         worker.kill()
         raise WorkerError("a worker process did not start in time")

@@ -1,0 +1,269 @@
+"""A batch run *and sealed* in the sandbox's warm worker processes; the caller only appends.
+
+For trivial guests a run's cost is mostly Python (sealing, building the record), which
+threads cannot share out under one GIL. So `run` hands `Chunk`s of portable jobs to the
+workers of the sandbox's `wasm_sandbox.pool.WorkerPool` (fresh interpreters started with
+``subprocess``, never forked from this one). A worker runs each job, seals it to the
+recipient's *public* key (`wasm_sandbox.sealing`) and sends the `Sealed` run back at once;
+the caller appends whatever has arrived as one group (`Sandbox.append`: one transaction,
+one checkpoint). The private key never leaves the caller.
+
+What can go wrong, per run, while the batch goes on:
+
+* a worker that dies: the run it was on is ``crashed`` (the signal, how long it ran, its
+  first line on stderr), the rest of its chunk goes to the other workers, and a new worker
+  takes its place;
+* a worker still busy on one run ``2 * timeout + GRACE`` seconds after it began (a compile
+  and a guest, each within the timeout): killed, that run is ``timeout``;
+* an interrupt (``KeyboardInterrupt``) or any other error: the busy workers are killed,
+  what was appended stays logged, the runs in flight are not.
+
+Chunks shrink as the batch nears its end (guided scheduling) so that no worker idles long
+while another finishes a big one; a worker gets its next small chunk before it finishes the
+current one, so it never waits for the caller.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from . import sealing
+from .engine import Compiled, Engine
+from .envelope import load_public_der, public_der
+from .errors import WorkerError
+from .isolation import COMPILE_MEMORY, Isolation
+from .job import Job, run_anywhere
+from .limits import Limits
+from .outcome import Outcome
+from .pool import GRACE, Worker, WorkerPool, lost
+from .worker import data_capped
+
+if TYPE_CHECKING:
+    from .sandbox import Sandbox
+
+#: Fewest runs a batch needs to go to worker processes (below: threads, see `fanout`).
+MIN_RUNS = 32
+#: Largest program sent to worker processes (larger ones, interpreters, go to threads).
+MAX_PROGRAM = 1 << 20
+MIN_CHUNK, MAX_CHUNK = 4, 64
+#: A chunk pickled to at most this many bytes is sent before its worker is free (it fits
+#: in the socket's buffer, so sending it never blocks).
+AHEAD_BYTES = 64 << 10
+
+Logged = Callable[[list[tuple[int, sealing.Sealed]]], None]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """What one worker runs and seals, in order: portable jobs, each with its recipient's
+    public key (DER); ``cwd`` is the caller's working directory (relative grants)."""
+
+    jobs: tuple[tuple[Job, bytes], ...]
+    cwd: str
+
+
+def suits(jobs: Sequence[Job]) -> bool:
+    """Whether worker processes can help: at least `MIN_RUNS` runs, more than one core,
+    and programs of at most `MAX_PROGRAM` bytes."""
+    return (
+        len(jobs) >= MIN_RUNS
+        and cores() > 1
+        and all(len(j.program.wasm) <= MAX_PROGRAM for j in jobs)
+    )
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def serve(conn: Connection, engine: Engine, chunk: Chunk) -> tuple[str, Any]:
+    """The worker's side (`wasm_sandbox.worker`): run and seal each job, sending
+    ``("sealed", Sealed)`` after each; the reply is ``("done", retire)``, where ``retire``
+    says a guest thread stays blocked here (abandoned in a host call)."""
+    if os.getcwd() != chunk.cwd:
+        os.chdir(chunk.cwd)
+    runner, abandoned = _CappedCompile(engine, WorkerPool(None)), engine.abandoned
+    keys: dict[bytes, ec.EllipticCurvePublicKey] = {}
+    for job, der in chunk.jobs:
+        public = keys.get(der) or keys.setdefault(der, load_public_der(der))
+        ran = run_anywhere(job, runner)
+        conn.send(("sealed", sealing.seal(job, ran.outcome, public, ran.error)))
+    return ("done", engine.abandoned != abandoned)
+
+
+class _CappedCompile(Isolation):
+    """The in-process runner of a worker, whose compiles of modules it does not know yet
+    run under the data-segment cap (a compile that grows past it aborts the worker only)."""
+
+    def compile(self, wasm: bytes, limits: Limits | None = None) -> Compiled | Outcome:
+        if self.engine.knows(wasm):
+            return self.engine.compile(wasm)
+        with data_capped(COMPILE_MEMORY):
+            return self.engine.compile(wasm)
+
+
+@dataclass
+class _Lane:
+    """One worker of the batch: the job indices it was sent and has not answered yet."""
+
+    worker: Worker
+    sent: deque[int] = field(default_factory=deque)
+    chunks: int = 0  # sent, not answered "done"
+    since: float = 0.0  # when the run at sent[0] began, about
+    retire: bool = False
+
+    @property
+    def conn(self) -> Connection:
+        return self.worker.conn
+
+
+class _Batch:
+    """The caller's side of one batch: lanes, jobs not yet sent, what came back."""
+
+    def __init__(self, sandbox: Sandbox, jobs: Sequence[Job], logged: Logged) -> None:
+        self.jobs, self.logged, self.pool = jobs, logged, sandbox.pool
+        self.todo: deque[int] = deque(range(len(jobs)))
+        self.lanes: list[_Lane] = []
+        self.left = len(jobs)
+        self.cwd = os.getcwd()
+        self.keys = [j.options.recipient or sandbox.keys.recipient_public_key() for j in jobs]
+        self._der: dict[int, bytes] = {}  # by id() of a key in self.keys
+        self.failure: BaseException | None = None
+
+    def start(self, count: int) -> bool:
+        """Start ``count`` lanes; False when not even one worker could start."""
+        for _ in range(count):
+            try:
+                self.lanes.append(_Lane(self.pool.acquire()))
+            except WorkerError:
+                break
+        return bool(self.lanes)
+
+    def run(self) -> None:
+        try:
+            while self.left:
+                self._feed()
+                got = list(self._collect())
+                if got:
+                    self.logged(got)
+                    self.left -= len(got)
+                if self.failure is not None:
+                    raise self.failure
+        finally:
+            for lane in self.lanes:
+                busy = lane.chunks or lane.sent or lane.retire
+                (self.pool.drop if busy else self.pool.release)(lane.worker)
+
+    def _feed(self) -> None:
+        """Give each lane a chunk when it has none, or a small one ahead of its current."""
+        for lane in self.lanes:
+            while self.todo and not lane.retire and lane.chunks < 2:
+                indices = self._take()
+                data = pickle.dumps(self._chunk(indices), pickle.HIGHEST_PROTOCOL)
+                if lane.chunks and len(data) > AHEAD_BYTES:
+                    self.todo.extendleft(reversed(indices))
+                    break
+                if not lane.chunks:
+                    lane.since = time.monotonic()
+                lane.worker.send(data)
+                lane.sent.extend(indices)
+                lane.chunks += 1
+        if not self.lanes:
+            raise WorkerError("no worker process is left to run the batch")
+
+    def _take(self) -> list[int]:
+        size = math.ceil(len(self.todo) / (3 * len(self.lanes)))
+        return [self.todo.popleft() for _ in range(min(len(self.todo), _clamp(size)))]
+
+    def _chunk(self, indices: list[int]) -> Chunk:
+        return Chunk(tuple((self.jobs[i].portable(), self._public(i)) for i in indices), self.cwd)
+
+    def _public(self, i: int) -> bytes:
+        key = self.keys[i]
+        der = self._der.get(id(key))
+        if der is None:
+            der = self._der[id(key)] = public_der(key)
+        return der
+
+    def _collect(self) -> Iterator[tuple[int, sealing.Sealed]]:
+        """Everything the workers have sent by now (waiting for the first), and the runs
+        of workers that died or overstayed, sealed here."""
+        busy = {lane.conn: lane for lane in self.lanes if lane.chunks}
+        for conn in wait(list(busy), timeout=self._wait_time(busy.values())):
+            yield from self._drain(busy[conn])  # type: ignore[index]
+        now = time.monotonic()
+        for lane in [ln for ln in self.lanes if ln.sent and now > self._deadline(ln)]:
+            yield self._lost(lane, overstayed=True)
+
+    def _drain(self, lane: _Lane) -> Iterator[tuple[int, sealing.Sealed]]:
+        try:
+            while True:
+                kind, value = lane.conn.recv()
+                if kind == "sealed":
+                    yield lane.sent.popleft(), value
+                    lane.since = time.monotonic()
+                elif kind == "done":
+                    lane.chunks -= 1
+                    lane.retire = lane.retire or bool(value)
+                    if lane.retire and not lane.chunks:
+                        self._replace(lane)
+                        return
+                else:  # "raise": sealing failed, or a bug in the worker
+                    lane.chunks -= 1
+                    self.failure = self.failure or value
+                if not lane.chunks or not lane.conn.poll():
+                    return
+        except (EOFError, OSError):
+            yield self._lost(lane, overstayed=False)
+
+    def _lost(self, lane: _Lane, *, overstayed: bool) -> tuple[int, sealing.Sealed]:
+        """The run ``lane`` was on, ``crashed`` or ``timeout``, sealed here; the rest of its
+        jobs go back to the others and a new worker replaces it."""
+        i = lane.sent.popleft()
+        job = self.jobs[i]
+        outcome = lost(lane.worker, job.options.limits, lane.since, overstayed=overstayed)
+        self.todo.extendleft(reversed(lane.sent))
+        self._replace(lane)
+        return i, sealing.seal(job, outcome, self.keys[i])
+
+    def _replace(self, lane: _Lane) -> None:
+        self.pool.drop(lane.worker)
+        self.lanes.remove(lane)
+        self.start(1)
+
+    def _deadline(self, lane: _Lane) -> float:
+        return lane.since + 2 * self.jobs[lane.sent[0]].options.limits.timeout + GRACE
+
+    def _wait_time(self, busy: Any) -> float:
+        deadlines = [self._deadline(lane) for lane in busy if lane.sent]
+        return max(0.0, min(deadlines, default=time.monotonic() + 1) - time.monotonic())
+
+
+def _clamp(size: int) -> int:
+    return max(MIN_CHUNK, min(MAX_CHUNK, size))
+
+
+def run(sandbox: Sandbox, jobs: Sequence[Job], logged: Logged) -> bool:
+    """Run and seal ``jobs`` in the sandbox's worker processes, calling ``logged`` with
+    each group of ``(index, Sealed)`` that came back; False (nothing done) when no worker
+    process could start."""
+    batch = _Batch(sandbox, jobs, logged)
+    lanes = min(cores(), math.ceil(len(jobs) / MIN_CHUNK))
+    if not batch.start(lanes):
+        return False
+    batch.run()
+    return True
