@@ -143,6 +143,7 @@ class _Batch:
         self.keys = [j.options.recipient or sandbox.keys.recipient_public_key() for j in jobs]
         self._der: dict[int, bytes] = {}  # by id() of a key in self.keys
         self.failure: BaseException | None = None
+        self._held: tuple[list[int], bytes] | None = None  # a chunk too big to send ahead
 
     def start(self, count: int) -> bool:
         """Start ``count`` lanes; False when not even one worker could start."""
@@ -169,28 +170,45 @@ class _Batch:
                 (self.pool.drop if busy else self.pool.release)(lane.worker)
 
     def _feed(self) -> None:
-        """Give each lane a chunk when it has none, or a small one ahead of its current."""
-        for lane in self.lanes:
-            while self.todo and not lane.retire and lane.chunks < 2:
-                indices = self._take()
-                data = pickle.dumps(self._chunk(indices), pickle.HIGHEST_PROTOCOL)
-                if lane.chunks and len(data) > AHEAD_BYTES:
-                    self.todo.extendleft(reversed(indices))
+        """Give each lane a chunk when it has none, and one ahead of its current when that
+        one is small; a big one is held for the next lane that is free."""
+        for lane in list(self.lanes):
+            while not lane.retire and lane.chunks < 2:
+                order = self._held or self._next()
+                if order is None:
                     break
-                if not lane.chunks:
-                    lane.since = time.monotonic()
-                lane.worker.send(data)
-                lane.sent.extend(indices)
-                lane.chunks += 1
+                if lane.chunks and len(order[1]) > AHEAD_BYTES:
+                    self._held = order
+                    break
+                self._held = None
+                self._send(lane, *order)
         if not self.lanes:
             raise WorkerError("no worker process is left to run the batch")
 
-    def _take(self) -> list[int]:
-        size = math.ceil(len(self.todo) / (3 * len(self.lanes)))
-        return [self.todo.popleft() for _ in range(min(len(self.todo), _clamp(size)))]
+    def _next(self) -> tuple[list[int], bytes] | None:
+        """The next chunk's job indices and its pickled `Chunk`; None when none is left."""
+        if not self.todo:
+            return None
+        size = _clamp(math.ceil(len(self.todo) / (3 * len(self.lanes))))
+        indices = [self.todo.popleft() for _ in range(min(len(self.todo), size))]
+        chunk = Chunk(tuple((self.jobs[i].portable(), self._public(i)) for i in indices), self.cwd)
+        return indices, pickle.dumps(chunk, pickle.HIGHEST_PROTOCOL)
 
-    def _chunk(self, indices: list[int]) -> Chunk:
-        return Chunk(tuple((self.jobs[i].portable(), self._public(i)) for i in indices), self.cwd)
+    def _send(self, lane: _Lane, indices: list[int], data: bytes) -> None:
+        """Send a chunk; a worker found dead is replaced (or, with runs in flight, left for
+        `_collect` to find and report), and the chunk goes back to the queue."""
+        try:
+            lane.worker.send(data)
+        except OSError:
+            self.todo.extendleft(reversed(indices))
+            lane.retire = True
+            if not lane.chunks:
+                self._replace(lane)
+            return
+        if not lane.chunks:
+            lane.since = time.monotonic()
+        lane.sent.extend(indices)
+        lane.chunks += 1
 
     def _public(self, i: int) -> bytes:
         key = self.keys[i]
@@ -202,12 +220,14 @@ class _Batch:
     def _collect(self) -> Iterator[tuple[int, sealing.Sealed]]:
         """Everything the workers have sent by now (waiting for the first), and the runs
         of workers that died or overstayed, sealed here."""
-        busy = {lane.conn: lane for lane in self.lanes if lane.chunks}
-        for conn in wait(list(busy), timeout=self._wait_time(busy.values())):
-            yield from self._drain(busy[conn])  # type: ignore[index]
+        busy = [lane for lane in self.lanes if lane.chunks]
+        ready = wait([lane.conn for lane in busy], timeout=self._wait_time(busy))
+        for lane in busy:
+            if lane.conn in ready:
+                yield from self._drain(lane)
         now = time.monotonic()
         for lane in [ln for ln in self.lanes if ln.sent and now > self._deadline(ln)]:
-            yield self._lost(lane, overstayed=True)
+            yield from self._lost(lane, overstayed=True)
 
     def _drain(self, lane: _Lane) -> Iterator[tuple[int, sealing.Sealed]]:
         try:
@@ -228,17 +248,18 @@ class _Batch:
                 if not lane.chunks or not lane.conn.poll():
                     return
         except (EOFError, OSError):
-            yield self._lost(lane, overstayed=False)
+            yield from self._lost(lane, overstayed=False)
 
-    def _lost(self, lane: _Lane, *, overstayed: bool) -> tuple[int, sealing.Sealed]:
-        """The run ``lane`` was on, ``crashed`` or ``timeout``, sealed here; the rest of its
-        jobs go back to the others and a new worker replaces it."""
-        i = lane.sent.popleft()
-        job = self.jobs[i]
-        outcome = lost(lane.worker, job.options.limits, lane.since, overstayed=overstayed)
+    def _lost(self, lane: _Lane, *, overstayed: bool) -> Iterator[tuple[int, sealing.Sealed]]:
+        """The run ``lane`` was on (if any), ``crashed`` or ``timeout``, sealed here; the
+        rest of its jobs go back to the queue and a new worker replaces it."""
+        if lane.sent:
+            i = lane.sent.popleft()
+            job = self.jobs[i]
+            outcome = lost(lane.worker, job.options.limits, lane.since, overstayed=overstayed)
+            yield i, sealing.seal(job, outcome, self.keys[i])
         self.todo.extendleft(reversed(lane.sent))
         self._replace(lane)
-        return i, sealing.seal(job, outcome, self.keys[i])
 
     def _replace(self, lane: _Lane) -> None:
         self.pool.drop(lane.worker)
@@ -248,7 +269,7 @@ class _Batch:
     def _deadline(self, lane: _Lane) -> float:
         return lane.since + 2 * self.jobs[lane.sent[0]].options.limits.timeout + GRACE
 
-    def _wait_time(self, busy: Any) -> float:
+    def _wait_time(self, busy: list[_Lane]) -> float:
         deadlines = [self._deadline(lane) for lane in busy if lane.sent]
         return max(0.0, min(deadlines, default=time.monotonic() + 1) - time.monotonic())
 

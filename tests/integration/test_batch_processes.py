@@ -1,0 +1,203 @@
+"""Sandbox.map through the sandbox's worker processes, which run and seal each job while
+the caller appends: every run logged in its place, sealed to the right key, the private key
+never sent, and a dead or stuck worker costing one run, not the batch."""
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import replace
+
+import pytest
+
+from tests import programs
+from wasm_sandbox import DecryptionError, Limits, RunOptions, Sandbox, merkle, pool, procmap, record
+from wasm_sandbox.envelope import public_der
+from wasm_sandbox.sources import Program
+
+RUNS = 64
+#: Loops ``n`` times and returns ``n``: a guest of a few milliseconds for n = 10^6.
+COUNT = """(module (func (export "count") (param $n i32) (result i32) (local $i i32)
+  (loop $l (local.set $i (i32.add (local.get $i) (i32.const 1)))
+    (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+  (local.get $i)))"""
+
+
+def _expected_fact(n):
+    out = 1
+    for k in range(2, n + 1):
+        out *= k
+    return out
+
+
+def _check_logged(sandbox, batch, first_leaf=0):
+    """Every execution is the stored leaf at its index, opens with the home's key, and the
+    whole log verifies."""
+    assert sorted(ex.leaf_index for ex in batch) == list(range(first_leaf, first_leaf + len(batch)))
+    assert len({ex.id for ex in batch}) == len(batch)
+    for ex in batch:
+        entry = sandbox.ledger.get(ex.leaf_index)
+        assert entry.record_id == ex.id
+        assert merkle.leaf_hash(entry.leaf).hex() == ex.commitment
+        assert ex.leaf_index < ex.tree_size <= sandbox.ledger.size
+    assert sandbox.verify_log().ok
+
+
+def test_a_default_batch_runs_in_worker_processes_and_logs_every_run(sandbox, home):
+    inputs = [(n % 20,) for n in range(RUNS)]
+    batch = sandbox.map(programs.FACT, inputs, invoke="fact", progress=False)
+    assert sandbox.pool.pids(), "the batch went to worker processes, which stay warm"
+    assert [ex.outcome.returns for ex in batch] == [(_expected_fact(n),) for (n,) in inputs]
+    _check_logged(sandbox, batch)
+    opened = sandbox.decrypt(batch[7].id)
+    assert opened.input["args"] == ["7"] and opened.result["returns"] == [["i64", "5040"]]
+    assert sandbox.verify(batch[-1].id).verified
+    cli = subprocess.run(
+        [sys.executable, "-m", "wasm_sandbox.cli", "verify", "--all", "--json", "--home", home],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout)["verified"] is True
+
+
+def test_records_match_a_single_run_and_open_only_with_the_recipients_key(sandbox, tmp_path):
+    with Sandbox(home=tmp_path / "teacher") as teacher:
+        public, private = teacher.keys.recipient_public_key(), teacher.keys.recipient_private_key()
+        batch = sandbox.map(
+            programs.ADD, [(i, 1) for i in range(RUNS)], invoke="add", recipient=public
+        )
+        single = sandbox.run(programs.ADD, invoke="add", args=(2, 1), recipient=public)
+    assert sorted(batch[0].record) == sorted(single.record)
+    for field in ("recipient", "limits", "suite", "grants"):
+        assert batch[5].record[field] == single.record[field]
+    for ex in batch:
+        opened = record.open_record(ex.record, sandbox.ledger.get(ex.id).blobs, private)
+        assert opened.result["returns"] == [["i32", str(ex.outcome.returns[0])]]
+    with pytest.raises(DecryptionError, match="not to this key"):
+        sandbox.decrypt(batch[0].id)
+
+
+def test_what_goes_to_the_workers_holds_no_private_key(sandbox, monkeypatch):
+    sent = []
+    real_send = pool.Worker.send
+
+    def recording_send(worker, job):
+        sent.append(job)
+        return real_send(worker, job)
+
+    monkeypatch.setattr(pool.Worker, "send", recording_send)
+    batch = sandbox.map(programs.ADD, [(i, i) for i in range(RUNS)], invoke="add", progress=False)
+    assert [ex.outcome.returns[0] for ex in batch] == [2 * i for i in range(RUNS)]
+    chunks = [data for data in sent if isinstance(data, bytes)]
+    assert chunks, "the jobs went to the workers as pickled chunks"
+    private = sandbox.keys.recipient_private_key()
+    secret = private.private_numbers().private_value.to_bytes(32, "big")
+    signing = sandbox.keys.signing_key().private_bytes_raw()
+    everything = b"".join(chunks)
+    assert public_der(private.public_key()) in everything
+    assert secret not in everything and signing not in everything
+
+
+def test_a_worker_that_dies_mid_batch_costs_one_run_and_the_batch_goes_on(sandbox):
+    killed = []
+
+    def kill_one(done, total):
+        if not killed:
+            victim = sandbox.pool.pids()[0]
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+
+    inputs = [(1_000_000,)] * RUNS
+    batch = sandbox.map(COUNT, inputs, invoke="count", progress=kill_one)
+    statuses = [ex.outcome.status for ex in batch]
+    assert statuses.count("crashed") == 1, statuses
+    crashed = next(ex for ex in batch if ex.outcome.status == "crashed")
+    assert "SIGKILL" in crashed.outcome.message
+    assert statuses.count("ok") == RUNS - 1
+    assert killed[0] not in sandbox.pool.pids()
+    _check_logged(sandbox, batch)
+
+
+def test_a_stuck_worker_is_killed_and_its_run_is_a_timeout(sandbox):
+    stopped = []
+
+    def stop_one(done, total):
+        if not stopped:
+            victim = sandbox.pool.pids()[0]
+            os.kill(victim, signal.SIGSTOP)
+            stopped.append(victim)
+
+    limits = Limits.parse(timeout="100ms")
+    batch = sandbox.map(
+        COUNT, [(1_000_000,)] * RUNS, invoke="count", limits=limits, progress=stop_one
+    )
+    statuses = [ex.outcome.status for ex in batch]
+    assert statuses.count("timeout") == 1 and statuses.count("ok") == RUNS - 1, statuses
+    assert "killed" in next(ex for ex in batch if ex.outcome.status == "timeout").outcome.message
+    _check_logged(sandbox, batch)
+
+
+def test_an_interrupt_cancels_the_batch_and_keeps_what_was_logged(sandbox):
+    def interrupt(done, total):
+        if done == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sandbox.map(COUNT, [(100_000,)] * 400, invoke="count", progress=interrupt)
+    logged = sandbox.ledger.size
+    assert 5 <= logged < 400
+    assert sandbox.verify_log().ok
+    again = sandbox.map(programs.ADD, [(1, 2)] * RUNS, invoke="add", progress=False)
+    assert {ex.outcome.returns for ex in again} == {(3,)}
+    assert sorted(ex.leaf_index for ex in again) == list(range(logged, logged + RUNS))
+
+
+def test_a_durable_batch_is_on_disk_when_map_returns(home):
+    with Sandbox(home=home, durable=True) as sb:
+        batch = sb.map(programs.FACT, [(5,)] * RUNS, invoke="fact", progress=False)
+        assert sb.pool.pids()
+        ids = [ex.id for ex in batch]
+    with Sandbox(home=home) as reopened:
+        assert reopened.ledger.size == RUNS
+        assert {reopened.ledger.get(i).record_id for i in range(RUNS)} == set(ids)
+        assert reopened.verify_log().ok
+
+
+def test_progress_counts_every_run_once(sandbox):
+    seen = []
+    sandbox.map(
+        programs.ADD, [(1, 1)] * RUNS, invoke="add", progress=lambda d, t: seen.append((d, t))
+    )
+    assert seen == [(d, RUNS) for d in range(1, RUNS + 1)]
+
+
+def test_user_thread_and_process_executors_still_run_the_guests(sandbox):
+    inputs = [(i, 3) for i in range(RUNS)]
+    with ThreadPoolExecutor(2) as threads:
+        by_threads = sandbox.map(
+            programs.ADD, inputs, invoke="add", executor=threads, progress=False
+        )
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=spawn) as processes:
+        by_processes = sandbox.map(
+            programs.ADD, inputs, invoke="add", executor=processes, progress=False
+        )
+    expected = [(i + 3,) for i in range(RUNS)]
+    assert [ex.outcome.returns for ex in by_threads] == expected
+    assert [ex.outcome.returns for ex in by_processes] == expected
+    _check_logged(sandbox, [*by_threads, *by_processes])
+
+
+def test_small_batches_and_big_programs_stay_on_threads(sandbox):
+    job = sandbox.prepare(programs.ADD, RunOptions(invoke="add", args=(1, 2)))
+    assert procmap.suits([job] * procmap.MIN_RUNS)
+    assert not procmap.suits([job] * (procmap.MIN_RUNS - 1))
+    big = replace(job, program=Program(bytes(procmap.MAX_PROGRAM + 1), "wasm"))
+    assert not procmap.suits([job] * procmap.MIN_RUNS + [big])
+    sandbox.map(programs.ADD, [(1, 2)] * (procmap.MIN_RUNS - 1), invoke="add", progress=False)
+    assert sandbox.pool.pids() == []
