@@ -78,8 +78,8 @@ class WorkerPool:
 
     def warm(self, count: int) -> None:
         """Start workers until ``count`` are idle."""
-        while len(self._idle) < count:
-            self.release(self._spawn())
+        for worker in self._spawn(max(0, count - len(self._idle))):
+            self.release(worker)
 
     def pids(self) -> list[int]:
         """Process ids of the workers, idle and busy."""
@@ -163,28 +163,42 @@ class WorkerPool:
             return _died(worker, watch)
 
     def acquire(self) -> Worker:
-        """A worker of the caller's own (an idle one, else a new one); give it back with
-        `release` (or `drop` once it is lost or killed). Raises `WorkerError`."""
+        """A worker of the caller's own; see `acquire_many`."""
+        return self.acquire_many(1)[0]
+
+    def acquire_many(self, count: int) -> list[Worker]:
+        """``count`` workers of the caller's own: idle ones first, the others started
+        together. Give each back with `release` (or `drop` once it is lost or killed).
+        Raises `WorkerError`."""
         with self._lock:
             if self._closed:
                 raise WorkerError("cannot run: the sandbox's worker processes are closed")
-            while self._idle:
+            taken: list[Worker] = []
+            while self._idle and len(taken) < count:
                 worker = self._idle.pop()
                 if worker.alive():
-                    self._busy.add(worker)
-                    return worker
-                worker.kill()
-        worker = self._spawn()
-        with self._lock:
-            self._busy.add(worker)
-        return worker
+                    taken.append(worker)
+                else:
+                    worker.kill()
+            self._busy.update(taken)
+        if len(taken) < count:
+            try:
+                new = self._spawn(count - len(taken))
+            except BaseException:
+                for worker in taken:
+                    self.release(worker)
+                raise
+            with self._lock:
+                self._busy.update(new)
+            taken += new
+        return taken
 
-    def _spawn(self) -> Worker:
+    def _spawn(self, count: int) -> list[Worker]:
         with self._lock:
             if self._spawner is None:
                 self._spawner = _Spawner()
             spawner = self._spawner
-        return spawner.start(self.cache_dir, self._nice)
+        return spawner.start(self.cache_dir, self._nice, count)
 
     def release(self, worker: Worker) -> None:
         """Keep ``worker`` idle for the next caller (or stop it beyond ``keep`` idle)."""
@@ -367,35 +381,48 @@ class Worker:
 
 
 class _Spawner:
-    """One daemon thread that starts every worker of a pool (see `WorkerPool`)."""
+    """One daemon thread that starts every worker process of a pool (see `WorkerPool`);
+    the callers wait for their hellos, so workers start in parallel."""
 
     def __init__(self) -> None:
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="wasm-sandbox-spawner", daemon=True)
         self._thread.start()
 
-    def start(self, cache_dir: Path | None, nice: int) -> Worker:
-        answer: queue.SimpleQueue[Worker | BaseException] = queue.SimpleQueue()
-        self._requests.put((cache_dir, nice, answer))
+    def start(self, cache_dir: Path | None, nice: int, count: int) -> list[Worker]:
+        answer: queue.SimpleQueue[list[Worker] | BaseException] = queue.SimpleQueue()
+        self._requests.put((cache_dir, nice, count, answer))
         result = answer.get()
         if isinstance(result, BaseException):
             raise result
+        try:
+            for worker in result:
+                _greet(worker)
+        except BaseException:
+            for worker in result:
+                worker.kill()
+            raise
         return result
 
     def _loop(self) -> None:
         while (request := self._requests.get()) is not None:
-            cache_dir, nice, answer = request
+            cache_dir, nice, count, answer = request
+            launched: list[Worker] = []
             try:
-                answer.put(_start_worker(cache_dir, nice))
+                launched += (_launch(cache_dir, nice) for _ in range(count))
             except Exception as exc:
+                for worker in launched:
+                    worker.kill()
                 answer.put(WorkerError(f"cannot start a worker process: {exc}"))
+            else:
+                answer.put(launched)
 
     def close(self) -> None:
         self._requests.put(None)
 
 
-def _start_worker(cache_dir: Path | None, nice: int) -> Worker:
-    """Spawn ``python -c`` running `wasm_sandbox.worker.main`; wait for its hello."""
+def _launch(cache_dir: Path | None, nice: int) -> Worker:
+    """Spawn ``python -c`` running `wasm_sandbox.worker.main` (it says hello: `_greet`)."""
     ours, theirs = socket.socketpair()
     life_r, life_w = os.pipe()
     package_root = str(Path(__file__).resolve().parent.parent)
@@ -416,7 +443,11 @@ def _start_worker(cache_dir: Path | None, nice: int) -> Worker:
     finally:
         theirs.close()
         os.close(life_r)
-    worker = Worker(proc, Connection(ours.detach()), life_w, errors)
+    return Worker(proc, Connection(ours.detach()), life_w, errors)
+
+
+def _greet(worker: Worker) -> None:
+    """Wait for a launched worker's hello; raises `WorkerError` (and kills it) without."""
     if not worker.conn.poll(_START_TIMEOUT):
         worker.kill()
         raise WorkerError("a worker process did not start in time")
@@ -426,4 +457,3 @@ def _start_worker(cache_dir: Path | None, nice: int) -> Worker:
         how = worker.exit_description()
         worker.kill()
         raise WorkerError(f"a worker process {how} while starting") from None
-    return worker
