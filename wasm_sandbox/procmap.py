@@ -95,9 +95,11 @@ def cores() -> int:
 
 
 def serve(conn: Connection, engine: Engine, chunk: Chunk) -> tuple[str, Any]:
-    """The worker's side (`wasm_sandbox.worker`): run and seal each job, sending
+    """The worker's side (`wasm_sandbox.worker`): say ``("started", None)`` (this module's
+    imports are done: the first run's clock starts), run and seal each job, sending
     ``("sealed", Sealed)`` after each; the reply is ``("done", retire)``, where ``retire``
     says a guest thread stays blocked here (abandoned in a host call)."""
+    conn.send(("started", None))
     if os.getcwd() != chunk.cwd:
         os.chdir(chunk.cwd)
     runner, abandoned = _CappedCompile(engine, WorkerPool(None)), engine.abandoned
@@ -257,6 +259,8 @@ class _Batch:
                 kind, value = lane.conn.recv()
                 if kind == "sealed":
                     yield lane.sent.popleft(), value
+                    lane.since = time.monotonic()
+                elif kind == "started":
                     lane.since = time.monotonic()
                 elif kind == "done":
                     lane.chunks -= 1
