@@ -109,8 +109,13 @@ def fan_out(
 
     try:
         in_processes = executor is None and procmap.suits(jobs)
-        if not (in_processes and procmap.run(sandbox, jobs, logged)):
-            _on_executor(sandbox, jobs, executor, logged)
+        left = procmap.run(sandbox, jobs, logged) if in_processes else list(range(len(jobs)))
+        if left:  # all of them, or those no worker process could take
+
+            def logged_left(group: list[tuple[int, sealing.Sealed]]) -> None:
+                logged([(left[k], run) for k, run in group])
+
+            _on_executor(sandbox, [jobs[i] for i in left], executor, logged_left)
     finally:
         if report and hasattr(report, "close"):
             report.close()

@@ -29,6 +29,7 @@ import contextlib
 import math
 import os
 import pickle
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -63,6 +64,8 @@ GROUP, GROUP_WAIT = 64, 0.05
 #: A chunk pickled to at most this many bytes is sent before its worker is free (it fits
 #: in the socket's buffer, so sending it never blocks).
 AHEAD_BYTES = 64 << 10
+#: How long a batch waits for workers that are warm before it runs a job itself.
+WARM_WAIT = 0.01
 
 Logged = Callable[[list[tuple[int, sealing.Sealed]]], None]
 
@@ -137,11 +140,51 @@ class _Lane:
         return self.worker.conn
 
 
+class _Starting:
+    """Workers started on a thread of their own, so that the caller runs jobs meanwhile."""
+
+    def __init__(self, pool: WorkerPool, count: int) -> None:
+        self._pool, self._lock = pool, threading.Lock()
+        self._workers: list[Worker] = []
+        self._abandoned = False
+        self.ready = threading.Event()
+        threading.Thread(
+            target=self._start, args=(count,), name="wasm-sandbox-batch-start", daemon=True
+        ).start()
+
+    def _start(self, count: int) -> None:
+        try:
+            workers = self._pool.acquire_many(count)
+        except WorkerError:
+            workers = []
+        with self._lock:
+            self._workers = workers
+        self.ready.set()
+        if self._abandoned:
+            self.abandon()
+
+    def take(self) -> list[Worker] | None:
+        """The started workers (empty when none could start), or None while they start."""
+        if not self.ready.is_set():
+            return None
+        with self._lock:
+            workers, self._workers = self._workers, []
+        return workers
+
+    def abandon(self) -> None:
+        """Give back the workers not taken, now or once they have started."""
+        self._abandoned = True
+        with self._lock:
+            workers, self._workers = self._workers, []
+        for worker in workers:
+            self._pool.release(worker)
+
+
 class _Batch:
     """The caller's side of one batch: lanes, jobs not yet sent, what came back."""
 
     def __init__(self, sandbox: Sandbox, jobs: Sequence[Job], logged: Logged) -> None:
-        self.jobs, self.logged, self.pool = jobs, logged, sandbox.pool
+        self.sandbox, self.jobs, self.logged, self.pool = sandbox, jobs, logged, sandbox.pool
         self.todo: deque[int] = deque(range(len(jobs)))
         self.lanes: list[_Lane] = []
         self.left = len(jobs)
@@ -150,38 +193,63 @@ class _Batch:
         self._der: dict[int, bytes] = {}  # by id() of a key in self.keys
         self.failure: BaseException | None = None
         self._held: tuple[list[int], bytes] | None = None  # a chunk too big to send ahead
+        self._starting: _Starting | None = None
 
-    def start(self, count: int) -> bool:
-        """Start ``count`` lanes; False when not even one worker could start."""
-        with contextlib.suppress(WorkerError):
-            self.lanes += (_Lane(worker) for worker in self.pool.acquire_many(count))
-        return bool(self.lanes)
-
-    def run(self) -> None:
-        """Feed the lanes and append what came back in groups of up to `GROUP` runs (the
-        first waiting at most `GROUP_WAIT` seconds) until every run is logged."""
+    def run(self, starting: _Starting) -> list[int]:
+        """Run jobs here until the workers have started, then feed them; append what came
+        back in groups of up to `GROUP` runs (the first waiting at most `GROUP_WAIT`
+        seconds). The jobs left when no worker is (or is left) to run them."""
+        self._starting = starting
+        starting.ready.wait(WARM_WAIT)  # warm workers: no run here
         group: list[tuple[int, sealing.Sealed]] = []
         since = 0.0
         try:
             while self.left:
-                self._feed()
-                wait_for = GROUP_WAIT - (time.monotonic() - since) if group else None
-                got = list(self._collect(wait_for))
+                got = self._step(GROUP_WAIT - (time.monotonic() - since) if group else None)
                 if got and not group:
                     since = time.monotonic()
                 group += got
-                full = len(group) >= min(GROUP, self.left) or self.failure is not None
+                stuck = not self.lanes and self._starting is None
+                full = len(group) >= min(GROUP, self.left) or self.failure is not None or stuck
                 if group and (full or time.monotonic() - since >= GROUP_WAIT):
                     self.logged(group)
                     self.left -= len(group)
                     group = []
                 if self.failure is not None:
                     raise self.failure
+                if stuck:
+                    return list(self.todo)
             self._settle()
         finally:
+            if self._starting is not None:
+                self._starting.abandon()
             for lane in self.lanes:
                 busy = lane.chunks or lane.sent or lane.retire
                 (self.pool.drop if busy else self.pool.release)(lane.worker)
+        return []
+
+    def _step(self, wait_for: float | None) -> list[tuple[int, sealing.Sealed]]:
+        """One run here while the workers start; else feed them and collect."""
+        if self.todo and not self._started():
+            return [self._here(self.todo.popleft())]
+        if not self.lanes:
+            return []
+        self._feed()
+        return list(self._collect(wait_for))
+
+    def _started(self) -> bool:
+        if self._starting is not None:
+            workers = self._starting.take()
+            if workers is None:
+                return False
+            self.lanes += (_Lane(worker) for worker in workers)
+            self._starting = None
+        return True
+
+    def _here(self, i: int) -> tuple[int, sealing.Sealed]:
+        job = self.jobs[i]
+        ran = run_anywhere(job, self.sandbox.runner(job.options.isolation))
+        return i, sealing.seal(job, ran.outcome, self.keys[i], ran.error)
 
     def _settle(self) -> None:
         """Read the last chunks' ``done`` (sent right after their last run), so their
@@ -203,8 +271,6 @@ class _Batch:
                     break
                 self._held = None
                 self._send(lane, *order)
-        if not self.lanes:
-            raise WorkerError("no worker process is left to run the batch")
 
     def _next(self) -> tuple[list[int], bytes] | None:
         """The next chunk's job indices and its pickled `Chunk`; None when none is left."""
@@ -290,7 +356,8 @@ class _Batch:
     def _replace(self, lane: _Lane) -> None:
         self.pool.drop(lane.worker)
         self.lanes.remove(lane)
-        self.start(1)
+        with contextlib.suppress(WorkerError):
+            self.lanes.append(_Lane(self.pool.acquire()))
 
     def _deadline(self, lane: _Lane) -> float:
         return lane.since + 2 * self.jobs[lane.sent[0]].options.limits.timeout + GRACE
@@ -304,13 +371,9 @@ def _clamp(size: int) -> int:
     return max(MIN_CHUNK, min(MAX_CHUNK, size))
 
 
-def run(sandbox: Sandbox, jobs: Sequence[Job], logged: Logged) -> bool:
-    """Run and seal ``jobs`` in the sandbox's worker processes, calling ``logged`` with
-    each group of ``(index, Sealed)`` that came back; False (nothing done) when no worker
-    process could start."""
-    batch = _Batch(sandbox, jobs, logged)
-    lanes = min(cores(), math.ceil(len(jobs) / MIN_CHUNK))
-    if not batch.start(lanes):
-        return False
-    batch.run()
-    return True
+def run(sandbox: Sandbox, jobs: Sequence[Job], logged: Logged) -> list[int]:
+    """Run and seal ``jobs`` in the sandbox's worker processes (and here, while they
+    start), calling ``logged`` with each group of ``(index, Sealed)``; the indices of the
+    jobs left undone because no worker process could start (or none is left)."""
+    count = min(cores(), math.ceil(len(jobs) / MIN_CHUNK))
+    return _Batch(sandbox, jobs, logged).run(_Starting(sandbox.pool, count))

@@ -26,6 +26,14 @@ COUNT = """(module (func (export "count") (param $n i32) (result i32) (local $i 
   (local.get $i)))"""
 
 
+@pytest.fixture
+def warm(sandbox):
+    """The sandbox with its worker processes started: a batch goes to them at once (on a
+    cold pool the caller runs jobs itself while they start)."""
+    sandbox.pool.warm(procmap.cores())
+    return sandbox
+
+
 def _expected_fact(n):
     out = 1
     for k in range(2, n + 1):
@@ -46,10 +54,12 @@ def _check_logged(sandbox, batch, first_leaf=0):
     assert sandbox.verify_log().ok
 
 
-def test_a_default_batch_runs_in_worker_processes_and_logs_every_run(sandbox, home):
+@pytest.mark.parametrize("pool", ["cold", "warm"])
+def test_a_default_batch_logs_every_run_in_its_place(sandbox, home, pool):
+    if pool == "warm":
+        sandbox.pool.warm(procmap.cores())
     inputs = [(n % 20,) for n in range(RUNS)]
     batch = sandbox.map(programs.FACT, inputs, invoke="fact", progress=False)
-    assert sandbox.pool.pids(), "the batch went to worker processes, which stay warm"
     assert [ex.outcome.returns for ex in batch] == [(_expected_fact(n),) for (n,) in inputs]
     _check_logged(sandbox, batch)
     opened = sandbox.decrypt(batch[7].id)
@@ -65,7 +75,7 @@ def test_a_default_batch_runs_in_worker_processes_and_logs_every_run(sandbox, ho
     assert json.loads(cli.stdout)["verified"] is True
 
 
-def test_records_match_a_single_run_and_open_only_with_the_recipients_key(sandbox, tmp_path):
+def test_records_match_a_single_run_and_open_only_with_the_recipients_key(warm, sandbox, tmp_path):
     with Sandbox(home=tmp_path / "teacher") as teacher:
         public, private = teacher.keys.recipient_public_key(), teacher.keys.recipient_private_key()
         batch = sandbox.map(
@@ -82,7 +92,7 @@ def test_records_match_a_single_run_and_open_only_with_the_recipients_key(sandbo
         sandbox.decrypt(batch[0].id)
 
 
-def test_what_goes_to_the_workers_holds_no_private_key(sandbox, monkeypatch):
+def test_what_goes_to_the_workers_holds_no_private_key(warm, sandbox, monkeypatch):
     sent = []
     real_send = pool.Worker.send
 
@@ -103,7 +113,7 @@ def test_what_goes_to_the_workers_holds_no_private_key(sandbox, monkeypatch):
     assert secret not in everything and signing not in everything
 
 
-def test_a_worker_that_dies_mid_batch_costs_one_run_and_the_batch_goes_on(sandbox):
+def test_a_worker_that_dies_mid_batch_costs_one_run_and_the_batch_goes_on(warm, sandbox):
     killed = []
 
     def kill_one(done, total):
@@ -123,7 +133,7 @@ def test_a_worker_that_dies_mid_batch_costs_one_run_and_the_batch_goes_on(sandbo
     _check_logged(sandbox, batch)
 
 
-def test_a_stuck_worker_is_killed_and_its_run_is_a_timeout(sandbox):
+def test_a_stuck_worker_is_killed_and_its_run_is_a_timeout(warm, sandbox):
     stopped = []
 
     def stop_one(done, total):
@@ -142,15 +152,19 @@ def test_a_stuck_worker_is_killed_and_its_run_is_a_timeout(sandbox):
     _check_logged(sandbox, batch)
 
 
-def test_an_interrupt_cancels_the_batch_and_keeps_what_was_logged(sandbox):
+def test_an_interrupt_cancels_the_batch_and_keeps_what_was_logged(warm, sandbox):
+    busy = []
+
     def interrupt(done, total):
         if done == 5:
+            busy.append(sandbox.pool.pids())
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         sandbox.map(COUNT, [(100_000,)] * 400, invoke="count", progress=interrupt)
     logged = sandbox.ledger.size
     assert 5 <= logged < 400
+    assert busy[0] and not set(busy[0]) & set(sandbox.pool.pids()), "busy workers were killed"
     assert sandbox.verify_log().ok
     again = sandbox.map(programs.ADD, [(1, 2)] * RUNS, invoke="add", progress=False)
     assert {ex.outcome.returns for ex in again} == {(3,)}
@@ -159,8 +173,8 @@ def test_an_interrupt_cancels_the_batch_and_keeps_what_was_logged(sandbox):
 
 def test_a_durable_batch_is_on_disk_when_map_returns(home):
     with Sandbox(home=home, durable=True) as sb:
+        sb.pool.warm(procmap.cores())
         batch = sb.map(programs.FACT, [(5,)] * RUNS, invoke="fact", progress=False)
-        assert sb.pool.pids()
         ids = [ex.id for ex in batch]
     with Sandbox(home=home) as reopened:
         assert reopened.ledger.size == RUNS
@@ -201,3 +215,10 @@ def test_small_batches_and_big_programs_stay_on_threads(sandbox):
     assert not procmap.suits([job] * procmap.MIN_RUNS + [big])
     sandbox.map(programs.ADD, [(1, 2)] * (procmap.MIN_RUNS - 1), invoke="add", progress=False)
     assert sandbox.pool.pids() == []
+
+
+def test_without_worker_processes_the_batch_runs_on_threads(sandbox):
+    sandbox.pool.close()  # no worker can start now
+    batch = sandbox.map(programs.ADD, [(i, 0) for i in range(RUNS)], invoke="add", progress=False)
+    assert [ex.outcome.returns for ex in batch] == [(i,) for i in range(RUNS)]
+    _check_logged(sandbox, batch)
