@@ -75,11 +75,54 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._closed = False
         self._spawner: _Spawner | None = None
+        self._starting = 0  # workers being started by `warm_soon`
 
     def warm(self, count: int) -> None:
         """Start workers until ``count`` are idle."""
         for worker in self._spawn(max(0, count - len(self._idle))):
             self.release(worker)
+
+    def warm_soon(self, count: int) -> None:
+        """Start workers in the background until ``count`` are idle or starting; each
+        joins the idle ones once it has said hello (`take_idle`)."""
+        with self._lock:
+            missing = 0 if self._closed else count - len(self._idle) - self._starting
+            if missing <= 0:
+                return
+            self._starting += missing
+        threading.Thread(
+            target=self._warm_in_background, args=(missing,), name="wasm-sandbox-warm", daemon=True
+        ).start()
+
+    def _warm_in_background(self, count: int) -> None:
+        try:
+            for worker in self._spawn(count):
+                self.release(worker)
+        except WorkerError:
+            pass  # `starting` drops to 0 with no idle worker: whoever waits sees none come
+        finally:
+            with self._lock:
+                self._starting -= count
+
+    @property
+    def starting(self) -> int:
+        """Workers `warm_soon` is starting now."""
+        with self._lock:
+            return self._starting
+
+    def take_idle(self, count: int) -> list[Worker]:
+        """Up to ``count`` idle workers, now (never starts one), for the caller's own; give
+        each back with `release` (or `drop` once it is lost or killed)."""
+        with self._lock:
+            taken: list[Worker] = []
+            while self._idle and len(taken) < count:
+                worker = self._idle.pop()
+                if worker.alive():
+                    taken.append(worker)
+                else:
+                    worker.kill()
+            self._busy.update(taken)
+            return taken
 
     def pids(self) -> list[int]:
         """Process ids of the workers, idle and busy."""
@@ -163,35 +206,15 @@ class WorkerPool:
             return _died(worker, watch)
 
     def acquire(self) -> Worker:
-        """A worker of the caller's own; see `acquire_many`."""
-        return self.acquire_many(1)[0]
-
-    def acquire_many(self, count: int) -> list[Worker]:
-        """``count`` workers of the caller's own: idle ones first, the others started
-        together. Give each back with `release` (or `drop` once it is lost or killed).
-        Raises `WorkerError`."""
+        """A worker of the caller's own (an idle one, else a new one); give it back with
+        `release` (or `drop` once it is lost or killed). Raises `WorkerError`."""
         with self._lock:
             if self._closed:
                 raise WorkerError("cannot run: the sandbox's worker processes are closed")
-            taken: list[Worker] = []
-            while self._idle and len(taken) < count:
-                worker = self._idle.pop()
-                if worker.alive():
-                    taken.append(worker)
-                else:
-                    worker.kill()
+        taken = self.take_idle(1) or self._spawn(1)
+        with self._lock:
             self._busy.update(taken)
-        if len(taken) < count:
-            try:
-                new = self._spawn(count - len(taken))
-            except BaseException:
-                for worker in taken:
-                    self.release(worker)
-                raise
-            with self._lock:
-                self._busy.update(new)
-            taken += new
-        return taken
+        return taken[0]
 
     def _spawn(self, count: int) -> list[Worker]:
         with self._lock:

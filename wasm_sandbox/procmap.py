@@ -25,11 +25,9 @@ current one, so it never waits for the caller.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import pickle
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -42,7 +40,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from . import sealing
 from .engine import Compiled, Engine
 from .envelope import load_public_der, public_der
-from .errors import WorkerError
 from .isolation import COMPILE_MEMORY, Isolation
 from .job import Job, run_anywhere
 from .limits import Limits
@@ -64,8 +61,6 @@ GROUP, GROUP_WAIT = 64, 0.05
 #: A chunk pickled to at most this many bytes is sent before its worker is free (it fits
 #: in the socket's buffer, so sending it never blocks).
 AHEAD_BYTES = 64 << 10
-#: How long a batch waits for workers that are warm before it runs a job itself.
-WARM_WAIT = 0.01
 
 Logged = Callable[[list[tuple[int, sealing.Sealed]]], None]
 
@@ -140,46 +135,6 @@ class _Lane:
         return self.worker.conn
 
 
-class _Starting:
-    """Workers started on a thread of their own, so that the caller runs jobs meanwhile."""
-
-    def __init__(self, pool: WorkerPool, count: int) -> None:
-        self._pool, self._lock = pool, threading.Lock()
-        self._workers: list[Worker] = []
-        self._abandoned = False
-        self.ready = threading.Event()
-        threading.Thread(
-            target=self._start, args=(count,), name="wasm-sandbox-batch-start", daemon=True
-        ).start()
-
-    def _start(self, count: int) -> None:
-        try:
-            workers = self._pool.acquire_many(count)
-        except WorkerError:
-            workers = []
-        with self._lock:
-            self._workers = workers
-        self.ready.set()
-        if self._abandoned:
-            self.abandon()
-
-    def take(self) -> list[Worker] | None:
-        """The started workers (empty when none could start), or None while they start."""
-        if not self.ready.is_set():
-            return None
-        with self._lock:
-            workers, self._workers = self._workers, []
-        return workers
-
-    def abandon(self) -> None:
-        """Give back the workers not taken, now or once they have started."""
-        self._abandoned = True
-        with self._lock:
-            workers, self._workers = self._workers, []
-        for worker in workers:
-            self._pool.release(worker)
-
-
 class _Batch:
     """The caller's side of one batch: lanes, jobs not yet sent, what came back."""
 
@@ -187,29 +142,33 @@ class _Batch:
         self.sandbox, self.jobs, self.logged, self.pool = sandbox, jobs, logged, sandbox.pool
         self.todo: deque[int] = deque(range(len(jobs)))
         self.lanes: list[_Lane] = []
+        self.wanted = min(cores(), math.ceil(len(jobs) / MIN_CHUNK))
         self.left = len(jobs)
         self.cwd = os.getcwd()
         self.keys = [j.options.recipient or sandbox.keys.recipient_public_key() for j in jobs]
         self._der: dict[int, bytes] = {}  # by id() of a key in self.keys
         self.failure: BaseException | None = None
         self._held: tuple[list[int], bytes] | None = None  # a chunk too big to send ahead
-        self._starting: _Starting | None = None
 
-    def run(self, starting: _Starting) -> list[int]:
-        """Run jobs here until the workers have started, then feed them; append what came
-        back in groups of up to `GROUP` runs (the first waiting at most `GROUP_WAIT`
-        seconds). The jobs left when no worker is (or is left) to run them."""
-        self._starting = starting
-        starting.ready.wait(WARM_WAIT)  # warm workers: no run here
+    def run(self) -> list[int]:
+        """Take the pool's idle workers (starting what is missing), running jobs here until
+        there is one; append what came back in groups of up to `GROUP` runs (the first
+        waiting at most `GROUP_WAIT` seconds). The jobs left when no worker is (or is
+        left, or is coming) to run them."""
+        self.pool.warm_soon(self.wanted)
         group: list[tuple[int, sealing.Sealed]] = []
         since = 0.0
         try:
             while self.left:
-                got = self._step(GROUP_WAIT - (time.monotonic() - since) if group else None)
+                stuck = not self._take_workers()
+                got = (
+                    []
+                    if stuck
+                    else self._step(GROUP_WAIT - (time.monotonic() - since) if group else None)
+                )
                 if got and not group:
                     since = time.monotonic()
                 group += got
-                stuck = not self.lanes and self._starting is None
                 full = len(group) >= min(GROUP, self.left) or self.failure is not None or stuck
                 if group and (full or time.monotonic() - since >= GROUP_WAIT):
                     self.logged(group)
@@ -221,30 +180,26 @@ class _Batch:
                     return list(self.todo)
             self._settle()
         finally:
-            if self._starting is not None:
-                self._starting.abandon()
             for lane in self.lanes:
                 busy = lane.chunks or lane.sent or lane.retire
                 (self.pool.drop if busy else self.pool.release)(lane.worker)
         return []
 
+    def _take_workers(self) -> bool:
+        """Lanes for the pool's idle workers, up to `wanted`; False when there is none
+        and none is coming."""
+        if len(self.lanes) >= self.wanted:
+            return True
+        coming = self.pool.starting > 0
+        self.lanes += (_Lane(w) for w in self.pool.take_idle(self.wanted - len(self.lanes)))
+        return bool(self.lanes) or coming
+
     def _step(self, wait_for: float | None) -> list[tuple[int, sealing.Sealed]]:
-        """One run here while the workers start; else feed them and collect."""
-        if self.todo and not self._started():
-            return [self._here(self.todo.popleft())]
+        """One run here while no worker is ready; else feed the workers and collect."""
         if not self.lanes:
-            return []
+            return [self._here(self.todo.popleft())] if self.todo else []
         self._feed()
         return list(self._collect(wait_for))
-
-    def _started(self) -> bool:
-        if self._starting is not None:
-            workers = self._starting.take()
-            if workers is None:
-                return False
-            self.lanes += (_Lane(worker) for worker in workers)
-            self._starting = None
-        return True
 
     def _here(self, i: int) -> tuple[int, sealing.Sealed]:
         job = self.jobs[i]
@@ -354,10 +309,10 @@ class _Batch:
         self._replace(lane)
 
     def _replace(self, lane: _Lane) -> None:
+        """Drop ``lane``'s worker and start another (`_take_workers` takes it when ready)."""
         self.pool.drop(lane.worker)
         self.lanes.remove(lane)
-        with contextlib.suppress(WorkerError):
-            self.lanes.append(_Lane(self.pool.acquire()))
+        self.pool.warm_soon(self.wanted - len(self.lanes))
 
     def _deadline(self, lane: _Lane) -> float:
         return lane.since + 2 * self.jobs[lane.sent[0]].options.limits.timeout + GRACE
@@ -372,8 +327,7 @@ def _clamp(size: int) -> int:
 
 
 def run(sandbox: Sandbox, jobs: Sequence[Job], logged: Logged) -> list[int]:
-    """Run and seal ``jobs`` in the sandbox's worker processes (and here, while they
-    start), calling ``logged`` with each group of ``(index, Sealed)``; the indices of the
+    """Run and seal ``jobs`` in the sandbox's worker processes (and here, until one is
+    ready), calling ``logged`` with each group of ``(index, Sealed)``; the indices of the
     jobs left undone because no worker process could start (or none is left)."""
-    count = min(cores(), math.ceil(len(jobs) / MIN_CHUNK))
-    return _Batch(sandbox, jobs, logged).run(_Starting(sandbox.pool, count))
+    return _Batch(sandbox, jobs, logged).run()
