@@ -6,7 +6,8 @@ Where the runs go:
   `wasm_sandbox.procmap.MAX_PROGRAM` bytes, on a machine with more than one core, goes to
   the sandbox's warm worker processes, which run *and seal* each job (to the recipient's
   public key); the caller only appends, in groups (`wasm_sandbox.procmap`). The first such
-  batch starts the workers (about 0.2 s each); later batches find them warm.
+  batch starts the workers in the background (about 0.5 s) and runs jobs itself meanwhile;
+  later batches find them warm.
 * other default batches (few runs, one core, an interpreter's big program, or no worker
   process that can start) run on a thread pool sized to the cores: wasm releases the GIL,
   so guests that run long scale; the caller seals each run.

@@ -6,7 +6,9 @@ workers of the sandbox's `wasm_sandbox.pool.WorkerPool` (fresh interpreters star
 ``subprocess``, never forked from this one). A worker runs each job, seals it to the
 recipient's *public* key (`wasm_sandbox.sealing`) and sends the `Sealed` run back at once;
 the caller appends whatever has arrived as one group (`Sandbox.append`: one transaction,
-one checkpoint). The private key never leaves the caller.
+one checkpoint). The private key never leaves the caller. Workers missing from the pool are
+started in the background (`WorkerPool.warm_soon`); until one is ready the caller runs jobs
+itself, and a batch no worker can come to hands its jobs back (`fanout` runs them on threads).
 
 What can go wrong, per run, while the batch goes on:
 
