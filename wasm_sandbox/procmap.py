@@ -45,7 +45,7 @@ from .envelope import load_public_der, public_der
 from .isolation import COMPILE_MEMORY, Isolation
 from .job import Job, run_anywhere
 from .limits import Limits
-from .outcome import Outcome
+from .outcome import INTERRUPTED, Outcome
 from .pool import GRACE, Worker, WorkerPool, lost
 from .worker import data_capped
 
@@ -204,8 +204,12 @@ class _Batch:
         return list(self._collect(wait_for))
 
     def _here(self, i: int) -> tuple[int, sealing.Sealed]:
+        """Run and seal job ``i`` here; SIGINT meanwhile interrupts the guest (it is
+        logged as ``interrupted``) and then the batch (`KeyboardInterrupt`)."""
         job = self.jobs[i]
         ran = run_anywhere(job, self.sandbox.runner(job.options.isolation))
+        if ran.outcome.status == INTERRUPTED:
+            self.failure = self.failure or KeyboardInterrupt()
         return i, sealing.seal(job, ran.outcome, self.keys[i], ran.error)
 
     def _settle(self) -> None:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import replace
 
@@ -169,6 +170,21 @@ def test_an_interrupt_cancels_the_batch_and_keeps_what_was_logged(warm, sandbox)
     again = sandbox.map(programs.ADD, [(1, 2)] * RUNS, invoke="add", progress=False)
     assert {ex.outcome.returns for ex in again} == {(3,)}
     assert sorted(ex.leaf_index for ex in again) == list(range(logged, logged + RUNS))
+
+
+@pytest.mark.parametrize("pool", ["cold", "warm"])
+def test_ctrl_c_stops_the_batch_whether_guests_run_here_or_in_workers(sandbox, pool):
+    if pool == "warm":
+        sandbox.pool.warm(procmap.cores())
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sandbox.map(COUNT, [(30_000_000,)] * RUNS, invoke="count", progress=False)
+    finally:
+        timer.cancel()
+    assert sandbox.ledger.size < RUNS
+    assert sandbox.verify_log().ok
 
 
 def test_a_durable_batch_is_on_disk_when_map_returns(home):
