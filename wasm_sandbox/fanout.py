@@ -103,8 +103,8 @@ def fan_out(
         nonlocal done
         for (i, _), ex in zip(group, sandbox.append([s for _, s in group]), strict=True):
             results[i] = ex
-        for count in range(done + 1, done + len(group) + 1):
-            if report:
+        if report:
+            for count in range(done + 1, done + len(group) + 1):
                 report(count, len(jobs))
         done += len(group)
 
