@@ -82,24 +82,36 @@ class WorkerPool:
         for worker in self._spawn(max(0, count - len(self._idle))):
             self.release(worker)
 
-    def warm_soon(self, count: int) -> None:
+    def warm_soon(self, count: int, prepare: Callable[[list[Worker]], None] | None = None) -> None:
         """Start workers in the background until ``count`` are idle or starting; each
-        joins the idle ones once it has said hello (`take_idle`)."""
+        joins the idle ones (`take_idle`) once it has said hello and ``prepare`` (which
+        may raise `WorkerError`, ``EOFError`` or ``OSError``: they are dropped then) has
+        returned for it."""
         with self._lock:
             missing = 0 if self._closed else count - len(self._idle) - self._starting
             if missing <= 0:
                 return
             self._starting += missing
         threading.Thread(
-            target=self._warm_in_background, args=(missing,), name="wasm-sandbox-warm", daemon=True
+            target=self._warm_in_background,
+            args=(missing, prepare),
+            name="wasm-sandbox-warm",
+            daemon=True,
         ).start()
 
-    def _warm_in_background(self, count: int) -> None:
+    def _warm_in_background(
+        self, count: int, prepare: Callable[[list[Worker]], None] | None
+    ) -> None:
+        workers: list[Worker] = []
         try:
-            for worker in self._spawn(count):
+            workers = self._spawn(count)
+            if prepare is not None:
+                prepare(workers)
+            for worker in workers:
                 self.release(worker)
-        except WorkerError:
-            pass  # `starting` drops to 0 with no idle worker: whoever waits sees none come
+        except (WorkerError, EOFError, OSError):
+            for worker in workers:  # `starting` drops with no idle one: waiters see none come
+                worker.kill()
         finally:
             with self._lock:
                 self._starting -= count

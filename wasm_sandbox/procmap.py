@@ -157,7 +157,7 @@ class _Batch:
         there is one; append what came back in groups of up to `GROUP` runs (the first
         waiting at most `GROUP_WAIT` seconds). The jobs left when no worker is (or is
         left, or is coming) to run them."""
-        self.pool.warm_soon(self.wanted)
+        self.pool.warm_soon(self.wanted, _preload)
         group: list[tuple[int, sealing.Sealed]] = []
         since = 0.0
         try:
@@ -318,7 +318,7 @@ class _Batch:
         """Drop ``lane``'s worker and start another (`_take_workers` takes it when ready)."""
         self.pool.drop(lane.worker)
         self.lanes.remove(lane)
-        self.pool.warm_soon(self.wanted - len(self.lanes))
+        self.pool.warm_soon(self.wanted - len(self.lanes), _preload)
 
     def _deadline(self, lane: _Lane) -> float:
         return lane.since + 2 * self.jobs[lane.sent[0]].options.limits.timeout + GRACE
@@ -326,6 +326,17 @@ class _Batch:
     def _wait_time(self, busy: list[_Lane]) -> float:
         deadlines = [self._deadline(lane) for lane in busy if lane.sent]
         return max(0.0, min(deadlines, default=time.monotonic() + 1) - time.monotonic())
+
+
+def _preload(workers: list[Worker]) -> None:
+    """Have new workers import what serving a chunk needs (an empty chunk each), before a
+    batch waits on them."""
+    empty = pickle.dumps(Chunk((), os.getcwd()), pickle.HIGHEST_PROTOCOL)
+    for worker in workers:
+        worker.send(empty)
+    for worker in workers:
+        while worker.conn.recv()[0] == "started":
+            pass
 
 
 def _clamp(size: int) -> int:
