@@ -5,9 +5,10 @@ Where the runs go:
 * by default, a batch of at least `wasm_sandbox.procmap.MIN_RUNS` runs of programs up to
   `wasm_sandbox.procmap.MAX_PROGRAM` bytes, on a machine with more than one core, goes to
   the sandbox's warm worker processes, which run *and seal* each job (to the recipient's
-  public key); the caller only appends, in groups (`wasm_sandbox.procmap`). The first such
-  batch starts the workers in the background (about 0.5 s) and runs jobs itself meanwhile;
-  later batches find them warm.
+  public key); the caller only appends, in groups (`wasm_sandbox.procmap`). With no idle
+  worker, the batch runs one job itself first: a guest of `procmap.THREADS_SCALE` or more
+  sends the batch to threads (they scale then); else the workers start in the background
+  (about 0.5 s) while the caller runs jobs itself, and later batches find them warm.
 * other default batches (few runs, one core, an interpreter's big program, or no worker
   process that can start) run on a thread pool sized to the cores: wasm releases the GIL,
   so guests that run long scale; the caller seals each run.

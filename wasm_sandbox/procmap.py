@@ -6,9 +6,11 @@ workers of the sandbox's `wasm_sandbox.pool.WorkerPool` (fresh interpreters star
 ``subprocess``, never forked from this one). A worker runs each job, seals it to the
 recipient's *public* key (`wasm_sandbox.sealing`) and sends the `Sealed` run back at once;
 the caller appends whatever has arrived as one group (`Sandbox.append`: one transaction,
-one checkpoint). The private key never leaves the caller. Workers missing from the pool are
-started in the background (`WorkerPool.warm_soon`); until one is ready the caller runs jobs
-itself, and a batch no worker can come to hands its jobs back (`fanout` runs them on threads).
+one checkpoint). The private key never leaves the caller. With no idle worker the caller runs
+one job itself: a guest of `THREADS_SCALE` seconds or more hands the batch back (`fanout` runs
+it on threads, which scale for such guests) and no worker is started; otherwise the missing
+workers start in the background (`WorkerPool.warm_soon`) and the caller runs jobs until one
+is ready. A batch no worker can come to is handed back too.
 
 What can go wrong, per run, while the batch goes on:
 
@@ -60,6 +62,9 @@ MIN_CHUNK, MAX_CHUNK = 4, 64
 #: Runs appended in one transaction at most, and the longest the first of them waits for
 #: the others: a group of 64 costs the caller about a third of what a run alone costs.
 GROUP, GROUP_WAIT = 64, 0.05
+#: A guest that runs this many seconds makes sealing a small part of a run: threads scale
+#: then, so a batch whose workers are still starting runs on threads instead of waiting.
+THREADS_SCALE = 0.005
 #: A chunk pickled to at most this many bytes is sent before its worker is free (it fits
 #: in the socket's buffer, so sending it never blocks).
 AHEAD_BYTES = 64 << 10
@@ -151,18 +156,23 @@ class _Batch:
         self._der: dict[int, bytes] = {}  # by id() of a key in self.keys
         self.failure: BaseException | None = None
         self._held: tuple[list[int], bytes] | None = None  # a chunk too big to send ahead
+        self._long = False  # a run here showed guests long enough for threads
 
     def run(self) -> list[int]:
         """Take the pool's idle workers (starting what is missing), running jobs here until
         there is one; append what came back in groups of up to `GROUP` runs (the first
-        waiting at most `GROUP_WAIT` seconds). The jobs left when no worker is (or is
-        left, or is coming) to run them."""
-        self.pool.warm_soon(self.wanted, _preload)
-        group: list[tuple[int, sealing.Sealed]] = []
-        since = 0.0
+        waiting at most `GROUP_WAIT` seconds). The jobs left for threads: when no worker
+        is (or is left, or is coming) to run them, or a run here took `THREADS_SCALE`
+        seconds or more before any worker was ready (then none is started)."""
+        self.lanes += (_Lane(w) for w in self.pool.take_idle(self.wanted))
+        # A cold pool: one run here first tells whether starting workers is worth it.
+        group = [] if self.lanes else [self._here(self.todo.popleft())]
+        since = time.monotonic()
+        if not self._long:
+            self.pool.warm_soon(self.wanted, _preload)
         try:
             while self.left:
-                stuck = not self._take_workers()
+                stuck = not self._take_workers() or (self._long and not self.lanes)
                 got = (
                     []
                     if stuck
@@ -210,6 +220,7 @@ class _Batch:
         ran = run_anywhere(job, self.sandbox.runner(job.options.isolation))
         if ran.outcome.status == INTERRUPTED:
             self.failure = self.failure or KeyboardInterrupt()
+        self._long = self._long or ran.outcome.duration_ms >= THREADS_SCALE * 1000
         return i, sealing.seal(job, ran.outcome, self.keys[i], ran.error)
 
     def _settle(self) -> None:

@@ -233,6 +233,14 @@ def test_small_batches_and_big_programs_stay_on_threads(sandbox):
     assert sandbox.pool.pids() == []
 
 
+def test_a_cold_pool_and_long_guests_go_to_threads_and_start_no_worker(sandbox):
+    batch = sandbox.map(COUNT, [(20_000_000,)] * procmap.MIN_RUNS, invoke="count")
+    assert min(ex.outcome.duration_ms for ex in batch) >= procmap.THREADS_SCALE * 1000
+    assert {ex.outcome.returns for ex in batch} == {(20_000_000,)}
+    assert sandbox.pool.pids() == [] and sandbox.pool.starting == 0
+    _check_logged(sandbox, batch)
+
+
 def test_without_worker_processes_the_batch_runs_on_threads(sandbox):
     sandbox.pool.close()  # no worker can start now
     batch = sandbox.map(programs.ADD, [(i, 0) for i in range(RUNS)], invoke="add", progress=False)
