@@ -230,6 +230,10 @@ class WorkerPool:
 
     def _spawn(self, count: int) -> list[Worker]:
         with self._lock:
+            if self._closed:
+                raise WorkerError(
+                    "cannot start a worker: the sandbox's worker processes are closed"
+                )
             if self._spawner is None:
                 self._spawner = _Spawner()
             spawner = self._spawner
@@ -427,7 +431,10 @@ class _Spawner:
     def start(self, cache_dir: Path | None, nice: int, count: int) -> list[Worker]:
         answer: queue.SimpleQueue[list[Worker] | BaseException] = queue.SimpleQueue()
         self._requests.put((cache_dir, nice, count, answer))
-        result = answer.get()
+        try:
+            result = answer.get(timeout=_START_TIMEOUT)
+        except queue.Empty:  # the spawner was closed meanwhile
+            raise WorkerError("no worker process was started (the pool is closing)") from None
         if isinstance(result, BaseException):
             raise result
         try:
