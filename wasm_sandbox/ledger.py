@@ -438,7 +438,7 @@ class Ledger:
         try:
             _insert(db, start, batch)
         except sqlite3.IntegrityError:  # record_id is UNIQUE
-            taken = view.logged([rid for rid, _, _ in batch])
+            taken = view.logged([rid for rid, _, _ in batch], below=start)
             raise LedgerError(f"record id {(taken or ['?'])[0]} is already logged") from None
         db.executemany("INSERT INTO subtrees VALUES (?, ?, ?)", new)
         size, root = frontier.size, frontier.root()
