@@ -202,8 +202,9 @@ class Engine:
             run.done.set()
 
     def close(self) -> None:
-        """Stop the ticker thread; idempotent."""
+        """Stop the ticker thread and wait for the module cache's writes; idempotent."""
         self._ticker.close()
+        self.cache.flush()
 
 
 def _never_blocks(compiled: Compiled, grants: Grants) -> bool:
