@@ -230,7 +230,7 @@ class Ledger:
         if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
             raise LedgerError(f"cannot open ledger {self.path}: WAL mode is not available")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
-        conn.execute("PRAGMA wal_autocheckpoint=0")  # `wasm_sandbox.wal` does it off the append path
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # done off the append path: `wasm_sandbox.wal`
         conn.execute("BEGIN IMMEDIATE")
         for statement in filter(str.strip, _SCHEMA.split(";")):
             conn.execute(statement)

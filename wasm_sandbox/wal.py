@@ -14,6 +14,7 @@ PASSIVE never blocks a writer or reader; one that cannot finish is retried next 
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 
@@ -57,10 +58,8 @@ class WalCopier:
                 self._wake.clear()
                 if self._closed:
                     return
-                try:
+                with contextlib.suppress(sqlite3.Error):  # busy or gone: next time, then
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                except sqlite3.Error:
-                    pass  # busy or gone: the next nudge tries again
         finally:
             db.close()
 
