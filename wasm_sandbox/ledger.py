@@ -55,7 +55,6 @@ from .checkpoint import (
 from .errors import LedgerError, RecordNotFound, VerificationError
 from .logview import Entry, LogView, Subtrees
 from .tlog_proof import PROOF_HEADER, format_proof, verify_receipt
-from .wal import WalCopier
 
 __all__ = ["PREVIOUS", "PROOF_HEADER", "Entry", "Ledger", "LogReport", "Receipt", "verify_receipt"]
 
@@ -191,7 +190,6 @@ class Ledger:
         self._queue: list[_Pending] = []
         self._queue_lock = threading.Lock()  # never held across a transaction
         self._conn: sqlite3.Connection | None = self._connect()
-        self._wal = WalCopier(self.path, BUSY_TIMEOUT_S)
 
     @staticmethod
     def _make_verifier(
@@ -230,7 +228,6 @@ class Ledger:
         if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
             raise LedgerError(f"cannot open ledger {self.path}: WAL mode is not available")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
-        conn.execute("PRAGMA wal_autocheckpoint=0")  # done off the append path: `wasm_sandbox.wal`
         conn.execute("BEGIN IMMEDIATE")
         for statement in filter(str.strip, _SCHEMA.split(";")):
             conn.execute(statement)
@@ -244,7 +241,6 @@ class Ledger:
 
     def close(self) -> None:
         """Close the database; calling it again does nothing."""
-        self._wal.close()
         with self._lock, _foreign_errors(f"ledger {self.path}"):
             if self._conn is not None:
                 self._conn.close()
@@ -427,7 +423,6 @@ class Ledger:
             self._tip = None  # it may have committed (an error in COMMIT's tail): read it again
             raise
         self._tip = tip
-        self._wal.appended(len(batch))
         return receipts
 
     def _append(

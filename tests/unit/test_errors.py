@@ -20,7 +20,7 @@ HTTP_ANSWERS = {"wasm_sandbox.jupyter.server.ApiError"}
 #: Where each foreign library's exceptions may be caught and turned into ours.
 BOUNDARIES = {
     "wasmtime": {"compiled.py", "component.py", "sources.py", "traps.py"},
-    "sqlite3": {"kvstore.py", "ledger.py", "wal.py", "witness.py"},
+    "sqlite3": {"kvstore.py", "ledger.py", "witness.py"},
     "cryptography": {"envelope.py", "keys.py", "checkpoint.py"},
 }
 CRYPTO_ERRORS = {"InvalidTag", "InvalidSignature", "UnsupportedAlgorithm"}
