@@ -66,9 +66,8 @@ def sigint_cancels(cancel: Callable[[], None]) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.getsignal(signal.SIGINT)
     try:
-        signal.signal(signal.SIGINT, lambda _sig, _frame: cancel())
+        previous = signal.signal(signal.SIGINT, lambda _sig, _frame: cancel())
     except ValueError:  # not the main interpreter
         yield
         return
