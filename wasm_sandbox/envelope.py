@@ -116,8 +116,8 @@ _SAFE_INT = 2**53 - 1
 def _plain(obj: Any) -> bool:
     """True for JSON made of ASCII-keyed objects, lists, strings, safe ints, bools, null.
 
-    Exact types only (a subclass takes the ``rfc8785`` path); iterative, as records are
-    encoded on every run.
+    Exact types of values only (a subclass takes the ``rfc8785`` path); iterative, as
+    records are encoded on every run.
     """
     stack = [obj]
     while stack:
@@ -129,7 +129,10 @@ def _plain(obj: Any) -> bool:
             if not -_SAFE_INT <= value <= _SAFE_INT:
                 return False
         elif kind is dict:
-            if not all(type(k) is str and k.isascii() for k in value):
+            try:
+                if not "".join(value).isascii():  # a key that is not a string: TypeError
+                    return False
+            except TypeError:
                 return False
             stack.extend(value.values())
         elif kind is list or kind is tuple:

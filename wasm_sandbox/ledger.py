@@ -429,14 +429,17 @@ class Ledger:
         self, db: sqlite3.Connection, batch: list[_Item], key: Ed25519PrivateKey
     ) -> tuple[list[Receipt], tuple[int, int, merkle.Frontier]]:
         view, tree = LogView(db, self._open), Subtrees(db)
-        start, version = view.size(), view.data_version()  # no other writer until we commit
+        version = view.data_version()  # no other writer until we commit
+        tip = self._tip
+        start = tip[1] if tip is not None and tip[0] == version else view.size()
         frontier = self._frontier(view, tree, start, version)
-        taken = view.logged([rid for rid, _, _ in batch])
-        if taken:
-            raise LedgerError(f"record id {taken[0]} is already logged")
         new = [n for _, leaf, _ in batch for n in frontier.append(merkle.leaf_hash(leaf))]
         tree.nodes.update(((level, idx), h) for level, idx, h in new)
-        _insert(db, start, batch)
+        try:
+            _insert(db, start, batch)
+        except sqlite3.IntegrityError:  # record_id is UNIQUE
+            taken = view.logged([rid for rid, _, _ in batch], below=start)
+            raise LedgerError(f"record id {(taken or ['?'])[0]} is already logged") from None
         db.executemany("INSERT INTO subtrees VALUES (?, ?, ?)", new)
         size, root = frontier.size, frontier.root()
         body = format_checkpoint(self.origin, size, root) + f"{PREVIOUS} {start}\n"

@@ -113,12 +113,13 @@ class LogView:
                     by_index[idx][name] = data
         return entries
 
-    def logged(self, record_ids: list[str]) -> list[str]:
-        """Those of ``record_ids`` that some entry already has."""
+    def logged(self, record_ids: list[str], below: int) -> list[str]:
+        """Those of ``record_ids`` that an entry of index below ``below`` already has."""
         found: set[str] = set()
         for i in range(0, len(record_ids), _CHUNK):
-            part = record_ids[i : i + _CHUNK]
-            sql = f"SELECT record_id FROM entries WHERE record_id IN ({', '.join('?' * len(part))})"
+            part: list[str | int] = [*record_ids[i : i + _CHUNK], below]
+            marks = ", ".join("?" * (len(part) - 1))
+            sql = f"SELECT record_id FROM entries WHERE record_id IN ({marks}) AND idx < ?"
             found.update(rid for (rid,) in self._db.execute(sql, part))
         return [rid for rid in record_ids if rid in found]
 

@@ -206,7 +206,7 @@ class Sandbox:
         options = self._home_grants(options)
         if options.recipient is None:
             self.keys.recipient_public_key()
-        _ = self.ledger.size  # opens and reads the ledger: a corrupt one fails here
+        _ = self.ledger  # opened on first use: a corrupt one fails here
         self.high_water.known()  # a corrupt high-water file fails here, not after the run
         return options
 
