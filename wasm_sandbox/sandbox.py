@@ -206,6 +206,7 @@ class Sandbox:
         options = self._home_grants(options)
         if options.recipient is None:
             self.keys.recipient_public_key()
+        self.keys.content_secret()
         _ = self.ledger.size  # opens and reads the ledger: a corrupt one fails here
         self.high_water.known()  # a corrupt high-water file fails here, not after the run
         return options
@@ -274,7 +275,7 @@ class Sandbox:
         """
         options, program = job.options, job.program
         public = options.recipient or self.keys.recipient_public_key()
-        rid = record.new_id()
+        rid, recipient = record.new_id(), key_id(public)
         grants = options.grants
         inputs = {
             "invoke": options.invoke,
@@ -284,13 +285,14 @@ class Sandbox:
             "grants": grants.to_payload(),
         }
         sealed, result = program.sealed, outcome.result_payload()
+        keys = record.content_keys(self.keys.content_secret(), recipient, sealed, program.source)
         parts = record.seal_run(
-            rid, sealed, inputs, result, public, program.source, stdin=grants.stdin
+            rid, sealed, inputs, result, public, program.source, grants.stdin, content_keys=keys
         )
         rec = record.build(
             rid,
             int(time.time() * 1000),
-            key_id(public),
+            recipient,
             parts,
             len(sealed),
             options.limits.to_record(),
