@@ -140,7 +140,7 @@ class KeyStore:
         return self._module_signing
 
     def content_secret(self) -> bytes:
-        """The 32-byte secret content keys are derived from (`wasm_sandbox.record.content_keys`),
+        """The 32-byte secret content keys are derived from (`wasm_sandbox.record.seal_run`),
         created on first use."""
         return self._content_key().private_bytes_raw()
 

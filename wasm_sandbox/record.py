@@ -23,7 +23,7 @@ they still open and verify. The commitments mean the same in all versions.
 
 Since version 3 a program or source of at least `BY_CONTENT_MIN` bytes is sealed by content
 (docs/records.md): its ciphertext is the payload encrypted under a content key that the sealing
-home derives from its secret, the recipient and the payload (`content_keys`), the same for
+home derives from its secret, the recipient and the payload (`seal_run`), the same for
 every run, so the log stores it once; the part's ``wrapped`` (hex) is the commitment's salt
 and that content key, sealed under the part's key from the run's secret. A record is version 3
 when some part is sealed so, else version 2.
@@ -48,8 +48,7 @@ client declared>, "authenticated": false}``); ``client`` is a claim, not an iden
 Example::
 
     rid = new_id()
-    keys = content_keys(home_secret, key_id, wasm)
-    parts = seal_run(rid, wasm, {"args": []}, {"returns": [42]}, public_key, content_keys=keys)
+    parts = seal_run(rid, wasm, {"args": []}, {"returns": [42]}, public_key, content_secret=secret)
     record = build(rid, time_ms, key_id, parts, len(wasm), limits, outcome, True)
     opened = open_record(decode(encode(record)), blobs(parts), private_key)
 """
@@ -124,19 +123,21 @@ def seal_run(
     recipient_public_key: ec.EllipticCurvePublicKey,
     source: Mapping[str, Any] | None = None,
     stdin: bytes = b"",
-    content_keys: Mapping[str, bytes] | None = None,
+    content_secret: bytes | None = None,
 ) -> dict[str, SealedPart]:
     """Seal the program bytes, the input (JSON, NUL, raw ``stdin``), the result's JSON and
-    (when given) the source ``{"lang", "text"}``; the parts named in ``content_keys``
-    (`content_keys`) by content, under those keys."""
+    (when given) the source ``{"lang", "text"}``. With the sealing home's ``content_secret``
+    (`wasm_sandbox.keys.KeyStore.content_secret`) the program and the source of at least
+    `BY_CONTENT_MIN` bytes are sealed by content (a version 3 record)."""
     payloads = {
         "program": program,
         "input": encode_input(input_payload, stdin),
         "result": canonical(result_payload),
     }
     if source is not None:
-        payloads["source"] = encode_source(source)
-    key, by_content = new_run_key(recipient_public_key, record_id), content_keys or {}
+        payloads["source"] = canonical(dict(source))
+    key = new_run_key(recipient_public_key, record_id)
+    by_content = _content_keys(content_secret, recipient_public_key, payloads)
     return {
         p: seal_by_content(p, data, by_content[p], key, record_id)
         if p in by_content
@@ -145,29 +146,18 @@ def seal_run(
     }
 
 
-def content_keys(
-    secret: bytes,
-    recipient_key_id: str,
-    program: bytes,
-    source: Mapping[str, Any] | None = None,
+def _content_keys(
+    secret: bytes | None,
+    recipient_public_key: ec.EllipticCurvePublicKey,
+    payloads: Mapping[str, bytes],
 ) -> dict[str, bytes]:
-    """The content keys (`wasm_sandbox.envelope.content_key`) of the program and the source
-    that are at least `BY_CONTENT_MIN` bytes, for `seal_run`. ``secret`` is the sealing home's
-    (`wasm_sandbox.keys.KeyStore.content_secret`); a key opens one payload only, so a process
-    that seals a run may hold it, never the secret."""
-    payloads = {"program": program}
-    if source is not None:
-        payloads["source"] = encode_source(source)
-    return {
-        p: content_key(secret, p, recipient_key_id, data)
-        for p, data in payloads.items()
-        if len(data) >= BY_CONTENT_MIN
-    }
-
-
-def encode_source(source: Mapping[str, Any]) -> bytes:
-    """The sealed source: the canonical JSON of ``{"lang", "text", ...}``."""
-    return canonical(dict(source))
+    """The content key of each payload to seal by content (`BY_CONTENT`, at least
+    `BY_CONTENT_MIN` bytes); none without a ``secret``."""
+    large = [p for p in BY_CONTENT if p in payloads and len(payloads[p]) >= BY_CONTENT_MIN]
+    if secret is None or not large:
+        return {}
+    recipient = key_id(recipient_public_key)
+    return {p: content_key(secret, p, recipient, payloads[p]) for p in large}
 
 
 def encode_input(call: dict[str, Any], stdin: bytes) -> bytes:

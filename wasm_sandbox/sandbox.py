@@ -275,7 +275,7 @@ class Sandbox:
         """
         options, program = job.options, job.program
         public = options.recipient or self.keys.recipient_public_key()
-        rid, recipient = record.new_id(), key_id(public)
+        rid = record.new_id()
         grants = options.grants
         inputs = {
             "invoke": options.invoke,
@@ -285,14 +285,14 @@ class Sandbox:
             "grants": grants.to_payload(),
         }
         sealed, result = program.sealed, outcome.result_payload()
-        keys = record.content_keys(self.keys.content_secret(), recipient, sealed, program.source)
+        secret = self.keys.content_secret()
         parts = record.seal_run(
-            rid, sealed, inputs, result, public, program.source, grants.stdin, content_keys=keys
+            rid, sealed, inputs, result, public, program.source, grants.stdin, secret
         )
         rec = record.build(
             rid,
             int(time.time() * 1000),
-            recipient,
+            key_id(public),
             parts,
             len(sealed),
             options.limits.to_record(),
