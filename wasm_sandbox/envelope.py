@@ -232,14 +232,14 @@ def open_with(
 
 def content_key(secret: bytes, purpose: str, recipient_key_id: str, payload: bytes) -> bytes:
     """The key ``payload`` is encrypted under by every run that seals it as ``purpose`` to
-    this recipient: HKDF-Expand-SHA256(secret, `_info`-style ``lp(version tag) ||
-    lp(content-key tag) || lp(purpose tag) || lp(recipient key id) || lp(SHA-256(payload))``).
+    this recipient: HKDF-Expand-SHA256(secret, ``lp(version tag) || lp(content-key tag) ||
+    lp(purpose tag) || lp(recipient key id) || lp(payload)``), 32 bytes.
 
-    ``secret`` is the sealing home's 32-byte content secret (`wasm_sandbox.keys`); the key
-    is unique per payload, so one key only ever encrypts one plaintext.
+    ``secret`` is the sealing home's 32-byte content secret (`wasm_sandbox.keys`). The key is
+    unique per payload, so it only ever encrypts one plaintext, and deriving it takes the
+    payload itself, not only its digest.
     """
-    digest = hashlib.sha256(payload).digest()
-    info = _INFO + _CONTENT_TAG + _tag(purpose) + _lp(recipient_key_id.encode(), digest)
+    info = _INFO + _CONTENT_TAG + _tag(purpose) + _lp(recipient_key_id.encode(), payload)
     return HKDFExpand(hashes.SHA256(), CONTENT_KEY_LEN, info).derive(secret)
 
 
