@@ -143,16 +143,15 @@ def _on_executor(
             group = [finished.get()]
             while not finished.empty():
                 group.append(finished.get())
-            logged([(i, _seal_here(sandbox, jobs[i], f.result())) for i, f in group])
+            sealed = []
+            for i, future in group:
+                ran = future.result()
+                sealed.append((i, sandbox.sealed(jobs[i], ran.outcome, ran.error)))
+            logged(sealed)
             left -= len(group)
     finally:
         if owned:
             pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _seal_here(sandbox: Sandbox, job: Job, ran: Ran) -> sealing.Sealed:
-    public = job.options.recipient or sandbox.keys.recipient_public_key()
-    return sealing.seal(job, ran.outcome, public, ran.error)
 
 
 def _task(sandbox: Sandbox, job: Job, owned: bool) -> Callable[[Job], Ran]:

@@ -3,14 +3,16 @@
 `Ledger.snapshot()` hands one out; the audit (`wasm_sandbox.audit`) and the Ledger's own reads see
 the log only through it. Rows come in index order and their iterators are valid inside the
 ``with`` block only. Checkpoint notes are verified by the callable the Ledger passes (its key and
-origin); stored subtree hashes are read in few queries and remembered for the view's lifetime.
+origin); stored subtree hashes are read in few queries and remembered for the view's lifetime, and
+so are the last few objects (blobs stored by content) read.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import merkle
 from .checkpoint import Checkpoint
@@ -20,18 +22,22 @@ __all__ = ["Entry", "LogView", "Node", "Subtrees"]
 
 Node = tuple[int, int]  # (level, index) of a complete subtree
 _CHUNK = 200  # (level, idx) pairs per query: an OR chain deeper than ~1000 terms is refused
+_OBJECTS_KEPT = 8  # objects a view remembers (entries of one program are often neighbours)
 _ENTRY = "SELECT idx, record_id, leaf FROM entries"
 _CHECKPOINTS = "SELECT size, note FROM checkpoints"
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One logged record: its leaf index, id, canonical bytes (the leaf) and stored blobs."""
+    """One logged record: its leaf index, id, canonical bytes (the leaf) and stored blobs;
+    ``refs`` names those stored by content, with their SHA-256 (a blob whose object is gone
+    is in ``refs`` only)."""
 
     index: int
     record_id: str
     leaf: bytes
     blobs: dict[str, bytes]
+    refs: dict[str, bytes] = field(default_factory=dict)
 
 
 class Subtrees:
@@ -73,6 +79,7 @@ class LogView:
     def __init__(self, db: sqlite3.Connection, open_checkpoint: Callable[[int, str], Checkpoint]):
         self._db, self._open = db, open_checkpoint
         self._tree = Subtrees(db)
+        self._objects: OrderedDict[bytes, bytes | None] = OrderedDict()
 
     # Entries and blobs
 
@@ -104,21 +111,29 @@ class LogView:
 
     def _with_blobs(self, rows: list[tuple[int, str, bytes]]) -> list[Entry]:
         entries = [Entry(idx, rid, leaf, {}) for idx, rid, leaf in rows]
-        if entries:
-            lo, hi = min(e.index for e in entries), max(e.index for e in entries)
-            by_index = {e.index: e.blobs for e in entries}
-            sql = "SELECT idx, name, data FROM blobs WHERE idx BETWEEN ? AND ?"
-            for idx, name, data in self._db.execute(sql, (lo, hi)):
-                if idx in by_index:
-                    by_index[idx][name] = data
+        if not entries:
+            return entries
+        span = min(e.index for e in entries), max(e.index for e in entries)
+        by_index = {e.index: e for e in entries}
+        sql = "SELECT idx, name, data FROM blobs WHERE idx BETWEEN ? AND ?"
+        for idx, name, data in self._db.execute(sql, span):
+            if idx in by_index:
+                by_index[idx].blobs[name] = data
+        sql = "SELECT idx, name, sha256 FROM object_refs WHERE idx BETWEEN ? AND ?"
+        for idx, name, digest in self._db.execute(sql, span).fetchall():
+            if idx in by_index:
+                by_index[idx].refs[name] = digest
+                if (data := self.object(digest)) is not None:
+                    by_index[idx].blobs[name] = data
         return entries
 
-    def logged(self, record_ids: list[str]) -> list[str]:
-        """Those of ``record_ids`` that some entry already has."""
+    def logged(self, record_ids: list[str], below: int) -> list[str]:
+        """Those of ``record_ids`` that an entry of index below ``below`` already has."""
         found: set[str] = set()
         for i in range(0, len(record_ids), _CHUNK):
-            part = record_ids[i : i + _CHUNK]
-            sql = f"SELECT record_id FROM entries WHERE record_id IN ({', '.join('?' * len(part))})"
+            part: list[str | int] = [*record_ids[i : i + _CHUNK], below]
+            marks = ", ".join("?" * (len(part) - 1))
+            sql = f"SELECT record_id FROM entries WHERE record_id IN ({marks}) AND idx < ?"
             found.update(rid for (rid,) in self._db.execute(sql, part))
         return [rid for rid in record_ids if rid in found]
 
@@ -129,6 +144,26 @@ class LogView:
     def blob_rows(self) -> Iterator[tuple[int, str, bytes]]:
         """Every ``(index, name, data)`` blob row, by index then name (orphans included)."""
         return iter(self._db.execute("SELECT idx, name, data FROM blobs ORDER BY idx, name"))
+
+    def ref_rows(self) -> Iterator[tuple[int, str, bytes]]:
+        """Every ``(index, name, sha256)`` of a blob stored by content, by index then name."""
+        sql = "SELECT idx, name, sha256 FROM object_refs ORDER BY idx, name"
+        return iter(self._db.execute(sql))
+
+    def object(self, sha256: bytes) -> bytes | None:
+        """The stored object of this SHA-256 (unchecked), or None."""
+        if sha256 in self._objects:
+            self._objects.move_to_end(sha256)
+            return self._objects[sha256]
+        row = self._db.execute("SELECT data FROM objects WHERE sha256 = ?", (sha256,)).fetchone()
+        self._objects[sha256] = None if row is None else row[0]
+        if len(self._objects) > _OBJECTS_KEPT:
+            self._objects.popitem(last=False)
+        return self._objects[sha256]
+
+    def object_keys(self) -> Iterator[bytes]:
+        """The SHA-256 every object is stored under."""
+        return (key for (key,) in self._db.execute("SELECT sha256 FROM objects"))
 
     # Subtree hashes
 

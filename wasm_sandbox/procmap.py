@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from . import sealing
 from .engine import Compiled, Engine
 from .envelope import load_public_der, public_der
+from .errors import SandboxError
 from .isolation import COMPILE_MEMORY, Isolation
 from .job import Job, run_anywhere
 from .limits import Limits
@@ -75,9 +76,10 @@ Logged = Callable[[list[tuple[int, sealing.Sealed]]], None]
 @dataclass(frozen=True)
 class Chunk:
     """What one worker runs and seals, in order: portable jobs, each with its recipient's
-    public key (DER); ``cwd`` is the caller's working directory (relative grants)."""
+    public key (DER) and its program's content keys (`sealing.content_keys`: not the home's
+    content secret); ``cwd`` is the caller's working directory (relative grants)."""
 
-    jobs: tuple[tuple[Job, bytes], ...]
+    jobs: tuple[tuple[Job, bytes, dict[str, bytes]], ...]
     cwd: str
 
 
@@ -109,10 +111,10 @@ def serve(conn: Connection, engine: Engine, chunk: Chunk) -> tuple[str, Any]:
         os.chdir(chunk.cwd)
     runner, abandoned = _CappedCompile(engine, WorkerPool(None)), engine.abandoned
     keys: dict[bytes, ec.EllipticCurvePublicKey] = {}
-    for job, der in chunk.jobs:
+    for job, der, content in chunk.jobs:
         public = keys.get(der) or keys.setdefault(der, load_public_der(der))
         ran = run_anywhere(job, runner)
-        conn.send(("sealed", sealing.seal(job, ran.outcome, public, ran.error)))
+        conn.send(("sealed", sealing.seal(job, ran.outcome, public, ran.error, content)))
     return ("done", engine.abandoned != abandoned)
 
 
@@ -153,7 +155,9 @@ class _Batch:
         self.left = len(jobs)
         self.cwd = os.getcwd()
         self.keys = [j.options.recipient or sandbox.keys.recipient_public_key() for j in jobs]
+        self._secret = sandbox.keys.content_secret()
         self._der: dict[int, bytes] = {}  # by id() of a key in self.keys
+        self._content: dict[tuple[int, int], dict[str, bytes]] = {}  # by id() of program, key
         self.failure: BaseException | None = None
         self._held: tuple[list[int], bytes] | None = None  # a chunk too big to send ahead
         self._long = False  # a run here showed guests long enough for threads
@@ -169,7 +173,7 @@ class _Batch:
         group = [] if self.lanes else [self._here(self.todo.popleft())]
         since = time.monotonic()
         if not self._long:
-            self.pool.warm_soon(self.wanted, _preload)
+            self.pool.warm_soon(self.wanted - len(self.lanes), _preload)
         try:
             while self.left:
                 stuck = not self._take_workers() or (self._long and not self.lanes)
@@ -221,7 +225,7 @@ class _Batch:
         if ran.outcome.status == INTERRUPTED:
             self.failure = self.failure or KeyboardInterrupt()
         self._long = self._long or ran.outcome.duration_ms >= THREADS_SCALE * 1000
-        return i, sealing.seal(job, ran.outcome, self.keys[i], ran.error)
+        return i, self._seal(i, ran.outcome, ran.error)
 
     def _settle(self) -> None:
         """Read the last chunks' ``done`` (sent right after their last run), so their
@@ -250,7 +254,12 @@ class _Batch:
             return None
         size = _clamp(math.ceil(len(self.todo) / (3 * len(self.lanes))))
         indices = [self.todo.popleft() for _ in range(min(len(self.todo), size))]
-        chunk = Chunk(tuple((self.jobs[i].portable(), self._public(i)) for i in indices), self.cwd)
+        chunk = Chunk(
+            tuple(
+                (self.jobs[i].portable(), self._public(i), self._content_keys(i)) for i in indices
+            ),
+            self.cwd,
+        )
         return indices, pickle.dumps(chunk, pickle.HIGHEST_PROTOCOL)
 
     def _send(self, lane: _Lane, indices: list[int], data: bytes) -> None:
@@ -275,6 +284,19 @@ class _Batch:
         if der is None:
             der = self._der[id(key)] = public_der(key)
         return der
+
+    def _content_keys(self, i: int) -> dict[str, bytes]:
+        """Job ``i``'s content keys, derived once per program and recipient."""
+        job, key = self.jobs[i], self.keys[i]
+        ids = (id(job.program), id(key))
+        keys = self._content.get(ids)
+        if keys is None:
+            keys = self._content[ids] = sealing.content_keys(job, key, self._secret)
+        return keys
+
+    def _seal(self, i: int, outcome: Outcome, error: SandboxError | None = None) -> sealing.Sealed:
+        """Seal job ``i`` here (a run made here, or one a worker lost)."""
+        return sealing.seal(self.jobs[i], outcome, self.keys[i], error, self._content_keys(i))
 
     def _collect(self, at_most: float | None) -> Iterator[tuple[int, sealing.Sealed]]:
         """Everything the workers have sent by now (waiting for the first, ``at_most``
@@ -321,7 +343,7 @@ class _Batch:
             i = lane.sent.popleft()
             job = self.jobs[i]
             outcome = lost(lane.worker, job.options.limits, lane.since, overstayed=overstayed)
-            yield i, sealing.seal(job, outcome, self.keys[i])
+            yield i, self._seal(i, outcome)
         self.todo.extendleft(reversed(lane.sent))
         self._replace(lane)
 

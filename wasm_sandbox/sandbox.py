@@ -214,7 +214,8 @@ class Sandbox:
         options = self._home_grants(options)
         if options.recipient is None:
             self.keys.recipient_public_key()
-        _ = self.ledger.size  # opens and reads the ledger: a corrupt one fails here
+        self.keys.content_secret()
+        _ = self.ledger  # opened on first use: a corrupt one fails here
         self.high_water.known()  # a corrupt high-water file fails here, not after the run
         return options
 
@@ -281,8 +282,16 @@ class Sandbox:
 
         Batch runs call this for guests that ran elsewhere (a Dask worker).
         """
+        return self.append([self.sealed(job, outcome, error)])[0]
+
+    def sealed(
+        self, job: Job, outcome: Outcome, error: SandboxError | None = None
+    ) -> sealing.Sealed:
+        """The sealing half of `seal`: to the job's recipient, with this home's content
+        keys (`wasm_sandbox.record.shared_content_keys`); nothing is logged."""
         public = job.options.recipient or self.keys.recipient_public_key()
-        return self.append([sealing.seal(job, outcome, public, error)])[0]
+        keys = sealing.content_keys(job, public, self.keys.content_secret())
+        return sealing.seal(job, outcome, public, error, keys)
 
     def append(self, runs: Sequence[sealing.Sealed]) -> list[Execution]:
         """Log sealed ``runs`` in one transaction under one signed checkpoint (in durable

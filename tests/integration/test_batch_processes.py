@@ -17,7 +17,7 @@ import pytest
 from tests import programs
 from wasm_sandbox import DecryptionError, Limits, RunOptions, Sandbox, merkle, pool, procmap, record
 from wasm_sandbox.envelope import public_der
-from wasm_sandbox.sources import Program
+from wasm_sandbox.sources import Program, compile_wat
 
 RUNS = 64
 #: Loops ``n`` times and returns ``n``: a guest of a few milliseconds for n = 10^6.
@@ -33,6 +33,14 @@ def warm(sandbox):
     cold pool the caller runs jobs itself while they start)."""
     sandbox.pool.warm(procmap.cores())
     return sandbox
+
+
+#: A program and source above `record.BY_CONTENT_MIN` bytes: sealed by content (version 3).
+BIG = (
+    '(module (memory 1) (data (i32.const 0) "'
+    + "x" * 2048
+    + '") (func (export "id") (param i32) (result i32) (local.get 0)))'
+)
 
 
 def _expected_fact(n):
@@ -112,6 +120,20 @@ def test_what_goes_to_the_workers_holds_no_private_key(warm, sandbox, monkeypatc
     everything = b"".join(chunks)
     assert public_der(private.public_key()) in everything
     assert secret not in everything and signing not in everything
+    assert sandbox.keys.content_secret() not in everything
+
+
+def test_a_large_program_is_sealed_by_content_in_the_workers(warm, sandbox, monkeypatch):
+    sent = []
+    real_send = pool.Worker.send
+    monkeypatch.setattr(pool.Worker, "send", lambda w, job: (sent.append(job), real_send(w, job)))
+    batch = sandbox.map(BIG, [(i,) for i in range(RUNS)], invoke="id", progress=False)
+    assert [ex.outcome.returns for ex in batch] == [(i,) for i in range(RUNS)]
+    assert {ex.record["v"] for ex in batch} == {3}
+    assert len({ex.record["program"]["ct_sha256"] for ex in batch}) == 1, "one shared ciphertext"
+    assert sandbox.decrypt(batch[9].id).program == compile_wat(BIG)
+    assert sandbox.keys.content_secret() not in b"".join(d for d in sent if isinstance(d, bytes))
+    _check_logged(sandbox, batch)
 
 
 def test_a_worker_that_dies_mid_batch_costs_one_run_and_the_batch_goes_on(warm, sandbox):
