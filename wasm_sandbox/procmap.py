@@ -160,17 +160,16 @@ class _Batch:
         self._content: dict[tuple[int, int], dict[str, bytes]] = {}  # by id() of program, key
         self.failure: BaseException | None = None
         self._held: tuple[list[int], bytes] | None = None  # a chunk too big to send ahead
-        self._long = False  # a run here showed guests long enough for threads
+        self._long = False  # the first runs here showed guests long enough for threads
 
     def run(self) -> list[int]:
         """Take the pool's idle workers (starting what is missing), running jobs here until
         there is one; append what came back in groups of up to `GROUP` runs (the first
         waiting at most `GROUP_WAIT` seconds). The jobs left for threads: when no worker
-        is (or is left, or is coming) to run them, or a run here took `THREADS_SCALE`
-        seconds or more before any worker was ready (then none is started)."""
+        is (or is left, or is coming) to run them, or, on a cold pool, the first runs here
+        showed guests of `THREADS_SCALE` seconds or more (then no worker is started)."""
         self.lanes += (_Lane(w) for w in self.pool.take_idle(self.wanted))
-        # A cold pool: one run here first tells whether starting workers is worth it.
-        group = [] if self.lanes else [self._here(self.todo.popleft())]
+        group = [] if self.lanes else self._probe()
         since = time.monotonic()
         if not self._long:
             self.pool.warm_soon(self.wanted - len(self.lanes), _preload)
@@ -224,8 +223,16 @@ class _Batch:
         ran = run_anywhere(job, self.sandbox.runner(job.options.isolation))
         if ran.outcome.status == INTERRUPTED:
             self.failure = self.failure or KeyboardInterrupt()
-        self._long = self._long or ran.outcome.duration_ms >= THREADS_SCALE * 1000
         return i, self._seal(i, ran.outcome, ran.error)
+
+    def _probe(self) -> list[tuple[int, sealing.Sealed]]:
+        """One run here, and a second when it was long (a single run can be slowed by the
+        machine's other work): whether guests are long enough for threads (`_long`)."""
+        runs = [self._here(self.todo.popleft())]
+        if _long_run(runs[0]) and self.todo:
+            runs.append(self._here(self.todo.popleft()))
+        self._long = all(_long_run(run) for run in runs)
+        return runs
 
     def _settle(self) -> None:
         """Read the last chunks' ``done`` (sent right after their last run), so their
@@ -370,6 +377,10 @@ def _preload(workers: list[Worker]) -> None:
     for worker in workers:
         while worker.conn.recv()[0] == "started":
             pass
+
+
+def _long_run(run: tuple[int, sealing.Sealed]) -> bool:
+    return run[1].outcome.duration_ms >= THREADS_SCALE * 1000
 
 
 def _clamp(size: int) -> int:
