@@ -385,9 +385,10 @@ class Sandbox:
 
         ``options`` (or keyword arguments, as for `run`) apply to every run; ``args`` comes
         from ``inputs``. ``executor`` is any `concurrent.futures.Executor` (a Dask
-        ``client.get_executor()`` runs the guests on a cluster); the default is a thread
-        pool sized to the cores. ``progress`` shows a bar (True), calls
-        ``progress(done, total)``, or is silent (False). Returns a
+        ``client.get_executor()`` runs the guests on a cluster); by default a batch of
+        trivial runs is run and sealed in this sandbox's worker processes, others run on
+        a thread pool sized to the cores (`wasm_sandbox.fanout`). ``progress`` shows a bar
+        (True), calls ``progress(done, total)``, or is silent (False). Returns a
         `wasm_sandbox.fanout.Batch`: executions in input order, with ``table()`` and
         ``to_pandas()``. Raises `CompileError` when ``source`` does not compile.
         """
