@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import rfc8785
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, hpke, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -156,10 +156,26 @@ def _plain(obj: Any) -> bool:
 
 def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
     """Hex SHA-256 of the key's DER SubjectPublicKeyInfo."""
-    der = public_key.public_bytes(
+    return hashlib.sha256(public_der(public_key)).hexdigest()
+
+
+def public_der(public_key: ec.EllipticCurvePublicKey) -> bytes:
+    """The key's DER SubjectPublicKeyInfo: how a public key travels to a worker process
+    (key objects do not pickle)."""
+    return public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return hashlib.sha256(der).hexdigest()
+
+
+def load_public_der(der: bytes) -> ec.EllipticCurvePublicKey:
+    """The P-256 public key of `public_der`'s bytes; raises ``EnvelopeError`` for others."""
+    try:
+        key = serialization.load_der_public_key(der)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise EnvelopeError(f"recipient key: not a DER public key ({exc})") from None
+    if not (isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)):
+        raise EnvelopeError("recipient key: not a P-256 public key")
+    return key
 
 
 def commit(purpose: str, record_id: str, payload: bytes, salt: bytes) -> bytes:

@@ -1,8 +1,24 @@
-"""Batch runs over any `concurrent.futures.Executor`: the core of `Sandbox.map`.
+"""Batch runs: the core of `Sandbox.map` and `Sandbox.map_programs`.
 
-The guest runs wherever the executor puts it (a thread here, a Dask worker elsewhere);
-sealing and logging happen in the caller, so every record lands in the caller's log.
-With no executor a thread pool sized to the cores is used: wasm releases the GIL.
+Where the runs go:
+
+* by default, a batch of at least `wasm_sandbox.procmap.MIN_RUNS` runs of programs up to
+  `wasm_sandbox.procmap.MAX_PROGRAM` bytes, on a machine with more than one core, goes to
+  the sandbox's warm worker processes, which run *and seal* each job (to the recipient's
+  public key); the caller only appends, in groups (`wasm_sandbox.procmap`). With no idle
+  worker, the batch runs one job itself first: a guest of `procmap.THREADS_SCALE` or more
+  sends the batch to threads (they scale then); else the workers start in the background
+  (about 0.5 s) while the caller runs jobs itself, and later batches find them warm.
+* other default batches (few runs, one core, an interpreter's big program, or no worker
+  process that can start) run on a thread pool sized to the cores: wasm releases the GIL,
+  so guests that run long scale; the caller seals each run.
+* ``executor=`` (any `concurrent.futures.Executor`: threads, a ``ProcessPoolExecutor``,
+  a Dask ``client.get_executor()``) runs each guest wherever it puts it, as a portable job
+  (`Job.portable`); the caller seals each run.
+
+Either way every run is logged in the caller's log, appended in groups of whatever has
+finished (one transaction and one checkpoint per group; in durable mode synced before the
+batch returns), and the executions come back in input order.
 
 >>> rows = sb.map("fact.wat", [(n,) for n in range(100)], invoke="fact")   # doctest: +SKIP
 >>> rows.table()[0]["status"], rows.to_pandas().shape                       # doctest: +SKIP
@@ -13,26 +29,18 @@ from __future__ import annotations
 
 import functools
 import os
+import queue
 import sys
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, cast
 
-from .isolation import Isolation
-from .job import Job, Ran, execute, failed
+from . import procmap, sealing
+from .job import Job, Ran, run_anywhere
 
 if TYPE_CHECKING:
     from .execution import Execution
     from .sandbox import Sandbox
-
-
-def run_anywhere(job: Job, runner: Isolation | None = None) -> Ran:
-    """`execute`, for an executor's worker: whatever goes wrong there (the transport, a
-    grant that a remote machine cannot honour) is that run's ``error``, not the batch's."""
-    try:
-        return execute(job, runner)
-    except Exception as exc:
-        return Ran(failed(job.options, str(exc)))
 
 
 class Batch(list["Execution"]):
@@ -86,31 +94,64 @@ def fan_out(
     executor: Executor | None,
     progress: bool | Callable[[int, int], None],
 ) -> Batch:
-    """Execute prepared ``jobs`` on ``executor`` and seal each in the caller, in the
+    """Execute prepared ``jobs`` (see the module's docstring for where) and log each in the
     sandbox's log: the middle step of `Sandbox.run`, fanned out."""
+    report = _progress(len(jobs)) if progress is True else (progress or None)
+    results: list[Execution | None] = [None] * len(jobs)
+    done = 0
+
+    def logged(group: list[tuple[int, sealing.Sealed]]) -> None:
+        nonlocal done
+        for (i, _), ex in zip(group, sandbox.append([s for _, s in group]), strict=True):
+            results[i] = ex
+        if report:
+            for count in range(done + 1, done + len(group) + 1):
+                report(count, len(jobs))
+        done += len(group)
+
+    try:
+        in_processes = executor is None and procmap.suits(jobs)
+        left = procmap.run(sandbox, jobs, logged) if in_processes else list(range(len(jobs)))
+        if left:  # all of them, or those no worker process could take
+
+            def logged_left(group: list[tuple[int, sealing.Sealed]]) -> None:
+                logged([(left[k], run) for k, run in group])
+
+            _on_executor(sandbox, [jobs[i] for i in left], executor, logged_left)
+    finally:
+        if report and hasattr(report, "close"):
+            report.close()
+    return Batch(cast("list[Execution]", results))  # every slot was filled, or it raised
+
+
+def _on_executor(
+    sandbox: Sandbox, jobs: list[Job], executor: Executor | None, logged: procmap.Logged
+) -> None:
+    """Run the guests on ``executor`` (default: threads), seal each here, and log what has
+    finished in groups."""
     owned = executor is None
     pool = executor or ThreadPoolExecutor(
         max_workers=os.cpu_count() or 2, thread_name_prefix="wasm-sandbox-batch"
     )
-    report = _progress(len(jobs)) if progress is True else (progress or None)
-    results: list[Execution | None] = [None] * len(jobs)
+    finished: queue.SimpleQueue[tuple[int, Future[Ran]]] = queue.SimpleQueue()
     try:
-        futures: dict[Future[Ran], int] = {
-            pool.submit(_task(sandbox, job, owned), job if owned else job.portable()): i
-            for i, job in enumerate(jobs)
-        }
-        for done, future in enumerate(as_completed(futures), 1):
-            i = futures[future]
-            ran = future.result()
-            results[i] = sandbox.seal(jobs[i], ran.outcome, ran.error)
-            if report:
-                report(done, len(jobs))
+        for i, job in enumerate(jobs):
+            future = pool.submit(_task(sandbox, job, owned), job if owned else job.portable())
+            future.add_done_callback(functools.partial(lambda i, f: finished.put((i, f)), i))
+        left = len(jobs)
+        while left:
+            group = [finished.get()]
+            while not finished.empty():
+                group.append(finished.get())
+            sealed = []
+            for i, future in group:
+                ran = future.result()
+                sealed.append((i, sandbox.sealed(jobs[i], ran.outcome, ran.error)))
+            logged(sealed)
+            left -= len(group)
     finally:
         if owned:
             pool.shutdown(wait=True, cancel_futures=True)
-        if report and hasattr(report, "close"):
-            report.close()
-    return Batch(cast("list[Execution]", results))  # the loop filled every slot or raised
 
 
 def _task(sandbox: Sandbox, job: Job, owned: bool) -> Callable[[Job], Ran]:

@@ -97,6 +97,15 @@ def execute(
         return Ran(failed(job.options, str(exc)), exc)
 
 
+def run_anywhere(job: Job, runner: Isolation | None = None) -> Ran:
+    """`execute`, for an executor's worker: whatever goes wrong there (the transport, a
+    grant that a remote machine cannot honour) is that run's ``error``, not the batch's."""
+    try:
+        return execute(job, runner)
+    except Exception as exc:
+        return Ran(failed(job.options, str(exc)))
+
+
 def failed(options: RunOptions, message: str) -> Outcome:
     """The ``error`` outcome of a run that could not start."""
     limits = options.limits

@@ -28,6 +28,7 @@ from typing import IO, Any, cast
 
 from . import outcome as st
 from .errors import SandboxError, WorkerError
+from .limits import Limits
 from .outcome import Outcome
 from .threads import sigint_cancels
 from .worker import Job
@@ -69,16 +70,71 @@ class WorkerPool:
 
     def __init__(self, cache_dir: Path | None, *, keep: int = KEEP_IDLE, nice: int = 0) -> None:
         self.cache_dir, self._keep, self._nice = cache_dir, keep, nice
-        self._idle: list[_Worker] = []
-        self._busy: set[_Worker] = set()
+        self._idle: list[Worker] = []
+        self._busy: set[Worker] = set()
         self._lock = threading.Lock()
         self._closed = False
         self._spawner: _Spawner | None = None
+        self._starting = 0  # workers being started by `warm_soon`
 
     def warm(self, count: int) -> None:
         """Start workers until ``count`` are idle."""
-        while len(self._idle) < count:
-            self._release(self._spawn())
+        for worker in self._spawn(max(0, count - len(self._idle))):
+            self.release(worker)
+
+    def warm_soon(self, count: int, prepare: Callable[[list[Worker]], None] | None = None) -> None:
+        """Start workers in the background until ``count`` are idle or starting; each
+        joins the idle ones (`take_idle`) once it has said hello and ``prepare`` (which
+        may raise `WorkerError`, ``EOFError`` or ``OSError``: they are dropped then) has
+        returned for it."""
+        with self._lock:
+            missing = 0 if self._closed else count - len(self._idle) - self._starting
+            if missing <= 0:
+                return
+            self._starting += missing
+        threading.Thread(
+            target=self._warm_in_background,
+            args=(missing, prepare),
+            name="wasm-sandbox-warm",
+            daemon=True,
+        ).start()
+
+    def _warm_in_background(
+        self, count: int, prepare: Callable[[list[Worker]], None] | None
+    ) -> None:
+        workers: list[Worker] = []
+        try:
+            workers = self._spawn(count)
+            if prepare is not None:
+                prepare(workers)
+            for worker in workers:
+                self.release(worker)
+        except (WorkerError, EOFError, OSError):
+            for worker in workers:  # `starting` drops with no idle one: waiters see none come
+                worker.kill()
+        finally:
+            with self._lock:
+                self._starting -= count
+
+    @property
+    def starting(self) -> int:
+        """Workers `warm_soon` is starting now."""
+        with self._lock:
+            return self._starting
+
+    def take_idle(self, count: int) -> list[Worker]:
+        """Up to ``count`` idle workers, now (never starts one), for the caller's own; give
+        each back with `release` (or `drop` once it is lost or killed)."""
+        with self._lock:
+            taken: list[Worker] = []
+            while self._idle and len(taken) < count:
+                worker = self._idle.pop()
+                if worker.alive():
+                    taken.append(worker)
+                else:
+                    worker.kill()
+            self._busy.update(taken)
+            return taken
 
     def pids(self) -> list[int]:
         """Process ids of the workers, idle and busy."""
@@ -103,7 +159,7 @@ class WorkerPool:
     ) -> Outcome | None:
         """Carry out ``job`` in a worker: its `Outcome` (None for a compile that succeeded),
         or the `SandboxError` it raised. Never raises for a worker that died or overstayed."""
-        worker = self._acquire()
+        worker = self.acquire()
         watch = _Watch(job)  # the deadlines start once a worker has the job
         stop = threading.Event()
         with sigint_cancels(stop.set):
@@ -111,12 +167,12 @@ class WorkerPool:
                 result = self._follow(worker, watch, _either(stop, cancel), progress)
             except BaseException:
                 worker.kill()
-                self._drop(worker)
+                self.drop(worker)
                 raise
         if watch.lost:
-            self._drop(worker)
+            self.drop(worker)
         else:
-            self._release(worker)
+            self.release(worker)
         if watch.failure is not None:
             raise watch.failure
         if isinstance(result, SandboxError):
@@ -125,7 +181,7 @@ class WorkerPool:
 
     def _follow(
         self,
-        worker: _Worker,
+        worker: Worker,
         watch: _Watch,
         stopped: Callable[[], bool],
         progress: Callable[[int], None] | None,
@@ -161,29 +217,30 @@ class WorkerPool:
         except (EOFError, OSError):
             return _died(worker, watch)
 
-    def _acquire(self) -> _Worker:
+    def acquire(self) -> Worker:
+        """A worker of the caller's own (an idle one, else a new one); give it back with
+        `release` (or `drop` once it is lost or killed). Raises `WorkerError`."""
         with self._lock:
             if self._closed:
                 raise WorkerError("cannot run: the sandbox's worker processes are closed")
-            while self._idle:
-                worker = self._idle.pop()
-                if worker.alive():
-                    self._busy.add(worker)
-                    return worker
-                worker.kill()
-        worker = self._spawn()
+        taken = self.take_idle(1) or self._spawn(1)
         with self._lock:
-            self._busy.add(worker)
-        return worker
+            self._busy.update(taken)
+        return taken[0]
 
-    def _spawn(self) -> _Worker:
+    def _spawn(self, count: int) -> list[Worker]:
         with self._lock:
+            if self._closed:
+                raise WorkerError(
+                    "cannot start a worker: the sandbox's worker processes are closed"
+                )
             if self._spawner is None:
                 self._spawner = _Spawner()
             spawner = self._spawner
-        return spawner.start(self.cache_dir, self._nice)
+        return spawner.start(self.cache_dir, self._nice, count)
 
-    def _release(self, worker: _Worker) -> None:
+    def release(self, worker: Worker) -> None:
+        """Keep ``worker`` idle for the next caller (or stop it beyond ``keep`` idle)."""
         with self._lock:
             self._busy.discard(worker)
             keep = not self._closed and len(self._idle) < self._keep
@@ -193,7 +250,8 @@ class WorkerPool:
             worker.kill()
         self._stop_spawner_when_done()
 
-    def _drop(self, worker: _Worker) -> None:
+    def drop(self, worker: Worker) -> None:
+        """Kill ``worker`` and forget it."""
         with self._lock:
             self._busy.discard(worker)
         worker.kill()
@@ -232,7 +290,14 @@ def _report(progress: Callable[[int], None] | None, fuel: int, watch: _Watch) ->
         watch.failure = exc
 
 
-def _overstayed(worker: _Worker, watch: _Watch) -> Outcome:
+def lost(worker: Worker, limits: Limits, started: float, *, overstayed: bool) -> Outcome:
+    """The outcome of a guest started at ``started`` (monotonic) whose worker died on its
+    own (``crashed``) or overstayed its deadline and is killed now (``timeout``)."""
+    watch = _Watch(Job(b"", limits, 0), phase="run", started=started)
+    return _overstayed(worker, watch) if overstayed else _died(worker, watch)
+
+
+def _overstayed(worker: Worker, watch: _Watch) -> Outcome:
     """Kill a worker past its deadline plus `GRACE`: ``compile_limit`` or ``timeout``."""
     worker.kill()
     watch.lost = True
@@ -252,7 +317,7 @@ def _overstayed(worker: _Worker, watch: _Watch) -> Outcome:
     )
 
 
-def _died(worker: _Worker, watch: _Watch) -> Outcome:
+def _died(worker: Worker, watch: _Watch) -> Outcome:
     """A worker that died on its own: ``crashed`` (or ``compile_limit`` for a compile
     that aborted, as one that reaches its memory cap does)."""
     how = worker.exit_description()
@@ -274,7 +339,7 @@ def _died(worker: _Worker, watch: _Watch) -> Outcome:
     )
 
 
-def _interrupted(worker: _Worker, watch: _Watch) -> Outcome:
+def _interrupted(worker: Worker, watch: _Watch) -> Outcome:
     """An interrupt while compiling: a compile cannot be cancelled, so its worker is killed."""
     worker.kill()
     watch.lost = True
@@ -297,7 +362,7 @@ def _failed(watch: _Watch, status: str, message: str) -> Outcome:
     )
 
 
-class _Worker:
+class Worker:
     """The parent's handle on one worker process."""
 
     def __init__(
@@ -308,11 +373,15 @@ class _Worker:
         self._said = 0
         self.interrupted = False  # by `WorkerPool.interrupt`, for the run in flight
 
-    def send(self, job: Job) -> None:
-        """Hand over a job; what the worker writes to stderr from now on is its own."""
+    def send(self, job: Job | bytes) -> None:
+        """Hand over a job (or a pickled order: `wasm_sandbox.procmap`); what the worker
+        writes to stderr from now on is its own."""
         self._said = os.fstat(self._errors.fileno()).st_size
         self.interrupted = False
-        self.conn.send(job)
+        if isinstance(job, bytes):
+            self.conn.send_bytes(job)
+        else:
+            self.conn.send(job)
 
     def last_words(self) -> str:
         """The first line the worker wrote to stderr during this job (a Rust panic, an
@@ -351,35 +420,51 @@ class _Worker:
 
 
 class _Spawner:
-    """One daemon thread that starts every worker of a pool (see `WorkerPool`)."""
+    """One daemon thread that starts every worker process of a pool (see `WorkerPool`);
+    the callers wait for their hellos, so workers start in parallel."""
 
     def __init__(self) -> None:
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="wasm-sandbox-spawner", daemon=True)
         self._thread.start()
 
-    def start(self, cache_dir: Path | None, nice: int) -> _Worker:
-        answer: queue.SimpleQueue[_Worker | BaseException] = queue.SimpleQueue()
-        self._requests.put((cache_dir, nice, answer))
-        result = answer.get()
+    def start(self, cache_dir: Path | None, nice: int, count: int) -> list[Worker]:
+        answer: queue.SimpleQueue[list[Worker] | BaseException] = queue.SimpleQueue()
+        self._requests.put((cache_dir, nice, count, answer))
+        try:
+            result = answer.get(timeout=_START_TIMEOUT)
+        except queue.Empty:  # the spawner was closed meanwhile
+            raise WorkerError("no worker process was started (the pool is closing)") from None
         if isinstance(result, BaseException):
             raise result
+        try:
+            for worker in result:
+                _greet(worker)
+        except BaseException:
+            for worker in result:
+                worker.kill()
+            raise
         return result
 
     def _loop(self) -> None:
         while (request := self._requests.get()) is not None:
-            cache_dir, nice, answer = request
+            cache_dir, nice, count, answer = request
+            launched: list[Worker] = []
             try:
-                answer.put(_start_worker(cache_dir, nice))
+                launched += (_launch(cache_dir, nice) for _ in range(count))
             except Exception as exc:
+                for worker in launched:
+                    worker.kill()
                 answer.put(WorkerError(f"cannot start a worker process: {exc}"))
+            else:
+                answer.put(launched)
 
     def close(self) -> None:
         self._requests.put(None)
 
 
-def _start_worker(cache_dir: Path | None, nice: int) -> _Worker:
-    """Spawn ``python -c`` running `wasm_sandbox.worker.main`; wait for its hello."""
+def _launch(cache_dir: Path | None, nice: int) -> Worker:
+    """Spawn ``python -c`` running `wasm_sandbox.worker.main` (it says hello: `_greet`)."""
     ours, theirs = socket.socketpair()
     life_r, life_w = os.pipe()
     package_root = str(Path(__file__).resolve().parent.parent)
@@ -400,7 +485,11 @@ def _start_worker(cache_dir: Path | None, nice: int) -> _Worker:
     finally:
         theirs.close()
         os.close(life_r)
-    worker = _Worker(proc, Connection(ours.detach()), life_w, errors)
+    return Worker(proc, Connection(ours.detach()), life_w, errors)
+
+
+def _greet(worker: Worker) -> None:
+    """Wait for a launched worker's hello; raises `WorkerError` (and kills it) without."""
     if not worker.conn.poll(_START_TIMEOUT):
         worker.kill()
         raise WorkerError("a worker process did not start in time")
@@ -410,4 +499,3 @@ def _start_worker(cache_dir: Path | None, nice: int) -> _Worker:
         how = worker.exit_description()
         worker.kill()
         raise WorkerError(f"a worker process {how} while starting") from None
-    return worker

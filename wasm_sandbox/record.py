@@ -124,11 +124,14 @@ def seal_run(
     source: Mapping[str, Any] | None = None,
     stdin: bytes = b"",
     content_secret: bytes | None = None,
+    *,
+    content_keys: Mapping[str, bytes] | None = None,
 ) -> dict[str, SealedPart]:
     """Seal the program bytes, the input (JSON, NUL, raw ``stdin``), the result's JSON and
     (when given) the source ``{"lang", "text"}``. With the sealing home's ``content_secret``
     (`wasm_sandbox.keys.KeyStore.content_secret`) the program and the source of at least
-    `BY_CONTENT_MIN` bytes are sealed by content (a version 3 record)."""
+    `BY_CONTENT_MIN` bytes are sealed by content (a version 3 record); ``content_keys``
+    (`shared_content_keys`) stands for the secret where only those keys were handed over."""
     payloads = {
         "program": program,
         "input": encode_input(input_payload, stdin),
@@ -137,13 +140,33 @@ def seal_run(
     if source is not None:
         payloads["source"] = canonical(dict(source))
     key = new_run_key(recipient_public_key, record_id)
-    by_content = _content_keys(content_secret, recipient_public_key, payloads)
+    by_content = (
+        dict(content_keys)
+        if content_keys is not None
+        else _content_keys(content_secret, recipient_public_key, payloads)
+    )
     return {
         p: seal_by_content(p, data, by_content[p], key, record_id)
         if p in by_content
         else seal_with(p, data, key, record_id)
         for p, data in payloads.items()
     }
+
+
+def shared_content_keys(
+    secret: bytes,
+    recipient_public_key: ec.EllipticCurvePublicKey,
+    program: bytes,
+    source: Mapping[str, Any] | None = None,
+) -> dict[str, bytes]:
+    """The content keys `seal_run` derives from ``secret`` for this program and source:
+    the same for every run of them to one recipient, so a batch derives them once and hands
+    them, never the secret, to the processes that seal (each key opens only the shared
+    ciphertext of a payload they hold anyway)."""
+    payloads = {"program": program}
+    if source is not None:
+        payloads["source"] = canonical(dict(source))
+    return _content_keys(secret, recipient_public_key, payloads)
 
 
 def _content_keys(

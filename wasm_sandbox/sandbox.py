@@ -14,17 +14,25 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import kvstore, merkle, policy, python_guest, record, signing, sources, verification
+from . import (
+    kvstore,
+    merkle,
+    policy,
+    python_guest,
+    record,
+    sealing,
+    signing,
+    sources,
+    verification,
+)
 from .checkpoint import parse_verifier_key
 from .engine import Compiled, Engine
-from .envelope import key_id
 from .errors import CompileError, PolicyError, RecordNotFound, SandboxError
 from .execution import Execution, Opened, Verification
 from .fanout import Batch, fan_out
@@ -269,57 +277,48 @@ class Sandbox:
 
     def seal(self, job: Job, outcome: Outcome, error: SandboxError | None = None) -> Execution:
         """The last step of a run: seal program, source, input and result of a finished
-        ``job`` to its recipient, append the record, return the `Execution`.
+        ``job`` to its recipient (`wasm_sandbox.sealing.seal`), append the record
+        (`append`), return the `Execution`.
 
         Batch runs call this for guests that ran elsewhere (a Dask worker).
         """
-        options, program = job.options, job.program
-        public = options.recipient or self.keys.recipient_public_key()
-        rid = record.new_id()
-        grants = options.grants
-        inputs = {
-            "invoke": options.invoke,
-            "args": list(outcome.call_args)  # a component's: in WAVE
-            if outcome.call_args is not None
-            else [str(a) for a in options.args],
-            "grants": grants.to_payload(),
-        }
-        sealed, result = program.sealed, outcome.result_payload()
-        secret = self.keys.content_secret()
-        parts = record.seal_run(
-            rid, sealed, inputs, result, public, program.source, grants.stdin, secret
-        )
-        rec = record.build(
-            rid,
-            int(time.time() * 1000),
-            key_id(public),
-            parts,
-            len(sealed),
-            options.limits.to_record(),
-            outcome.summary(),
-            outcome.deterministic,
-            grants=grants.public(),
-            signer=job.signer,
-            policy=job.policy,
-            face=None if options.face is None else options.face.to_record(),
-        )
-        leaf = record.encode(rec)
-        receipt = self.ledger.append(rid, leaf, record.blobs(parts))
-        self.high_water.raise_to(receipt.tree_size, receipt.root)
-        self.metrics.observe(outcome)
-        return Execution(
-            id=rid,
-            outcome=outcome,
-            record=rec,
-            commitment=merkle.leaf_hash(leaf).hex(),
-            leaf_index=receipt.leaf_index,
-            tree_size=receipt.tree_size,
-            root=receipt.root.hex(),
-            checkpoint=receipt.checkpoint_note,
-            lang=program.lang,
-            result_salt=parts["result"].salt,
-            error=error,
-        )
+        return self.append([self.sealed(job, outcome, error)])[0]
+
+    def sealed(
+        self, job: Job, outcome: Outcome, error: SandboxError | None = None
+    ) -> sealing.Sealed:
+        """The sealing half of `seal`: to the job's recipient, with this home's content
+        keys (`wasm_sandbox.record.shared_content_keys`); nothing is logged."""
+        public = job.options.recipient or self.keys.recipient_public_key()
+        keys = sealing.content_keys(job, public, self.keys.content_secret())
+        return sealing.seal(job, outcome, public, error, keys)
+
+    def append(self, runs: Sequence[sealing.Sealed]) -> list[Execution]:
+        """Log sealed ``runs`` in one transaction under one signed checkpoint (in durable
+        mode synced before this returns), raise the high-water mark, count them; their
+        `Execution`s in the same order."""
+        receipts = self.ledger.append_many([(s.id, s.leaf, s.blobs) for s in runs])
+        if receipts:
+            self.high_water.raise_to(receipts[-1].tree_size, receipts[-1].root)
+        executions = []
+        for run, receipt in zip(runs, receipts, strict=True):
+            self.metrics.observe(run.outcome)
+            executions.append(
+                Execution(
+                    id=run.id,
+                    outcome=run.outcome,
+                    record=run.record,
+                    commitment=merkle.leaf_hash(run.leaf).hex(),
+                    leaf_index=receipt.leaf_index,
+                    tree_size=receipt.tree_size,
+                    root=receipt.root.hex(),
+                    checkpoint=receipt.checkpoint_note,
+                    lang=run.lang,
+                    result_salt=run.result_salt,
+                    error=run.error,
+                )
+            )
+        return executions
 
     def record(self, record_id: str) -> dict[str, Any]:
         """The stored record with this id (raises `RecordNotFound`)."""
@@ -386,9 +385,10 @@ class Sandbox:
 
         ``options`` (or keyword arguments, as for `run`) apply to every run; ``args`` comes
         from ``inputs``. ``executor`` is any `concurrent.futures.Executor` (a Dask
-        ``client.get_executor()`` runs the guests on a cluster); the default is a thread
-        pool sized to the cores. ``progress`` shows a bar (True), calls
-        ``progress(done, total)``, or is silent (False). Returns a
+        ``client.get_executor()`` runs the guests on a cluster); by default a batch of
+        trivial runs is run and sealed in this sandbox's worker processes, others run on
+        a thread pool sized to the cores (`wasm_sandbox.fanout`). ``progress`` shows a bar
+        (True), calls ``progress(done, total)``, or is silent (False). Returns a
         `wasm_sandbox.fanout.Batch`: executions in input order, with ``table()`` and
         ``to_pandas()``. Raises `CompileError` when ``source`` does not compile.
         """

@@ -67,10 +67,16 @@ def main(channel: int, lifeline: int, parent: int, cache_dir: str, nice: int) ->
         conn.send(_serve(conn, engine, job))
 
 
-def _serve(conn: Connection, engine: Any, job: Job) -> tuple[str, Any]:
-    """Compile and run one job; the reply is ``("done", outcome)`` or ``("raise", error)``."""
+def _serve(conn: Connection, engine: Any, job: object) -> tuple[str, Any]:
+    """Compile and run one job (or run and seal a batch's chunk: `wasm_sandbox.procmap`);
+    the reply is ``("done", outcome)`` or ``("raise", error)``."""
     try:
-        with _data_capped(job.compile_memory):
+        if not isinstance(job, Job):
+            from .procmap import Chunk, serve
+
+            assert isinstance(job, Chunk)
+            return serve(conn, engine, job)
+        with data_capped(job.compile_memory):
             compiled = engine.compile(job.wasm)
         if job.compile_only:
             engine.cache.flush()  # the parent loads it from the cache next
@@ -97,7 +103,7 @@ def _serve(conn: Connection, engine: Any, job: Job) -> tuple[str, Any]:
 
 
 @contextlib.contextmanager
-def _data_capped(extra: int) -> Iterator[None]:
+def data_capped(extra: int) -> Iterator[None]:
     """``RLIMIT_DATA`` at what the process uses now plus ``extra`` bytes, then lifted."""
     soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
     cap = _data_bytes() + extra
