@@ -12,9 +12,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .engine import Compiled, Engine
 from .errors import CompileError, InvocationError, SandboxError
 from .isolation import Isolation
 from .limits import Grants
@@ -22,6 +21,9 @@ from .outcome import ERROR, Outcome
 from .pool import WorkerPool
 from .run_options import RunOptions
 from .sources import Program, locate
+
+if TYPE_CHECKING:
+    from .engine import Compiled, Engine
 
 _ENGINE: Engine | None = None
 _ENGINE_LOCK = threading.Lock()
@@ -106,6 +108,8 @@ def failed(options: RunOptions, message: str) -> Outcome:
 
 
 def _process_engine() -> Engine:
+    from .engine import Engine
+
     global _ENGINE
     with _ENGINE_LOCK:
         if _ENGINE is None:

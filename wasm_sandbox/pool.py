@@ -22,15 +22,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from . import outcome as st
 from .errors import SandboxError, WorkerError
 from .outcome import Outcome
 from .threads import sigint_cancels
 from .worker import Job
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 #: Seconds a worker may overstay a deadline before it is killed.
 GRACE = 1.0
@@ -380,6 +382,8 @@ class _Spawner:
 
 def _start_worker(cache_dir: Path | None, nice: int) -> _Worker:
     """Spawn ``python -c`` running `wasm_sandbox.worker.main`; wait for its hello."""
+    from multiprocessing.connection import Connection
+
     ours, theirs = socket.socketpair()
     life_r, life_w = os.pipe()
     package_root = str(Path(__file__).resolve().parent.parent)

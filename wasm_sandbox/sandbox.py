@@ -16,30 +16,31 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import kvstore, merkle, policy, python_guest, record, signing, sources, verification
-from .checkpoint import parse_verifier_key
-from .engine import Compiled, Engine
-from .envelope import key_id
+from . import merkle, policy, python_guest, sources
 from .errors import CompileError, PolicyError, RecordNotFound, SandboxError
-from .execution import Execution, Opened, Verification
-from .fanout import Batch, fan_out
+from .execution import Execution, Opened
 from .highwater import HighWater
 from .home import private_dir
 from .isolation import Isolation
 from .isolation import check as isolation_kind
 from .isolation import runner as make_runner
 from .job import Job, execute
-from .keys import KeyStore
-from .ledger import Ledger, LogReport
 from .metrics import Metrics
 from .outcome import Outcome
 from .pool import KEEP_IDLE, WorkerPool
 from .run_options import RunOptions
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
+    from .engine import Compiled
+    from .execution import Verification
+    from .fanout import Batch
+    from .ledger import Ledger, LogReport
 
 Source = str | bytes | os.PathLike[str]
 
@@ -74,12 +75,14 @@ class Sandbox:
         ``isolation`` is where guests run: ``"thread"`` (this process) or ``"process"`` (a
         pool of warm worker processes, up to ``workers`` kept idle, run at priority ``nice``);
         see `wasm_sandbox.isolation`."""
+        from . import engine, keys
+
         self._durable = durable
         given = Path(home).expanduser() if home is not None else default_home()
         self.home = private_dir(given, "sandbox home")
-        self.keys = KeyStore(self.home)
+        self.keys = keys.KeyStore(self.home)
         self.high_water = HighWater(self.keys.dir)
-        self.engine = Engine(cache_dir=self.home / "cache")
+        self.engine = engine.Engine(cache_dir=self.home / "cache")
         self.isolation = isolation_kind(isolation)
         self.pool = WorkerPool(self.home / "cache", keep=workers, nice=nice)
         self.metrics = Metrics()
@@ -93,6 +96,8 @@ class Sandbox:
     @property
     def ledger(self) -> Ledger:
         """The transparency log, opened on first use."""
+        from .ledger import Ledger
+
         with self._lock:
             if self._ledger is None:
                 signing = self.keys.signing_key()
@@ -212,6 +217,8 @@ class Sandbox:
 
     def _home_grants(self, options: RunOptions) -> RunOptions:
         """``options`` with this home's key-value store as the store of a KV grant."""
+        from . import kvstore
+
         kv = options.grants.kv
         if kv is None or kv.store:
             return options
@@ -224,6 +231,8 @@ class Sandbox:
         options: RunOptions,
         status: Callable[[str], None] | None = None,
     ) -> Job:
+        from .engine import Compiled
+
         if isinstance(source, Compiled):
             job = Job(sources.Program(source.wasm, "wasm"), options, compiled=source)
         else:
@@ -253,12 +262,14 @@ class Sandbox:
         """The verifier key that signed ``wasm`` as a whole, among the required ones (or,
         when none are, this home's own module signer and the trust file's signers); raises
         `PolicyError` when keys are required and none of them signed it."""
+        from . import checkpoint, signing
+
         required = options.signers()
         if required:
             return signing.verifier_key_of(signing.signer(wasm, required))
-        known = [parse_verifier_key(k) for k in (trust.levels if trust else ())]
+        known = [checkpoint.parse_verifier_key(k) for k in (trust.levels if trust else ())]
         if self.keys.has_module_signing_key:
-            known.append(parse_verifier_key(self.keys.signer_verifier_key))
+            known.append(checkpoint.parse_verifier_key(self.keys.signer_verifier_key))
         if not known:
             return None
         try:
@@ -272,6 +283,8 @@ class Sandbox:
 
         Batch runs call this for guests that ran elsewhere (a Dask worker).
         """
+        from . import envelope, record
+
         options, program = job.options, job.program
         public = options.recipient or self.keys.recipient_public_key()
         rid = record.new_id()
@@ -290,7 +303,7 @@ class Sandbox:
         rec = record.build(
             rid,
             int(time.time() * 1000),
-            key_id(public),
+            envelope.key_id(public),
             parts,
             len(sealed),
             options.limits.to_record(),
@@ -321,10 +334,14 @@ class Sandbox:
 
     def record(self, record_id: str) -> dict[str, Any]:
         """The stored record with this id (raises `RecordNotFound`)."""
+        from . import record
+
         return record.decode(self.ledger.get(record_id).leaf)
 
     def log(self, limit: int = 50, before: int | None = None) -> list[dict[str, Any]]:
         """Records newest first, with their leaf index under ``"leaf_index"``."""
+        from . import record
+
         size = self.ledger.size
         end = size if before is None else max(0, min(before, size))
         entries = self.ledger.entries(after=max(-1, end - limit - 1), limit=limit)
@@ -345,16 +362,22 @@ class Sandbox:
         """Check a record: its form, ciphertexts, inclusion in the signed log and, with the
         private key, its commitments and that its public outcome is the sealed one
         (``checks["outcome"]``), and a deterministic replay when asked."""
+        from . import verification
+
         return verification.verify(self, record_id, replay=replay)
 
     def verify_log(self) -> LogReport:
         """Recompute the whole log: every record, stored hash and checkpoint, the chain of
         checkpoints, and compare it with the high-water mark (a log emptied or rolled back
         below it fails); a clean log raises the mark."""
+        from . import verification
+
         return verification.verify_log(self)
 
     def decrypt(self, record_id: str) -> Opened:
         """Open every sealed part with the private key and re-check every commitment."""
+        from . import record
+
         entry = self.ledger.get(record_id)
         rec = record.decode(entry.leaf)
         opened = record.open_record(rec, entry.blobs, self.keys.recipient_private_key())
@@ -390,6 +413,8 @@ class Sandbox:
         `wasm_sandbox.fanout.Batch`: executions in input order, with ``table()`` and
         ``to_pandas()``. Raises `CompileError` when ``source`` does not compile.
         """
+        from .fanout import fan_out
+
         options = (options or RunOptions()).updated(**changes)
         job = self.prepare(source, options)
         jobs = [replace(job, options=replace(job.options, args=tuple(a))) for a in inputs]
@@ -410,6 +435,8 @@ class Sandbox:
         Every source gets a record: one that does not compile is logged as an ``error`` run
         of its raw bytes, so a grader sees every submission in the log.
         """
+        from .fanout import fan_out
+
         options = (options or RunOptions()).updated(**changes)
         options = self._ready_to_run(options)  # once, before any run: not a row per source
         jobs = [self._job_or_problem(s, options) for s in sources]
@@ -417,6 +444,8 @@ class Sandbox:
 
     def _job_or_problem(self, source: Source | Compiled, options: RunOptions) -> Job:
         """The job of ``source``; one that does not compile carries its raw bytes and error."""
+        from .engine import Compiled
+
         try:
             return self._job(source, options)
         except (CompileError, PolicyError) as exc:
