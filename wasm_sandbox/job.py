@@ -18,7 +18,6 @@ from .errors import CompileError, InvocationError, SandboxError
 from .isolation import Isolation
 from .limits import Grants
 from .outcome import ERROR, Outcome
-from .pool import WorkerPool
 from .run_options import RunOptions
 from .sources import Program, locate
 
@@ -90,7 +89,7 @@ def execute(
     do not fit come back as status ``error`` with the error."""
     if job.problem is not None:
         return Ran(failed(job.options, job.problem))
-    runner = runner or Isolation(_process_engine(), WorkerPool(None))
+    runner = runner or _process_runner()
     try:
         return Ran(runner.run(job, cancel=cancel, progress=progress))
     except (CompileError, InvocationError) as exc:
@@ -105,6 +104,12 @@ def failed(options: RunOptions, message: str) -> Outcome:
     return Outcome(
         status=ERROR, message=message, fuel_limit=limits.fuel, memory_limit=limits.memory
     )
+
+
+def _process_runner() -> Isolation:
+    from .pool import WorkerPool
+
+    return Isolation(_process_engine(), WorkerPool(None))
 
 
 def _process_engine() -> Engine:

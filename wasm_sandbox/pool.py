@@ -29,15 +29,13 @@ from . import outcome as st
 from .errors import SandboxError, WorkerError
 from .outcome import Outcome
 from .threads import sigint_cancels
-from .worker import Job
+from .worker import KEEP_IDLE, Job
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
 #: Seconds a worker may overstay a deadline before it is killed.
 GRACE = 1.0
-#: Idle workers kept warm by a pool, beyond which finished workers exit.
-KEEP_IDLE = 4
 _POLL = 0.1
 _START_TIMEOUT = 60.0
 _WORKER_MAIN = (

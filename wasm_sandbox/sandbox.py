@@ -31,8 +31,8 @@ from .isolation import runner as make_runner
 from .job import Job, execute
 from .metrics import Metrics
 from .outcome import Outcome
-from .pool import KEEP_IDLE, WorkerPool
 from .run_options import RunOptions
+from .worker import KEEP_IDLE
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -75,7 +75,7 @@ class Sandbox:
         ``isolation`` is where guests run: ``"thread"`` (this process) or ``"process"`` (a
         pool of warm worker processes, up to ``workers`` kept idle, run at priority ``nice``);
         see `wasm_sandbox.isolation`."""
-        from . import engine, keys
+        from . import engine, keys, pool
 
         self._durable = durable
         given = Path(home).expanduser() if home is not None else default_home()
@@ -84,7 +84,7 @@ class Sandbox:
         self.high_water = HighWater(self.keys.dir)
         self.engine = engine.Engine(cache_dir=self.home / "cache")
         self.isolation = isolation_kind(isolation)
-        self.pool = WorkerPool(self.home / "cache", keep=workers, nice=nice)
+        self.pool = pool.WorkerPool(self.home / "cache", keep=workers, nice=nice)
         self.metrics = Metrics()
         self._ledger: Ledger | None = None
         self._lock = threading.Lock()

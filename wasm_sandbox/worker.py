@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 #: Where guests can run (`wasm_sandbox.isolation`); here so faces can list them cheaply.
 ISOLATIONS = ("thread", "process")
+#: Idle workers kept warm by a pool, beyond which finished workers exit (here for the same
+#: reason: `Sandbox` takes it as a default without importing the pool).
+KEEP_IDLE = 4
 _PR_SET_PDEATHSIG = 1
 
 
