@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import binary, python_guest
+from . import binary
 from .errors import CompileError
 
 WASM_MAGIC = b"\0asm"
@@ -128,6 +128,8 @@ def load(
 
 def python_program(text: str, name: str = "<cell>") -> Program:
     """Python code as a `Program` of the pinned interpreter (`python_guest`)."""
+    from . import python_guest
+
     argv = python_guest.argv(text)
     wasm = python_guest.interpreter()
     return Program(wasm, "python", name, text, argv, python_guest.INTERPRETER_SHA256)
