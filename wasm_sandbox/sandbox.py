@@ -2,6 +2,8 @@
 
 Every face (the magics, the REST API, the CLI, batch runs) calls `Sandbox.run`; none
 repeats a step. A run whose bytes exist is sealed and logged whatever happened to it.
+Importing this module is cheap: the engine (wasmtime), the keys, the log and the sealing
+(cryptography, SQLite) are imported by the methods that use them.
 
 >>> with Sandbox(home=tmp) as sb:                                   # doctest: +SKIP
 ...     ex = sb.run('(module (func (export "f") (result i32) i32.const 42))', invoke="f")
@@ -217,11 +219,11 @@ class Sandbox:
 
     def _home_grants(self, options: RunOptions) -> RunOptions:
         """``options`` with this home's key-value store as the store of a KV grant."""
-        from . import kvstore
-
         kv = options.grants.kv
         if kv is None or kv.store:
             return options
+        from . import kvstore
+
         store = str(self.home / kvstore.FILE)
         return replace(options, grants=replace(options.grants, kv=replace(kv, store=store)))
 
