@@ -28,7 +28,6 @@ at all, *dev* everything it asks for, uncapped, with a loud card. Each request i
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -123,6 +122,8 @@ class Manifest:
             return None  # not a readable binary: wasmtime says why
         if data is None:
             return None
+        import json
+
         try:
             obj = json.loads(data)
             return cls(
