@@ -22,10 +22,7 @@ from .run_options import RunOptions
 from .sources import Program, locate
 
 if TYPE_CHECKING:
-    from .engine import Compiled, Engine
-
-_ENGINE: Engine | None = None
-_ENGINE_LOCK = threading.Lock()
+    from .engine import Compiled
 
 
 @dataclass(frozen=True)
@@ -107,16 +104,6 @@ def failed(options: RunOptions, message: str) -> Outcome:
 
 
 def _process_runner() -> Isolation:
-    from .pool import WorkerPool
+    from . import engine, pool
 
-    return Isolation(_process_engine(), WorkerPool(None))
-
-
-def _process_engine() -> Engine:
-    from .engine import Engine
-
-    global _ENGINE
-    with _ENGINE_LOCK:
-        if _ENGINE is None:
-            _ENGINE = Engine()
-        return _ENGINE
+    return Isolation(engine.process_engine(), pool.WorkerPool(None))

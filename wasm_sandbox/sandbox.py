@@ -22,9 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import merkle, policy, python_guest, sources
+from . import merkle, python_guest, sources
 from .errors import CompileError, PolicyError, RecordNotFound, SandboxError
-from .execution import Execution, Opened
 from .highwater import HighWater
 from .home import private_dir
 from .isolation import Isolation
@@ -39,8 +38,9 @@ from .worker import KEEP_IDLE
 if TYPE_CHECKING:
     from concurrent.futures import Executor
 
+    from . import policy
     from .engine import Compiled
-    from .execution import Verification
+    from .execution import Execution, Opened, Verification
     from .fanout import Batch
     from .ledger import Ledger, LogReport
 
@@ -245,6 +245,8 @@ class Sandbox:
     def _with_policy(self, job: Job) -> Job:
         """``job`` with its signer and, from the trust file and the module's manifest, its
         widened options and the decisions made (`wasm_sandbox.policy`)."""
+        from . import policy
+
         wasm, options = job.program.sealed, job.options  # Python code is no binary: unsigned
         trust = self._trust(options)
         signer = self._signer(wasm, options, trust)
@@ -255,6 +257,8 @@ class Sandbox:
         return replace(job, options=options, signer=signer, policy=decided)
 
     def _trust(self, options: RunOptions) -> policy.Trust | None:
+        from . import policy
+
         path = options.trust or self.home / policy.FILE
         if options.trust is None and not Path(path).exists():
             return None
@@ -285,7 +289,7 @@ class Sandbox:
 
         Batch runs call this for guests that ran elsewhere (a Dask worker).
         """
-        from . import envelope, record
+        from . import envelope, execution, record
 
         options, program = job.options, job.program
         public = options.recipient or self.keys.recipient_public_key()
@@ -320,7 +324,7 @@ class Sandbox:
         receipt = self.ledger.append(rid, leaf, record.blobs(parts))
         self.high_water.raise_to(receipt.tree_size, receipt.root)
         self.metrics.observe(outcome)
-        return Execution(
+        return execution.Execution(
             id=rid,
             outcome=outcome,
             record=rec,
@@ -378,12 +382,12 @@ class Sandbox:
 
     def decrypt(self, record_id: str) -> Opened:
         """Open every sealed part with the private key and re-check every commitment."""
-        from . import record
+        from . import execution, record
 
         entry = self.ledger.get(record_id)
         rec = record.decode(entry.leaf)
         opened = record.open_record(rec, entry.blobs, self.keys.recipient_private_key())
-        return Opened(
+        return execution.Opened(
             record_id,
             opened.program,
             opened.input,
