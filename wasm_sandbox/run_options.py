@@ -96,6 +96,8 @@ class RunOptions:
 
     def signers(self) -> tuple[VerifierKey, ...]:
         """The ``require_signed_by`` keys, parsed."""
+        if not self.require_signed_by:
+            return ()
         from .checkpoint import parse_verifier_key
 
         return tuple(parse_verifier_key(k) for k in self.require_signed_by)

@@ -98,10 +98,10 @@ class Sandbox:
     @property
     def ledger(self) -> Ledger:
         """The transparency log, opened on first use."""
-        from .ledger import Ledger
-
         with self._lock:
             if self._ledger is None:
+                from .ledger import Ledger
+
                 signing = self.keys.signing_key()
                 self._ledger = Ledger(
                     self.home / "ledger.sqlite",
