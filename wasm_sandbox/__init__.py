@@ -5,8 +5,9 @@
 ...     sb.run("prog.wat", invoke="main", limits=Limits.parse(fuel="1e7")).outcome.status
 'ok'
 
-Importing this package is cheap: wasmtime, cryptography and Jupyter are imported only
-when a name that needs them is first used, so ``%load_ext`` and server start stay fast.
+Importing this package, or any name in ``__all__``, is cheap: wasmtime, cryptography, SQLite
+and Jupyter are imported when a `Sandbox` is built or first used, so scripts, ``--help`` and
+``%load_ext`` start fast (``tests/unit/test_lazy_import.py`` checks it).
 """
 
 from __future__ import annotations

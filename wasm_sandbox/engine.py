@@ -46,7 +46,7 @@ from .outcome import Outcome
 from .threads import ABANDON_GRACE, WORKERS, Run, Ticker, sigint_cancels, stack_fits_wasm
 from .traps import trap_kind
 
-__all__ = ["Compiled", "Engine", "trap_kind"]
+__all__ = ["Compiled", "Engine", "process_engine", "trap_kind"]
 
 PROGRESS_INTERVAL = 0.1
 RECENT_MODULES = 128
@@ -212,3 +212,18 @@ def _never_blocks(compiled: Compiled, grants: Grants) -> bool:
     module without directories (sleeps are cut at the deadline, stdin is a file) and the
     structured log. A guest that could block must run on a worker its caller can abandon."""
     return compiled.world is None and not grants.dirs and grants.kv is None
+
+
+_PROCESS_ENGINE: Engine | None = None
+_PROCESS_LOCK = threading.Lock()
+
+
+def process_engine() -> Engine:
+    """This process's own engine, created on first use: for `wasm_sandbox.job.execute`
+    without a runner (an executor's worker in another process). It lives here, imported
+    after wasmtime, so that it is released before wasmtime at interpreter exit."""
+    global _PROCESS_ENGINE
+    with _PROCESS_LOCK:
+        if _PROCESS_ENGINE is None:
+            _PROCESS_ENGINE = Engine()
+        return _PROCESS_ENGINE

@@ -21,15 +21,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from .engine import Compiled, Engine
 from .errors import CompileError, UsageProblem
 from .limits import Grants, Limits
 from .outcome import Outcome
-from .pool import WorkerPool
 from .worker import ISOLATIONS, Job
 
 if TYPE_CHECKING:
+    from .engine import Compiled, Engine
     from .job import Job as RunJob
+    from .pool import WorkerPool
 
 #: Bytes a compile may add to a worker's data segment (``RLIMIT_DATA``).
 COMPILE_MEMORY = 2 << 30

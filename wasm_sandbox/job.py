@@ -12,19 +12,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .engine import Compiled, Engine
 from .errors import CompileError, InvocationError, SandboxError
 from .isolation import Isolation
 from .limits import Grants
 from .outcome import ERROR, Outcome
-from .pool import WorkerPool
 from .run_options import RunOptions
 from .sources import Program, locate
 
-_ENGINE: Engine | None = None
-_ENGINE_LOCK = threading.Lock()
+if TYPE_CHECKING:
+    from .engine import Compiled
 
 
 @dataclass(frozen=True)
@@ -88,7 +86,7 @@ def execute(
     do not fit come back as status ``error`` with the error."""
     if job.problem is not None:
         return Ran(failed(job.options, job.problem))
-    runner = runner or Isolation(_process_engine(), WorkerPool(None))
+    runner = runner or _process_runner()
     try:
         return Ran(runner.run(job, cancel=cancel, progress=progress))
     except (CompileError, InvocationError) as exc:
@@ -114,9 +112,7 @@ def failed(options: RunOptions, message: str) -> Outcome:
     )
 
 
-def _process_engine() -> Engine:
-    global _ENGINE
-    with _ENGINE_LOCK:
-        if _ENGINE is None:
-            _ENGINE = Engine()
-        return _ENGINE
+def _process_runner() -> Isolation:
+    from . import engine, pool
+
+    return Isolation(engine.process_engine(), pool.WorkerPool(None))

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import wave, wire, wit
+from . import wave
+
+if TYPE_CHECKING:
+    from . import wire, wit
 
 OK = "ok"
 EXIT = "exit"

@@ -28,8 +28,6 @@ at all, *dev* everything it asks for, uncapped, with a loud card. Each request i
 
 from __future__ import annotations
 
-import json
-import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -71,6 +69,8 @@ class Trust:
     @classmethod
     def load(cls, path: str | Path) -> Trust:
         """Read a trust file; `PolicyError` naming what is wrong."""
+        import tomllib
+
         try:
             data = tomllib.loads(Path(path).expanduser().read_text())
         except OSError as exc:
@@ -122,6 +122,8 @@ class Manifest:
             return None  # not a readable binary: wasmtime says why
         if data is None:
             return None
+        import json
+
         try:
             obj = json.loads(data)
             return cls(

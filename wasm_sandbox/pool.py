@@ -22,21 +22,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from . import outcome as st
 from .errors import SandboxError, WorkerError
 from .limits import Limits
 from .outcome import Outcome
 from .threads import sigint_cancels
-from .worker import Job
+from .worker import KEEP_IDLE, Job
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 #: Seconds a worker may overstay a deadline before it is killed.
 GRACE = 1.0
-#: Idle workers kept warm by a pool, beyond which finished workers exit.
-KEEP_IDLE = 4
 _POLL = 0.1
 _START_TIMEOUT = 60.0
 _WORKER_MAIN = (
@@ -465,6 +465,8 @@ class _Spawner:
 
 def _launch(cache_dir: Path | None, nice: int) -> Worker:
     """Spawn ``python -c`` running `wasm_sandbox.worker.main` (it says hello: `_greet`)."""
+    from multiprocessing.connection import Connection
+
     ours, theirs = socket.socketpair()
     life_r, life_w = os.pipe()
     package_root = str(Path(__file__).resolve().parent.parent)

@@ -14,11 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from .checkpoint import VerifierKey, parse_verifier_key
 from .limits import Grants, Limits
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
+
+    from .checkpoint import VerifierKey
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,10 @@ class RunOptions:
 
     def signers(self) -> tuple[VerifierKey, ...]:
         """The ``require_signed_by`` keys, parsed."""
+        if not self.require_signed_by:
+            return ()
+        from .checkpoint import parse_verifier_key
+
         return tuple(parse_verifier_key(k) for k in self.require_signed_by)
 
 

@@ -2,6 +2,8 @@
 
 Every face (the magics, the REST API, the CLI, batch runs) calls `Sandbox.run`; none
 repeats a step. A run whose bytes exist is sealed and logged whatever happened to it.
+Importing this module is cheap: the engine (wasmtime), the keys, the log and the sealing
+(cryptography, SQLite) are imported by the methods that use them.
 
 >>> with Sandbox(home=tmp) as sb:                                   # doctest: +SKIP
 ...     ex = sb.run('(module (func (export "f") (result i32) i32.const 42))', invoke="f")
@@ -15,39 +17,31 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import (
-    kvstore,
-    merkle,
-    policy,
-    python_guest,
-    record,
-    sealing,
-    signing,
-    sources,
-    verification,
-)
-from .checkpoint import parse_verifier_key
-from .engine import Compiled, Engine
+from . import merkle, python_guest, sources
 from .errors import CompileError, PolicyError, RecordNotFound, SandboxError
-from .execution import Execution, Opened, Verification
-from .fanout import Batch, fan_out
 from .highwater import HighWater
 from .home import private_dir
 from .isolation import Isolation
 from .isolation import check as isolation_kind
 from .isolation import runner as make_runner
 from .job import Job, execute
-from .keys import KeyStore
-from .ledger import Ledger, LogReport
 from .metrics import Metrics
 from .outcome import Outcome
-from .pool import KEEP_IDLE, WorkerPool
 from .run_options import RunOptions
+from .worker import KEEP_IDLE
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
+    from . import policy, sealing
+    from .engine import Compiled
+    from .execution import Execution, Opened, Verification
+    from .fanout import Batch
+    from .ledger import Ledger, LogReport
 
 Source = str | bytes | os.PathLike[str]
 
@@ -82,14 +76,16 @@ class Sandbox:
         ``isolation`` is where guests run: ``"thread"`` (this process) or ``"process"`` (a
         pool of warm worker processes, up to ``workers`` kept idle, run at priority ``nice``);
         see `wasm_sandbox.isolation`."""
+        from . import engine, keys, pool
+
         self._durable = durable
         given = Path(home).expanduser() if home is not None else default_home()
         self.home = private_dir(given, "sandbox home")
-        self.keys = KeyStore(self.home)
+        self.keys = keys.KeyStore(self.home)
         self.high_water = HighWater(self.keys.dir)
-        self.engine = Engine(cache_dir=self.home / "cache")
+        self.engine = engine.Engine(cache_dir=self.home / "cache")
         self.isolation = isolation_kind(isolation)
-        self.pool = WorkerPool(self.home / "cache", keep=workers, nice=nice)
+        self.pool = pool.WorkerPool(self.home / "cache", keep=workers, nice=nice)
         self.metrics = Metrics()
         self._ledger: Ledger | None = None
         self._lock = threading.Lock()
@@ -103,6 +99,8 @@ class Sandbox:
         """The transparency log, opened on first use."""
         with self._lock:
             if self._ledger is None:
+                from .ledger import Ledger
+
                 signing = self.keys.signing_key()
                 self._ledger = Ledger(
                     self.home / "ledger.sqlite",
@@ -224,6 +222,8 @@ class Sandbox:
         kv = options.grants.kv
         if kv is None or kv.store:
             return options
+        from . import kvstore
+
         store = str(self.home / kvstore.FILE)
         return replace(options, grants=replace(options.grants, kv=replace(kv, store=store)))
 
@@ -233,6 +233,8 @@ class Sandbox:
         options: RunOptions,
         status: Callable[[str], None] | None = None,
     ) -> Job:
+        from .engine import Compiled
+
         if isinstance(source, Compiled):
             job = Job(sources.Program(source.wasm, "wasm"), options, compiled=source)
         else:
@@ -243,6 +245,8 @@ class Sandbox:
     def _with_policy(self, job: Job) -> Job:
         """``job`` with its signer and, from the trust file and the module's manifest, its
         widened options and the decisions made (`wasm_sandbox.policy`)."""
+        from . import policy
+
         wasm, options = job.program.sealed, job.options  # Python code is no binary: unsigned
         trust = self._trust(options)
         signer = self._signer(wasm, options, trust)
@@ -253,6 +257,8 @@ class Sandbox:
         return replace(job, options=options, signer=signer, policy=decided)
 
     def _trust(self, options: RunOptions) -> policy.Trust | None:
+        from . import policy
+
         path = options.trust or self.home / policy.FILE
         if options.trust is None and not Path(path).exists():
             return None
@@ -262,12 +268,14 @@ class Sandbox:
         """The verifier key that signed ``wasm`` as a whole, among the required ones (or,
         when none are, this home's own module signer and the trust file's signers); raises
         `PolicyError` when keys are required and none of them signed it."""
+        from . import checkpoint, signing
+
         required = options.signers()
         if required:
             return signing.verifier_key_of(signing.signer(wasm, required))
-        known = [parse_verifier_key(k) for k in (trust.levels if trust else ())]
+        known = [checkpoint.parse_verifier_key(k) for k in (trust.levels if trust else ())]
         if self.keys.has_module_signing_key:
-            known.append(parse_verifier_key(self.keys.signer_verifier_key))
+            known.append(checkpoint.parse_verifier_key(self.keys.signer_verifier_key))
         if not known:
             return None
         try:
@@ -289,6 +297,8 @@ class Sandbox:
     ) -> sealing.Sealed:
         """The sealing half of `seal`: to the job's recipient, with this home's content
         keys (`wasm_sandbox.record.shared_content_keys`); nothing is logged."""
+        from . import sealing
+
         public = job.options.recipient or self.keys.recipient_public_key()
         keys = sealing.content_keys(job, public, self.keys.content_secret())
         return sealing.seal(job, outcome, public, error, keys)
@@ -297,6 +307,8 @@ class Sandbox:
         """Log sealed ``runs`` in one transaction under one signed checkpoint (in durable
         mode synced before this returns), raise the high-water mark, count them; their
         `Execution`s in the same order."""
+        from .execution import Execution
+
         receipts = self.ledger.append_many([(s.id, s.leaf, s.blobs) for s in runs])
         if receipts:
             self.high_water.raise_to(receipts[-1].tree_size, receipts[-1].root)
@@ -322,10 +334,14 @@ class Sandbox:
 
     def record(self, record_id: str) -> dict[str, Any]:
         """The stored record with this id (raises `RecordNotFound`)."""
+        from . import record
+
         return record.decode(self.ledger.get(record_id).leaf)
 
     def log(self, limit: int = 50, before: int | None = None) -> list[dict[str, Any]]:
         """Records newest first, with their leaf index under ``"leaf_index"``."""
+        from . import record
+
         size = self.ledger.size
         end = size if before is None else max(0, min(before, size))
         entries = self.ledger.entries(after=max(-1, end - limit - 1), limit=limit)
@@ -346,20 +362,26 @@ class Sandbox:
         """Check a record: its form, ciphertexts, inclusion in the signed log and, with the
         private key, its commitments and that its public outcome is the sealed one
         (``checks["outcome"]``), and a deterministic replay when asked."""
+        from . import verification
+
         return verification.verify(self, record_id, replay=replay)
 
     def verify_log(self) -> LogReport:
         """Recompute the whole log: every record, stored hash and checkpoint, the chain of
         checkpoints, and compare it with the high-water mark (a log emptied or rolled back
         below it fails); a clean log raises the mark."""
+        from . import verification
+
         return verification.verify_log(self)
 
     def decrypt(self, record_id: str) -> Opened:
         """Open every sealed part with the private key and re-check every commitment."""
+        from . import execution, record
+
         entry = self.ledger.get(record_id)
         rec = record.decode(entry.leaf)
         opened = record.open_record(rec, entry.blobs, self.keys.recipient_private_key())
-        return Opened(
+        return execution.Opened(
             record_id,
             opened.program,
             opened.input,
@@ -392,6 +414,8 @@ class Sandbox:
         `wasm_sandbox.fanout.Batch`: executions in input order, with ``table()`` and
         ``to_pandas()``. Raises `CompileError` when ``source`` does not compile.
         """
+        from .fanout import fan_out
+
         options = (options or RunOptions()).updated(**changes)
         job = self.prepare(source, options)
         jobs = [replace(job, options=replace(job.options, args=tuple(a))) for a in inputs]
@@ -412,6 +436,8 @@ class Sandbox:
         Every source gets a record: one that does not compile is logged as an ``error`` run
         of its raw bytes, so a grader sees every submission in the log.
         """
+        from .fanout import fan_out
+
         options = (options or RunOptions()).updated(**changes)
         options = self._ready_to_run(options)  # once, before any run: not a row per source
         jobs = [self._job_or_problem(s, options) for s in sources]
@@ -419,6 +445,8 @@ class Sandbox:
 
     def _job_or_problem(self, source: Source | Compiled, options: RunOptions) -> Job:
         """The job of ``source``; one that does not compile carries its raw bytes and error."""
+        from .engine import Compiled
+
         try:
             return self._job(source, options)
         except (CompileError, PolicyError) as exc:

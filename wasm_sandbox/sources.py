@@ -15,14 +15,13 @@ import re
 import shutil
 import stat
 import struct
-import subprocess
 import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import binary, confine, python_guest
+from . import binary
 from .errors import CompileError
 
 WASM_MAGIC = b"\0asm"
@@ -129,6 +128,8 @@ def load(
 
 def python_program(text: str, name: str = "<cell>") -> Program:
     """Python code as a `Program` of the pinned interpreter (`python_guest`)."""
+    from . import python_guest
+
     argv = python_guest.argv(text)
     wasm = python_guest.interpreter()
     return Program(wasm, "python", name, text, argv, python_guest.INTERPRETER_SHA256)
@@ -242,6 +243,8 @@ def wit_text(wasm: bytes) -> str | None:
 
 def _wasm_tools(*args: str, data: bytes) -> bytes | None:
     """The standard output of ``wasm-tools ARGS`` fed ``data``; None if it fails or is absent."""
+    import subprocess
+
     exe = wasm_tools_executable()
     if exe is None:
         return None
@@ -443,6 +446,8 @@ class _Zig:
         tick: Callable[[float, bytes], None] | None = None,
         what: str = "the compile",
     ) -> bytes:
+        from . import confine
+
         self.zig_cache.mkdir(mode=0o700, parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.work_parent) as work:
             Path(work, "main.c").write_text(text)

@@ -14,22 +14,26 @@ cancels a running guest (`Engine.run` installs that handler).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import resource
 import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import SandboxError, WorkerError
 from .limits import Grants, Limits
 
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
 #: Where guests can run (`wasm_sandbox.isolation`); here so faces can list them cheaply.
 ISOLATIONS = ("thread", "process")
+#: Idle workers kept warm by a pool, beyond which finished workers exit (here for the same
+#: reason: `Sandbox` takes it as a default without importing the pool).
+KEEP_IDLE = 4
 _PR_SET_PDEATHSIG = 1
 
 
@@ -50,6 +54,8 @@ class Job:
 
 def main(channel: int, lifeline: int, parent: int, cache_dir: str, nice: int) -> None:
     """The worker's life: serve jobs from ``channel`` until the parent goes away."""
+    from multiprocessing.connection import Connection
+
     _die_with(parent, lifeline)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if nice > 0:
@@ -127,6 +133,8 @@ def _data_bytes() -> int:
 
 def _die_with(parent: int, lifeline: int) -> None:
     """SIGKILL when the parent dies (Linux), and exit when the lifeline pipe closes."""
+    import ctypes
+
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
