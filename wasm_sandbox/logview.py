@@ -22,6 +22,18 @@ Node = tuple[int, int]  # (level, index) of a complete subtree
 _CHUNK = 200  # (level, idx) pairs per query: an OR chain deeper than ~1000 terms is refused
 _ENTRY = "SELECT idx, record_id, leaf FROM entries"
 _CHECKPOINTS = "SELECT size, note FROM checkpoints"
+_SUMMARIES = {  # one table's rows in a key range, aggregated: counts, keys, lengths, contents
+    "entries": "SELECT count(*), min(idx), max(idx), CAST(group_concat(length(leaf)) AS BLOB), "
+    "CAST(group_concat(record_id, char(10)) AS BLOB), CAST(group_concat(leaf, '') AS BLOB) "
+    "FROM entries WHERE idx >= ? AND idx < ?",
+    "blobs": "SELECT CAST(group_concat(idx) AS BLOB), CAST(group_concat(name, char(10)) AS BLOB) "
+    "FROM blobs WHERE idx >= ? AND idx < ?",
+    "checkpoints": "SELECT CAST(group_concat(size) AS BLOB), "
+    "CAST(group_concat(length(CAST(note AS BLOB))) AS BLOB), CAST(group_concat(note, '') AS BLOB) "
+    "FROM checkpoints WHERE size >= ? AND size < ?",
+    "subtrees": "SELECT count(*), min(idx), max(idx), CAST(group_concat(length(hash)) AS BLOB), "
+    "CAST(group_concat(hash, '') AS BLOB) FROM subtrees WHERE level = ? AND idx >= ? AND idx < ?",
+}
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,15 @@ class Entry:
     record_id: str
     leaf: bytes
     blobs: dict[str, bytes]
+
+
+def _from(
+    sql: str, column: str, start: int | None, where: bool = False
+) -> tuple[str, tuple[int, ...]]:
+    """``sql`` restricted to ``column >= start`` unless ``start`` is None."""
+    if start is None:
+        return sql, ()
+    return f"{sql} {'AND' if where else 'WHERE'} {column} >= ?", (start,)
 
 
 class Subtrees:
@@ -122,20 +143,30 @@ class LogView:
             found.update(rid for (rid,) in self._db.execute(sql, part))
         return [rid for rid in record_ids if rid in found]
 
-    def entry_rows(self) -> Iterator[tuple[int, str, bytes]]:
-        """Every ``(index, record_id, leaf)`` row, by index."""
-        return iter(self._db.execute(f"{_ENTRY} ORDER BY idx"))
+    def entry_rows(self, start: int | None = None) -> Iterator[tuple[int, str, bytes]]:
+        """Every ``(index, record_id, leaf)`` row (from index ``start`` on if given), by index."""
+        sql, args = _from(_ENTRY, "idx", start)
+        return iter(self._db.execute(f"{sql} ORDER BY idx", args))
 
-    def blob_rows(self) -> Iterator[tuple[int, str, bytes]]:
-        """Every ``(index, name, data)`` blob row, by index then name (orphans included)."""
-        return iter(self._db.execute("SELECT idx, name, data FROM blobs ORDER BY idx, name"))
+    def blob_rows(self, start: int | None = None) -> Iterator[tuple[int, str, bytes]]:
+        """Every ``(index, name, data)`` blob row (from index ``start`` on if given), by index
+        then name (orphans included)."""
+        sql, args = _from("SELECT idx, name, data FROM blobs", "idx", start)
+        return iter(self._db.execute(f"{sql} ORDER BY idx, name", args))
 
     # Subtree hashes
 
-    def node_rows(self, level: int) -> Iterator[tuple[int, bytes]]:
-        """Every stored ``(index, hash)`` of one tree level, by index."""
-        sql = "SELECT idx, hash FROM subtrees WHERE level = ? ORDER BY idx"
-        return iter(self._db.execute(sql, (level,)))
+    def node_rows(self, level: int, start: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """Every stored ``(index, hash)`` of one tree level (from index ``start`` on), by index."""
+        sql, args = _from("SELECT idx, hash FROM subtrees WHERE level = ?", "idx", start, True)
+        return iter(self._db.execute(f"{sql} ORDER BY idx", (level, *args)))
+
+    def summary(self, table: str, *key: int) -> tuple[int | bytes | None, ...]:
+        """One table's rows with keys in ``[lo, hi)`` aggregated in SQLite (for
+        `wasm_sandbox.fingerprint`): ``key`` is ``(lo, hi)``, or ``(level, lo, hi)`` for
+        ``subtrees``. Rows come in key order; contents are joined, with their lengths apart."""
+        row: tuple[int | bytes | None, ...] = self._db.execute(_SUMMARIES[table], key).fetchone()
+        return row
 
     def nodes_outside(self, height: int) -> Iterator[Node]:
         """Stored nodes at a level below 0 or at ``height`` and above."""
@@ -153,9 +184,11 @@ class LogView:
 
     # Checkpoints and cosignatures
 
-    def checkpoint_rows(self) -> list[tuple[int, str]]:
-        """Every stored ``(size, note)``, oldest first, unverified."""
-        rows: list[tuple[int, str]] = self._db.execute(f"{_CHECKPOINTS} ORDER BY size").fetchall()
+    def checkpoint_rows(self, start: int | None = None) -> list[tuple[int, str]]:
+        """Every stored ``(size, note)`` (of size ``start`` and above if given), oldest first,
+        unverified."""
+        sql, args = _from(_CHECKPOINTS, "size", start)
+        rows: list[tuple[int, str]] = self._db.execute(f"{sql} ORDER BY size", args).fetchall()
         return rows
 
     def checkpoint_row(self, size: int | None = None) -> tuple[int, str] | None:
