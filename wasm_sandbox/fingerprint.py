@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CHUNK", "Fingerprint", "VerifiedTree", "resume"]
 
-CHUNK = 4096
+CHUNK = 1024  # keys (leaf indices, sizes, subtree indices) per query
 _VERSION = b"wasm-sandbox log fingerprint v1\n"
 _LOWEST = -(2**63)  # the first chunk also takes rows at negative indices (never written)
 
@@ -44,54 +44,52 @@ class VerifiedTree:
 
 
 class Fingerprint:
-    """SHA-256 over the rows of a view's first leaves, read one chunk at a time.
+    """SHA-256 over the rows of a view's first leaves, read in chunks of `CHUNK` keys.
 
-    ``digest(size)`` may be asked for growing sizes; each call re-reads at most one chunk.
+    ``digest(size)`` may be asked for growing sizes; each call re-reads at most one chunk of
+    each table (and of each level of subtree hashes).
     """
 
     def __init__(self, view: LogView, verifier_key: str) -> None:
         self.view, self._key = view, verifier_key.encode()
-        self._tables = {name: hashlib.sha256() for name in ("entries", "blobs", "checkpoints")}
-        self._levels: list[_Hash] = []  # one hash per level of the subtree hashes
-        self._done = 0  # leaves hashed so far: whole chunks only
+        self._streams: dict[tuple[str, int], _Stream] = {}
 
     def digest(self, size: int) -> bytes:
-        """The fingerprint of the first ``size`` leaves (at least those already hashed)."""
-        while self._done + CHUNK <= size:
-            self._feed(self._tables, self._levels, self._done, self._done + CHUNK)
-            self._done += CHUNK
-        tables = {name: h.copy() for name, h in self._tables.items()}
-        levels = [h.copy() for h in self._levels]
-        if size > self._done:
-            self._feed(tables, levels, self._done, size)
+        """The fingerprint of the first ``size`` leaves."""
         out = hashlib.sha256(_VERSION + self._key + b"\n%d\n" % size)
-        for h in [*tables.values(), *levels]:
-            out.update(h.digest())
+        tables = [("entries", 0, size), ("blobs", 0, size), ("checkpoints", 0, size + 1)]
+        levels = [("subtrees", level, size >> level) for level in range(size.bit_length())]
+        for table, level, end in tables + levels:  # rows with keys below ``end``
+            stream = self._streams.setdefault((table, level), _Stream(self.view, table, level))
+            out.update(stream.digest(end))
         return out.digest()
 
-    def _feed(self, tables: dict[str, _Hash], levels: list[_Hash], lo: int, hi: int) -> None:
-        """Hash the rows of leaves ``[lo, hi)``: entries and blobs of those indices, the
-        checkpoints of sizes ``(lo, hi]`` and the subtrees that end in that range."""
-        first = _LOWEST if lo == 0 else lo
-        _update(tables["entries"], self.view.summary("entries", first, hi))
-        _update(tables["blobs"], self.view.summary("blobs", first, hi))
-        _update(
-            tables["checkpoints"],
-            self.view.summary("checkpoints", _LOWEST if lo == 0 else lo + 1, hi + 1),
-        )
-        for level in range(hi.bit_length()):
-            if level == len(levels):  # a level's first chunk takes its rows from the lowest
-                levels.append(hashlib.sha256())
-                start = _LOWEST
-            else:
-                start = lo >> level
-            _update(levels[level], self.view.summary("subtrees", level, start, hi >> level))
 
+class _Stream:
+    """The rows of one table (one level of ``subtrees``) in chunks of keys: ``[lowest, CHUNK)``,
+    ``[CHUNK, 2 CHUNK)``, ... (the first also takes keys below 0, which are never written)."""
 
-def _update(h: _Hash, values: tuple[int | bytes | None, ...]) -> None:
-    for value in values:
-        raw = b"%d" % value if isinstance(value, int) else value
-        h.update(b"-" if raw is None else b"%d:%s" % (len(raw), raw))
+    def __init__(self, view: LogView, table: str, level: int) -> None:
+        self.view, self.table, self.level = view, table, level
+        self.hash, self.done = hashlib.sha256(), 0  # whole chunks hashed: keys below ``done``
+
+    def digest(self, end: int) -> bytes:
+        """The hash of the rows whose keys are below ``end`` (at least ``done``)."""
+        while self.done + CHUNK <= end:
+            self._feed(self.hash, self.done + CHUNK)
+            self.done += CHUNK
+        partial = self.hash.copy()
+        if end > self.done:
+            self._feed(partial, end)
+        return partial.digest()
+
+    def _feed(self, h: _Hash, end: int) -> None:
+        key = (self.level,) if self.table == "subtrees" else ()
+        start = self.done or _LOWEST
+        for value in self.view.summary(self.table, *key, start, end):
+            raw = b"%d" % value if isinstance(value, int) else value
+            h.update(b"-" if raw is None else b"%d:" % len(raw))
+            h.update(raw or b"")
 
 
 def resume(view: LogView, since: VerifiedTree | None, verifier_key: str) -> Fingerprint | None:

@@ -22,16 +22,15 @@ Node = tuple[int, int]  # (level, index) of a complete subtree
 _CHUNK = 200  # (level, idx) pairs per query: an OR chain deeper than ~1000 terms is refused
 _ENTRY = "SELECT idx, record_id, leaf FROM entries"
 _CHECKPOINTS = "SELECT size, note FROM checkpoints"
-_SUMMARIES = {  # one table's rows in a key range, aggregated: counts, keys, lengths, contents
+_SUMMARIES = {  # one table's rows in a key range, aggregated: keys, lengths, contents
     "entries": "SELECT count(*), min(idx), max(idx), CAST(group_concat(length(leaf)) AS BLOB), "
     "CAST(group_concat(record_id, char(10)) AS BLOB), CAST(group_concat(leaf, '') AS BLOB) "
     "FROM entries WHERE idx >= ? AND idx < ?",
-    "blobs": "SELECT CAST(group_concat(idx) AS BLOB), CAST(group_concat(name, char(10)) AS BLOB) "
-    "FROM blobs WHERE idx >= ? AND idx < ?",
+    "blobs": "SELECT count(*) FROM blobs WHERE idx >= ? AND idx < ?",
     "checkpoints": "SELECT CAST(group_concat(size) AS BLOB), "
     "CAST(group_concat(length(CAST(note AS BLOB))) AS BLOB), CAST(group_concat(note, '') AS BLOB) "
     "FROM checkpoints WHERE size >= ? AND size < ?",
-    "subtrees": "SELECT count(*), min(idx), max(idx), CAST(group_concat(length(hash)) AS BLOB), "
+    "subtrees": "SELECT count(*), min(idx), max(idx), min(length(hash)), max(length(hash)), "
     "CAST(group_concat(hash, '') AS BLOB) FROM subtrees WHERE level = ? AND idx >= ? AND idx < ?",
 }
 
