@@ -6,13 +6,15 @@ those rows in SQLite aggregates (C speed, no Python per row), and when they hash
 the stored frontier still folds to the root it checks in full only what follows them.
 
 Covered, for the first ``size`` leaves: every entry (index, record id, leaf), every stored
-subtree hash inside them, every checkpoint of size ``<= size`` (its note), and the index and
-name of every blob, rows at negative indices included. Not covered: blob contents (their volume
-grows with the programs logged, so re-reading them would make the pass as slow as the data is
-large) and cosignatures (witnesses add them to old checkpoints). The log's verifier key is
-hashed in, so a log under another key never matches. Rows are read in chunks of `CHUNK` leaves,
-so a fingerprint holds one chunk in memory, and each chunk is hashed as aggregated (see
-`LogView.summary`): the fingerprint of ``size`` leaves is defined chunk by chunk.
+subtree hash inside them, every checkpoint of size ``<= size`` (its note), and the number of
+blob rows, rows at negative indices included. Not covered: the names and contents of blobs
+(ciphertexts grow with the programs logged, and re-reading them would make the pass as slow as
+they are large; a full audit and `Sandbox.verify` check them) and cosignatures (witnesses add
+them to old checkpoints). The log's verifier key is hashed in, so a log under another key never
+matches. Each table is read in chunks of `CHUNK` keys, aggregated by SQLite
+(`LogView.summary`), so the fingerprint of ``size`` leaves is defined chunk by chunk. The
+aggregates are unambiguous for the rows of a complete log (every index present, 32-byte subtree
+hashes): the only kind a fingerprint is taken of and compared with.
 """
 
 from __future__ import annotations
