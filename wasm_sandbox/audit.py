@@ -17,7 +17,7 @@ from typing import Any
 from . import merkle
 from .checkpoint import Checkpoint, previous_size
 from .errors import VerificationError
-from .fingerprint import Fingerprint, VerifiedTree, resume
+from .fingerprint import Fingerprint, VerifiedTree, unchanged
 from .logview import Entry, LogView
 
 __all__ = ["MAX_PROBLEMS", "LogReport", "audit", "chain_problems"]
@@ -56,13 +56,12 @@ def audit(
     """Check every entry, subtree hash and checkpoint of the view, or only those after
     ``since`` when its rows are unchanged (``verifier_key`` is hashed into fingerprints);
     see `Ledger.verify_all`."""
-    fingerprint = resume(view, since, verifier_key)
-    start = since if fingerprint is not None else None
+    fingerprint = Fingerprint(view, verifier_key)
+    start = since if since is not None and unchanged(view, since, fingerprint) else None
     report = _Audit(view, check_entry, seen, start).run()
     if not (report.ok and report.tree_size):
         return report
     size = report.tree_size
-    fingerprint = fingerprint or Fingerprint(view, verifier_key)
     tree = VerifiedTree(size, view.hashes([(0, size)])[0], fingerprint.digest(size))
     return replace(report, verified_tree=tree)
 
@@ -154,7 +153,7 @@ class _Audit:
             self.flag((3, seen), where, message + " (history rewritten)")
 
     def run(self) -> LogReport:
-        cps = _Rows(self.view.checkpoint_rows(self.from_size + 1 if self.start else None))
+        cps = _Rows(self.view.checkpoint_rows(self.from_size + 1 if self.from_size else None))
         while cps.head is not None and cps.head[0] < 1:
             self.flag_checkpoint(cps.pop()[0], "a checkpoint of size < 1 was never written")
         frontier = self.scan(cps)
@@ -172,8 +171,9 @@ class _Audit:
         return LogReport(ok, size, first_bad, tuple(self.problems), self.from_size)
 
     def below(self, level: int) -> int | None:
-        """Where the rows of a level still to check begin: None for all of them."""
-        return (self.from_size >> level) or None if self.start else None
+        """Where the rows of a tree level still to check begin (None: all of them): after
+        those of the verified tree, whose fingerprint covers its levels."""
+        return (self.from_size >> level) or None
 
     def entries(self) -> Iterator[Entry]:
         """Entries in index order with their blobs; flags blobs that belong to no entry."""

@@ -29,7 +29,7 @@ from .logview import LogView
 if TYPE_CHECKING:
     from hashlib import _Hash
 
-__all__ = ["CHUNK", "Fingerprint", "VerifiedTree", "resume"]
+__all__ = ["CHUNK", "Fingerprint", "VerifiedTree", "unchanged"]
 
 CHUNK = 1024  # keys (leaf indices, sizes, subtree indices) per query
 _VERSION = b"wasm-sandbox log fingerprint v1\n"
@@ -94,15 +94,15 @@ class _Stream:
             h.update(raw or b"")
 
 
-def resume(view: LogView, since: VerifiedTree | None, verifier_key: str) -> Fingerprint | None:
-    """A fingerprint past ``since`` when the view's first ``since.size`` leaves are still the
-    ones checked (same fingerprint, and the stored frontier folds to ``since.root``), else None."""
-    if since is None or not 0 < since.size <= view.size():
-        return None
+def unchanged(view: LogView, since: VerifiedTree, fingerprint: Fingerprint) -> bool:
+    """Whether the view's first ``since.size`` leaves are still the ones checked: the stored
+    frontier folds to ``since.root`` and the rows have its fingerprint (``fingerprint`` is
+    the view's)."""
+    if not 0 < since.size <= view.size():
+        return False
     try:
         if view.hashes([(0, since.size)])[0] != since.root:
-            return None
+            return False
     except VerificationError:  # a frontier hash is gone
-        return None
-    fingerprint = Fingerprint(view, verifier_key)
-    return fingerprint if fingerprint.digest(since.size) == since.fingerprint else None
+        return False
+    return fingerprint.digest(since.size) == since.fingerprint
