@@ -18,7 +18,7 @@ from . import merkle
 from .checkpoint import Checkpoint, previous_size
 from .errors import VerificationError
 from .fingerprint import Fingerprint, VerifiedTree, unchanged
-from .logview import Entry, LogView
+from .logview import LOWEST, Entry, LogView
 
 __all__ = ["MAX_PROBLEMS", "LogReport", "audit", "chain_problems"]
 
@@ -72,7 +72,7 @@ def chain_problems(view: LogView, start: int = 0) -> list[tuple[int, str]]:
     checkpoint; see `Ledger.verify_chain`."""
     orphans = view.orphan_cosignatures()
     problems = [(s, f"cosignature on checkpoint {s}, which is not stored") for s in orphans]
-    rows = view.checkpoint_rows(start or None)
+    rows = view.checkpoint_rows(start or LOWEST)
     before, chained = 0, False
     if start and rows and rows[0][0] == start:  # the chain up to it was checked before
         before, chained = start, previous_size(rows.pop(0)[1]) is not None
@@ -153,7 +153,7 @@ class _Audit:
             self.flag((3, seen), where, message + " (history rewritten)")
 
     def run(self) -> LogReport:
-        cps = _Rows(self.view.checkpoint_rows(self.from_size + 1 if self.from_size else None))
+        cps = _Rows(self.view.checkpoint_rows(self.from_size + 1 if self.from_size else LOWEST))
         while cps.head is not None and cps.head[0] < 1:
             self.flag_checkpoint(cps.pop()[0], "a checkpoint of size < 1 was never written")
         frontier = self.scan(cps)
@@ -170,10 +170,10 @@ class _Audit:
         first_bad = None if self.first is None else self.first[1]
         return LogReport(ok, size, first_bad, tuple(self.problems), self.from_size)
 
-    def below(self, level: int) -> int | None:
-        """Where the rows of a tree level still to check begin (None: all of them): after
-        those of the verified tree, whose fingerprint covers its levels."""
-        return (self.from_size >> level) or None
+    def below(self, level: int) -> int:
+        """Where the rows of a tree level still to check begin: after those of the verified
+        tree (its fingerprint covers its levels), else from the lowest."""
+        return (self.from_size >> level) or LOWEST
 
     def entries(self) -> Iterator[Entry]:
         """Entries in index order with their blobs; flags blobs that belong to no entry."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import VerificationError
-from .logview import LogView
+from .logview import LOWEST, LogView
 
 if TYPE_CHECKING:
     from hashlib import _Hash
@@ -33,7 +33,6 @@ __all__ = ["CHUNK", "Fingerprint", "VerifiedTree", "unchanged"]
 
 CHUNK = 1024  # keys (leaf indices, sizes, subtree indices) per query
 _VERSION = b"wasm-sandbox log fingerprint v1\n"
-_LOWEST = -(2**63)  # the first chunk also takes rows at negative indices (never written)
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ class _Stream:
 
     def _feed(self, h: _Hash, end: int) -> None:
         key = (self.level,) if self.table == "subtrees" else ()
-        start = self.done or _LOWEST
+        start = self.done or LOWEST  # the first chunk takes rows at negative keys too
         for value in self.view.summary(self.table, *key, start, end):
             raw = b"%d" % value if isinstance(value, int) else value
             h.update(b"-" if raw is None else b"%d:" % len(raw))

@@ -16,12 +16,13 @@ from . import merkle
 from .checkpoint import Checkpoint
 from .errors import LedgerError, VerificationError
 
-__all__ = ["Entry", "LogView", "Node", "Subtrees"]
+__all__ = ["LOWEST", "Entry", "LogView", "Node", "Subtrees"]
 
 Node = tuple[int, int]  # (level, index) of a complete subtree
 _CHUNK = 200  # (level, idx) pairs per query: an OR chain deeper than ~1000 terms is refused
 _ENTRY = "SELECT idx, record_id, leaf FROM entries"
 _CHECKPOINTS = "SELECT size, note FROM checkpoints"
+LOWEST = -(2**63)  # the lowest key SQLite stores: "from the start", rows never written included
 _SUMMARIES = {  # one table's rows in a key range, aggregated: keys, lengths, contents
     "entries": "SELECT count(*), min(idx), max(idx), CAST(group_concat(length(leaf)) AS BLOB), "
     "CAST(group_concat(record_id, char(10)) AS BLOB), CAST(group_concat(leaf, '') AS BLOB) "
@@ -43,15 +44,6 @@ class Entry:
     record_id: str
     leaf: bytes
     blobs: dict[str, bytes]
-
-
-def _from(
-    sql: str, column: str, start: int | None, where: bool = False
-) -> tuple[str, tuple[int, ...]]:
-    """``sql`` restricted to ``column >= start`` unless ``start`` is None."""
-    if start is None:
-        return sql, ()
-    return f"{sql} {'AND' if where else 'WHERE'} {column} >= ?", (start,)
 
 
 class Subtrees:
@@ -142,23 +134,22 @@ class LogView:
             found.update(rid for (rid,) in self._db.execute(sql, part))
         return [rid for rid in record_ids if rid in found]
 
-    def entry_rows(self, start: int | None = None) -> Iterator[tuple[int, str, bytes]]:
-        """Every ``(index, record_id, leaf)`` row (from index ``start`` on if given), by index."""
-        sql, args = _from(_ENTRY, "idx", start)
-        return iter(self._db.execute(f"{sql} ORDER BY idx", args))
+    def entry_rows(self, start: int = LOWEST) -> Iterator[tuple[int, str, bytes]]:
+        """Every ``(index, record_id, leaf)`` row from index ``start`` on, by index."""
+        return iter(self._db.execute(f"{_ENTRY} WHERE idx >= ? ORDER BY idx", (start,)))
 
-    def blob_rows(self, start: int | None = None) -> Iterator[tuple[int, str, bytes]]:
-        """Every ``(index, name, data)`` blob row (from index ``start`` on if given), by index
-        then name (orphans included)."""
-        sql, args = _from("SELECT idx, name, data FROM blobs", "idx", start)
-        return iter(self._db.execute(f"{sql} ORDER BY idx, name", args))
+    def blob_rows(self, start: int = LOWEST) -> Iterator[tuple[int, str, bytes]]:
+        """Every ``(index, name, data)`` blob row from index ``start`` on, by index then name
+        (orphans included)."""
+        sql = "SELECT idx, name, data FROM blobs WHERE idx >= ? ORDER BY idx, name"
+        return iter(self._db.execute(sql, (start,)))
 
     # Subtree hashes
 
-    def node_rows(self, level: int, start: int | None = None) -> Iterator[tuple[int, bytes]]:
-        """Every stored ``(index, hash)`` of one tree level (from index ``start`` on), by index."""
-        sql, args = _from("SELECT idx, hash FROM subtrees WHERE level = ?", "idx", start, True)
-        return iter(self._db.execute(f"{sql} ORDER BY idx", (level, *args)))
+    def node_rows(self, level: int, start: int = LOWEST) -> Iterator[tuple[int, bytes]]:
+        """Every stored ``(index, hash)`` of one tree level from index ``start`` on, by index."""
+        sql = "SELECT idx, hash FROM subtrees WHERE level = ? AND idx >= ? ORDER BY idx"
+        return iter(self._db.execute(sql, (level, start)))
 
     def summary(self, table: str, *key: int) -> tuple[int | bytes | None, ...]:
         """One table's rows with keys in ``[lo, hi)`` aggregated in SQLite (for
@@ -183,11 +174,10 @@ class LogView:
 
     # Checkpoints and cosignatures
 
-    def checkpoint_rows(self, start: int | None = None) -> list[tuple[int, str]]:
-        """Every stored ``(size, note)`` (of size ``start`` and above if given), oldest first,
-        unverified."""
-        sql, args = _from(_CHECKPOINTS, "size", start)
-        rows: list[tuple[int, str]] = self._db.execute(f"{sql} ORDER BY size", args).fetchall()
+    def checkpoint_rows(self, start: int = LOWEST) -> list[tuple[int, str]]:
+        """Every stored ``(size, note)`` of size ``start`` and above, oldest first, unverified."""
+        sql = f"{_CHECKPOINTS} WHERE size >= ? ORDER BY size"
+        rows: list[tuple[int, str]] = self._db.execute(sql, (start,)).fetchall()
         return rows
 
     def checkpoint_row(self, size: int | None = None) -> tuple[int, str] | None:
