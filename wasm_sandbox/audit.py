@@ -9,6 +9,7 @@ entry, subtree hash and checkpoint beyond it is checked in full, as is its consi
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -31,9 +32,10 @@ class LogReport:
 
     ``first_bad`` is ``{"index": i, "record_id": id_or_None}`` for an entry,
     ``{"subtree": [level, index]}`` for a stored tree hash, ``{"checkpoint": size}`` for a
-    checkpoint, ``{"high_water": size}`` for a log behind the tree a client saw, or None when
-    ``ok``. ``problems`` lists at most MAX_PROBLEMS messages. ``verified_from`` is the size of
-    the earlier verified tree the audit started after (0: it checked everything), and
+    checkpoint, ``{"high_water": size}`` for a log behind the tree a client saw,
+    ``{"object": sha256_hex}`` for a stored object no entry refers to, or None when ``ok``.
+    ``problems`` lists at most MAX_PROBLEMS messages. ``verified_from`` is the size of the
+    earlier verified tree the audit started after (0: it checked everything), and
     ``verified_tree`` what a clean audit of a non-empty log leaves for the next one (``since``).
     """
 
@@ -89,6 +91,14 @@ def chain_problems(view: LogView, start: int = 0) -> list[tuple[int, str]]:
     return problems
 
 
+def _object_problem(sha256: bytes, data: bytes | None) -> str | None:
+    if data is None:
+        return f"its stored object {sha256.hex()[:16]}... is missing"
+    if hashlib.sha256(data).digest() != sha256:
+        return f"its stored object {sha256.hex()[:16]}... does not match its SHA-256"
+    return None
+
+
 class _Rows:
     """A cursor that can look one row ahead."""
 
@@ -123,6 +133,7 @@ class _Audit:
         self.levels: dict[int, _Rows] = {}  # stored subtree hashes of each level, by index
         self.signed: list[Checkpoint] = []  # checkpoints whose notes verify
         self.last_size = self.from_size  # size of the latest checkpoint row seen
+        self.objects: dict[bytes, str | None] = {}  # each object referred to: its problem
 
     def flag(self, rank: tuple[int, ...], where: dict[str, Any], message: str) -> None:
         if len(self.problems) < MAX_PROBLEMS:
@@ -138,6 +149,9 @@ class _Audit:
 
     def flag_checkpoint(self, size: int, message: str) -> None:
         self.flag((2, size), {"checkpoint": size}, message)
+
+    def flag_object(self, sha256: bytes, message: str) -> None:
+        self.flag((4, int.from_bytes(sha256, "big")), {"object": sha256.hex()}, message)
 
     def high_water(self, size: int) -> None:
         """Flag a log shorter than, or rewritten below, the tree a client saw."""
@@ -164,6 +178,7 @@ class _Audit:
             size, note = cps.pop()
             self.compare_checkpoint(size, note, None)
         self.consistency(frontier)
+        self.unreferenced_objects()
         size = self.view.size()
         self.high_water(size)
         ok = self.first is None
@@ -176,21 +191,49 @@ class _Audit:
         return (self.from_size >> level) or LOWEST
 
     def entries(self) -> Iterator[Entry]:
-        """Entries in index order with their blobs; flags blobs that belong to no entry."""
-        blobs = _Rows(self.view.blob_rows(self.below(0)))
-        for idx, rid, leaf in self.view.entry_rows(self.below(0)):
+        """Entries in index order with their blobs (those stored by content checked against
+        their SHA-256); flags blobs that belong to no entry."""
+        start = self.below(0)
+        blobs, refs = _Rows(self.view.blob_rows(start)), _Rows(self.view.ref_rows(start))
+        for idx, rid, leaf in self.view.entry_rows(start):
             self.orphans(blobs, idx)
-            mine = {}
+            self.orphans(refs, idx)
+            entry = Entry(idx, rid, leaf, {})
             while blobs.head is not None and blobs.head[0] == idx:
                 _, name, data = blobs.pop()
-                mine[name] = data
-            yield Entry(idx, rid, leaf, mine)
+                entry.blobs[name] = data
+            while refs.head is not None and refs.head[0] == idx:
+                self.by_content(entry, *refs.pop()[1:])
+            yield entry
         self.orphans(blobs, None)
+        self.orphans(refs, None)
 
     def orphans(self, blobs: _Rows, below: int | None) -> None:
         while blobs.head is not None and (below is None or blobs.head[0] < below):
             idx, name, _ = blobs.pop()
             self.flag_entry(idx, None, f"blob {name!r} at index {idx} belongs to no entry")
+
+    def by_content(self, entry: Entry, name: str, sha256: bytes) -> None:
+        """Add the blob ``name`` stored by content to ``entry``; flag it when it is also
+        stored inline, or its object is missing or does not match its SHA-256 (checked once
+        per object, so a damaged object fails every entry that refers to it)."""
+        where = f"entry {entry.index}: blob {name!r}"
+        if name in entry.blobs:
+            self.flag_entry(entry.index, entry.record_id, f"{where} is stored twice")
+        data = self.view.object(sha256)
+        if sha256 not in self.objects:
+            self.objects[sha256] = _object_problem(sha256, data)
+        if problem := self.objects[sha256]:
+            self.flag_entry(entry.index, entry.record_id, f"{where}: {problem}")
+        entry.refs[name] = sha256
+        if data is not None:
+            entry.blobs[name] = data
+
+    def unreferenced_objects(self) -> None:
+        """Flag stored objects that no blob refers to (the refs of no entry are flagged apart;
+        those of the verified tree count, so its objects need not be read)."""
+        for sha256 in self.view.unreferenced_objects():
+            self.flag_object(sha256, f"stored object {sha256.hex()[:16]}... belongs to no entry")
 
     def scan(self, cps: _Rows) -> merkle.Frontier | None:
         """Check every entry; rebuild the tree up to the first gap (then return None)."""

@@ -7,6 +7,10 @@ and rewritten, never loaded. The directory and the key must belong to this user 
 closed to others (`wasm_sandbox.home`), and only regular files are read, without blocking.
 A write that fails (a full disk) leaves no temporary file: the module is then just not
 cached, with one warning line.
+
+A new module is returned at once and written by one thread of this process meanwhile
+(serializing and writing took as long as compiling a small module); a read of an entry
+still being written waits for it, and the interpreter waits for pending writes at exit.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import logging
 import os
 import stat
 import struct
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +34,9 @@ from .home import private_dir, read_private, replace_file, write_new
 
 _TAG = 32
 _META_LEN = struct.Struct("<Q")
+_WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wasm-sandbox-cache")
+_writing: dict[Path, Future[None]] = {}
+_writing_lock = threading.Lock()
 
 
 class ModuleCache:
@@ -57,13 +66,25 @@ class ModuleCache:
         if found is not None:
             return *found, "disk"
         module, meta = compile()
-        self._store(digest, module, meta)
+        path = self._path(digest)
+        if path is not None:
+            _write_later(path, lambda: self._store(path, digest, module, meta))
         return module, meta, "miss"
 
     def has(self, digest: str) -> bool:
         """Whether an entry for ``digest`` is on disk (it is still checked when loaded)."""
         path = self._path(digest)
-        return path is not None and path.is_file()
+        if path is None:
+            return False
+        _wait_for_write(path)
+        return path.is_file()
+
+    def flush(self) -> None:
+        """Wait until every cache write this process started is done."""
+        with _writing_lock:
+            pending = list(_writing.values())
+        for future in pending:
+            future.exception()
 
     def _path(self, digest: str) -> Path | None:
         return None if self._dir is None else self._dir / f"{digest}.{self._fingerprint}.cwasm"
@@ -72,7 +93,10 @@ class ModuleCache:
         self, digest: str, engine: wasmtime.Engine, load: Callable[[wasmtime.Engine, bytes], Any]
     ) -> tuple[Any, bytes] | None:
         path = self._path(digest)
-        blob = _read_entry(path) if path else b""
+        if path is None:
+            return None
+        _wait_for_write(path)
+        blob = _read_entry(path)
         body, tag = blob[:-_TAG], blob[-_TAG:]
         if len(blob) <= _TAG or not hmac.compare_digest(tag, self._mac(digest, body)):
             return None
@@ -80,10 +104,7 @@ class ModuleCache:
         start = _META_LEN.size + size
         return load(engine, body[start:]), body[_META_LEN.size : start]
 
-    def _store(self, digest: str, module: Any, meta: bytes) -> None:
-        path = self._path(digest)
-        if path is None:
-            return
+    def _store(self, path: Path, digest: str, module: Any, meta: bytes) -> None:
         body = _META_LEN.pack(len(meta)) + meta + bytes(module.serialize())
         try:
             replace_file(path, body + self._mac(digest, body))
@@ -97,6 +118,27 @@ class ModuleCache:
     def _mac(self, digest: str, body: bytes) -> bytes:
         name = f"{digest}.{self._fingerprint}".encode()
         return hmac.new(self._key, name + b"\0" + body, hashlib.sha256).digest()
+
+
+def _write_later(path: Path, write: Callable[[], None]) -> None:
+    with _writing_lock:
+        future = _WRITER.submit(write)
+        _writing[path] = future
+    future.add_done_callback(lambda done: _forget(path, done))
+
+
+def _forget(path: Path, done: Future[None]) -> None:
+    with _writing_lock:
+        if _writing.get(path) is done:
+            del _writing[path]
+
+
+def _wait_for_write(path: Path) -> None:
+    """Wait for this process's pending write of ``path``, if any."""
+    with _writing_lock:
+        pending = _writing.get(path)
+    if pending is not None:
+        pending.exception()  # a write that failed was logged; the entry is then missing
 
 
 def _read_entry(path: Path) -> bytes:

@@ -13,10 +13,16 @@ host (FIELD-NOTES.md):
 * Wall-clock limits and interrupts go through an epoch deadline callback (`guest`).
 * The caller waits on an `Event`; a ``KeyboardInterrupt`` there (Jupyter's interrupt
   button) cancels the guest, which ends within one tick as ``interrupted``.
+* A run that can never block in a host call (a core module with no directory and no
+  key-value grant) and reports no progress runs in place, without the hand-off, when the
+  caller's stack is large enough (`threads.stack_fits_wasm`: a worker, or the main thread).
+  On the main thread SIGINT still cancels it: the handler runs in the guest's next epoch
+  callback, which is Python on this thread.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
@@ -37,7 +43,7 @@ from .component import compile_component
 from .guest import Guest
 from .limits import Grants, Limits
 from .outcome import Outcome
-from .threads import ABANDON_GRACE, WORKERS, Run, Ticker, sigint_cancels
+from .threads import ABANDON_GRACE, WORKERS, Run, Ticker, sigint_cancels, stack_fits_wasm
 from .traps import trap_kind
 
 __all__ = ["Compiled", "Engine", "trap_kind"]
@@ -137,9 +143,13 @@ class Engine:
             deadline=time.monotonic() + limits.timeout, cancel=cancel or threading.Event()
         )
         run = Run(watch, limits.fuel)
+        guest = functools.partial(self._guest, run, compiled, call, limits, grants)
         with self._ticker, sigint_cancels(lambda: self._cancel(run)):
-            WORKERS.submit(lambda: self._guest(run, compiled, call, limits, grants))
-            self._wait(run, limits, progress)
+            if progress is None and _never_blocks(compiled, grants) and stack_fits_wasm():
+                guest()
+            else:
+                WORKERS.submit(guest)
+                self._wait(run, limits, progress)
         if run.error is not None and run.outcome is None:
             raise run.error
         assert run.outcome is not None
@@ -192,5 +202,13 @@ class Engine:
             run.done.set()
 
     def close(self) -> None:
-        """Stop the ticker thread; idempotent."""
+        """Stop the ticker thread and wait for the module cache's writes; idempotent."""
         self._ticker.close()
+        self.cache.flush()
+
+
+def _never_blocks(compiled: Compiled, grants: Grants) -> bool:
+    """Whether no host call of this run can block past its deadline: the WASI of a core
+    module without directories (sleeps are cut at the deadline, stdin is a file) and the
+    structured log. A guest that could block must run on a worker its caller can abandon."""
+    return compiled.world is None and not grants.dirs and grants.kv is None

@@ -6,7 +6,13 @@ record id. Each part (``program``, ``input``, ``result`` or the optional ``sourc
 AES-256-GCM encrypted (`seal_with`), a fresh 32-byte salt prepended to the payload, under its
 own key HKDF-SHA256(secret, info) whose ``info`` binds the version, the purpose and the record
 id, so a ciphertext moved to another record or purpose does not open. Records before version 2
-sealed each part with its own HPKE message (`seal`, `open_part`); they still open. The commitment
+sealed each part with its own HPKE message (`seal`, `open_part`); they still open.
+
+Since version 3 a large program or source is sealed by content (`seal_by_content`): its bytes
+are encrypted once under a content key derived from the sealing home's secret, the recipient
+and the payload's SHA-256 (`content_key`), so every run of the same program to the same
+recipient has the same ciphertext, which the log stores once; the run's own part key seals only
+the commitment's salt and that content key (``wrapped``). The commitment
 ``SHA-256(lp(tag) || lp(record_id) || lp(payload) || salt)`` hides the payload from everyone
 but the key holder, who learns the salt by opening the ciphertext.
 
@@ -45,6 +51,8 @@ SALT_LEN = 32
 ENC_LEN = 65  # an uncompressed P-256 point
 SECRET_LEN = 32
 WRAPPED_LEN = SECRET_LEN + 16  # the run secret and its AES-GCM tag
+CONTENT_KEY_LEN = 32
+WRAPPED_CONTENT_LEN = SALT_LEN + CONTENT_KEY_LEN + 16  # salt, content key, AES-GCM tag
 _VERSION = "wasm-sandbox/v1"
 _NONCE = bytes(12)  # every part key encrypts exactly one message
 
@@ -65,7 +73,8 @@ class RunKey:
 @dataclass(frozen=True)
 class SealedPart:
     """One sealed part: the ciphertext (tag included), the commitment, and either the run's
-    shared `RunKey` (version 2) or the part's own HPKE ``enc`` (version 1)."""
+    shared `RunKey` (version 2) or the part's own HPKE ``enc`` (version 1). A part sealed
+    by content (version 3) also has ``wrapped``: its salt and content key, sealed for the run."""
 
     purpose: str
     enc: bytes
@@ -73,13 +82,16 @@ class SealedPart:
     commitment: bytes
     salt: bytes = field(default=b"", repr=False)  # the commitment's salt, for a disclosure
     run_key: RunKey | None = field(default=None, repr=False)
+    wrapped: bytes = b""
 
     def summary(self) -> dict[str, str | int]:
         """The part as it appears in the execution record (hex strings, integer length)."""
         enc = {} if self.run_key is not None else {"enc": self.enc.hex()}
+        wrapped = {"wrapped": self.wrapped.hex()} if self.wrapped else {}
         return {
             "commitment": self.commitment.hex(),
             **enc,
+            **wrapped,
             "ct_sha256": hashlib.sha256(self.ciphertext).hexdigest(),
             "ct_len": len(self.ciphertext),
         }
@@ -116,8 +128,8 @@ _SAFE_INT = 2**53 - 1
 def _plain(obj: Any) -> bool:
     """True for JSON made of ASCII-keyed objects, lists, strings, safe ints, bools, null.
 
-    Exact types only (a subclass takes the ``rfc8785`` path); iterative, as records are
-    encoded on every run.
+    Exact types of values only (a subclass takes the ``rfc8785`` path); iterative, as
+    records are encoded on every run.
     """
     stack = [obj]
     while stack:
@@ -129,7 +141,10 @@ def _plain(obj: Any) -> bool:
             if not -_SAFE_INT <= value <= _SAFE_INT:
                 return False
         elif kind is dict:
-            if not all(type(k) is str and k.isascii() for k in value):
+            try:
+                if not "".join(value).isascii():  # a key that is not a string: TypeError
+                    return False
+            except TypeError:
                 return False
             stack.extend(value.values())
         elif kind is list or kind is tuple:
@@ -218,6 +233,63 @@ def open_with(
     return _checked(purpose, record_id, plain, commitment)
 
 
+def content_key(secret: bytes, purpose: str, recipient_key_id: str, payload: bytes) -> bytes:
+    """The key ``payload`` is encrypted under by every run that seals it as ``purpose`` to
+    this recipient: HKDF-Expand-SHA256(secret, ``lp(version tag) || lp(content-key tag) ||
+    lp(purpose tag) || lp(recipient key id) || lp(payload)``), 32 bytes.
+
+    ``secret`` is the sealing home's 32-byte content secret (`wasm_sandbox.keys`). The key is
+    unique per payload, so it only ever encrypts one plaintext, and deriving it takes the
+    payload itself, not only its digest.
+    """
+    info = _INFO + _CONTENT_TAG + _tag(purpose) + _lp(recipient_key_id.encode(), payload)
+    return HKDFExpand(hashes.SHA256(), CONTENT_KEY_LEN, info).derive(secret)
+
+
+def seal_by_content(
+    purpose: str, payload: bytes, key: bytes, run_key: RunKey, record_id: str
+) -> SealedPart:
+    """Encrypt ``payload`` under its content ``key`` (`content_key`; zero nonce: the key only
+    ever encrypts this payload, so the ciphertext is the same for every run) and seal a fresh
+    salt and ``key`` under the part's key from ``run_key``; commit to ``payload``."""
+    salt = os.urandom(SALT_LEN)
+    ciphertext = AESGCM(key).encrypt(_NONCE, payload, None)
+    part_key = _part_key(run_key.secret, purpose, record_id)
+    wrapped = AESGCM(part_key).encrypt(_NONCE, salt + key, None)
+    commitment = commit(purpose, record_id, payload, salt)
+    return SealedPart(purpose, b"", ciphertext, commitment, salt, run_key, wrapped)
+
+
+def open_by_content(
+    purpose: str,
+    record_id: str,
+    secret: bytes,
+    wrapped: bytes,
+    ciphertext: bytes,
+    commitment: bytes,
+) -> Opened:
+    """Open a part sealed with `seal_by_content`: its salt and content key with the run's
+    ``secret``, then the shared ``ciphertext``; re-check the commitment. Raises as
+    `open_part` does."""
+    try:
+        plain = AESGCM(_part_key(secret, purpose, record_id)).decrypt(_NONCE, wrapped, None)
+    except InvalidTag as exc:
+        raise DecryptionError(
+            f"{purpose}: its content key does not open (wrong key, or wrapped key, purpose or "
+            "record id altered)"
+        ) from exc
+    if len(plain) != SALT_LEN + CONTENT_KEY_LEN:
+        raise EnvelopeError(f"{purpose}: wrapped content key is {len(plain)} bytes opened")
+    salt, key = plain[:SALT_LEN], plain[SALT_LEN:]
+    try:
+        payload = AESGCM(key).decrypt(_NONCE, ciphertext, None)
+    except InvalidTag as exc:
+        raise DecryptionError(
+            f"{purpose}: ciphertext does not open with its content key (ciphertext altered)"
+        ) from exc
+    return _recommitted(purpose, record_id, Opened(payload, salt), commitment)
+
+
 def open_part(
     purpose: str,
     record_id: str,
@@ -247,7 +319,11 @@ def _checked(purpose: str, record_id: str, plain: bytes, commitment: bytes) -> O
     """The opened ``salt || payload``, its commitment re-checked."""
     if len(plain) < SALT_LEN:
         raise EnvelopeError(f"{purpose}: plaintext is shorter than its {SALT_LEN}-byte salt")
-    opened = Opened(payload=plain[SALT_LEN:], salt=plain[:SALT_LEN])
+    return _recommitted(purpose, record_id, Opened(plain[SALT_LEN:], plain[:SALT_LEN]), commitment)
+
+
+def _recommitted(purpose: str, record_id: str, opened: Opened, commitment: bytes) -> Opened:
+    """``opened``, its commitment re-checked (raises ``CommitmentMismatch``)."""
     expected = commit(purpose, record_id, opened.payload, opened.salt)
     if not hmac.compare_digest(expected, commitment):
         raise CommitmentMismatch(
@@ -314,6 +390,7 @@ def _info(purpose: str, record_id: str) -> bytes:
 
 
 _KEY_TAG = _lp(b"wasm-sandbox/v2/run-key")
+_CONTENT_TAG = _lp(b"wasm-sandbox/v3/content-key")
 
 
 def _key_info(record_id: str) -> bytes:

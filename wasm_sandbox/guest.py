@@ -185,6 +185,8 @@ class Guest:
                 self.run.fuel_used = self.run.fuel_limit - left
         except Exception:  # an exception must never cross back into wasmtime
             pass
+        except BaseException:  # a signal handler's, when the guest runs on the main thread
+            self.run.watch.cancel.set()
         delta[0] = ticks_to_next_check(self.run.watch)
         kind[0] = wasmtime_private.CONTINUE
         return 0

@@ -6,6 +6,10 @@
 - ``signing.pem``: the Ed25519 key that signs log checkpoints (PKCS8 PEM, 0600).
 - ``module-signing.pem``: the Ed25519 key ``wasm-sandbox sign`` signs modules with (0600);
   its verifier key (`KeyStore.signer_verifier_key`) is what ``--require-signed-by`` takes.
+- ``content.pem``: the 32-byte secret this home derives the content keys of programs sealed by
+  content from (`KeyStore.content_secret`, docs/records.md), kept as the raw bytes of an
+  X25519 private key so that it is stored, and protected, like the other keys (0600); it is
+  never used for X25519.
 
 The private keys can be protected with a passphrase (`KeyStore.protect`, ``wasm-sandbox keys
 --protect``): they are then PKCS8 PEMs encrypted with cryptography's
@@ -36,7 +40,7 @@ from typing import TypeVar
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from wasm_sandbox.checkpoint import verifier_key
@@ -48,6 +52,7 @@ RECIPIENT = "recipient.pem"
 IMPORTED = "recipient.pub.pem"
 SIGNING = "signing.pem"
 MODULE_SIGNING = "module-signing.pem"
+CONTENT = "content.pem"
 PASSPHRASE_ENV = "WASM_SANDBOX_PASSPHRASE"
 #: The name in module signer verifier keys, before ``/`` and a digest of the key.
 SIGNER_NAME = "module-signer.wasm-sandbox.local"
@@ -65,6 +70,7 @@ class KeyStore:
         self._public: ec.EllipticCurvePublicKey | None = None
         self._signing: ed25519.Ed25519PrivateKey | None = None
         self._module_signing: ed25519.Ed25519PrivateKey | None = None
+        self._content: x25519.X25519PrivateKey | None = None
         self._passphrase: bytes | None = None
 
     def recipient_private_key(self) -> ec.EllipticCurvePrivateKey:
@@ -133,6 +139,18 @@ class KeyStore:
             )
         return self._module_signing
 
+    def content_secret(self) -> bytes:
+        """The 32-byte secret content keys are derived from (`wasm_sandbox.record.seal_run`),
+        created on first use."""
+        return self._content_key().private_bytes_raw()
+
+    def _content_key(self) -> x25519.X25519PrivateKey:
+        if self._content is None:
+            self._content = self._load_or_create(
+                CONTENT, x25519.X25519PrivateKey.generate, _as_content
+            )
+        return self._content
+
     @property
     def signer_verifier_key(self) -> str:
         """The verifier key of `module_signing_key` (``name+keyid+base64(0x01 || key)``: the
@@ -153,6 +171,8 @@ class KeyStore:
         keys: list[tuple[str, PrivateKeyTypes]] = [(SIGNING, self.signing_key())]
         if self.has_module_signing_key:
             keys.append((MODULE_SIGNING, self.module_signing_key()))
+        if (self.dir / CONTENT).exists():
+            keys.append((CONTENT, self._content_key()))
         if (self.dir / RECIPIENT).exists() or not (self.dir / IMPORTED).exists():
             keys.append((RECIPIENT, self.recipient_private_key()))
         encryption = serialization.BestAvailableEncryption(passphrase)
@@ -167,7 +187,7 @@ class KeyStore:
     @property
     def protected(self) -> bool:
         """Whether every private key file of this home is encrypted (False when there is none)."""
-        names = (SIGNING, RECIPIENT, MODULE_SIGNING)
+        names = (SIGNING, RECIPIENT, MODULE_SIGNING, CONTENT)
         paths = [self.dir / n for n in names if (self.dir / n).exists()]
         return bool(paths) and all(_read(p, 0o077).startswith(_ENCRYPTED) for p in paths)
 
@@ -281,6 +301,12 @@ def _as_signing(path: Path, key: PrivateKeyTypes) -> ed25519.Ed25519PrivateKey:
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return key
     raise KeyStoreError(f"{path}: expected an Ed25519 private key, found {_kind(key)}")
+
+
+def _as_content(path: Path, key: PrivateKeyTypes) -> x25519.X25519PrivateKey:
+    if isinstance(key, x25519.X25519PrivateKey):
+        return key
+    raise KeyStoreError(f"{path}: expected an X25519 private key, found {_kind(key)}")
 
 
 def _kind(key: object) -> str:

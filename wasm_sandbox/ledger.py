@@ -3,7 +3,12 @@
 Tables (all STRICT; every column is covered by ``verify_all``):
 
 - ``entries(idx, record_id, leaf)``: leaf ``idx`` of the tree; ``leaf`` is the canonical record.
-- ``blobs(idx, name, data)``: ciphertexts stored beside entry ``idx``.
+- ``blobs(idx, name, data)``: ciphertexts stored beside entry ``idx``, those under `BY_CONTENT_MIN`
+  bytes.
+- ``objects(sha256, data)`` and ``object_refs(idx, name, sha256)``: larger blobs, stored once by
+  content (their SHA-256): entries that carry the same bytes share one object. An append of
+  bytes already stored rewrites a stored copy that no longer matches them, so a damaged object
+  is mended by the next run that carries it.
 - ``subtrees(level, idx, hash)``: the hash of every complete subtree, leaves
   ``[idx << level, (idx + 1) << level)``, so roots and proofs for any size take O(log n) reads.
 - ``checkpoints(size, note)``: the signed checkpoint written by each append transaction; its
@@ -28,6 +33,7 @@ The ledger knows no record format: ``record_id`` and the blobs are bound to the 
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sqlite3
 import threading
@@ -60,6 +66,8 @@ from .tlog_proof import PROOF_HEADER, format_proof, verify_receipt
 __all__ = ["PREVIOUS", "PROOF_HEADER", "Entry", "Ledger", "LogReport", "Receipt", "verify_receipt"]
 
 BUSY_TIMEOUT_S = 60.0
+#: Blobs of at least this many bytes are stored once by content (table ``objects``).
+BY_CONTENT_MIN = 1024
 _SIGNATURE_LINE = re.compile(SIGNATURE_PREFIX + r"[^\s+]+ [A-Za-z0-9+/]+=*")
 
 _SCHEMA = """
@@ -67,6 +75,10 @@ CREATE TABLE IF NOT EXISTS entries (
     idx INTEGER PRIMARY KEY, record_id TEXT NOT NULL UNIQUE, leaf BLOB NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS blobs (
     idx INTEGER NOT NULL, name TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY (idx, name)) STRICT;
+CREATE TABLE IF NOT EXISTS objects (sha256 BLOB NOT NULL PRIMARY KEY, data BLOB NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS object_refs (
+    idx INTEGER NOT NULL, name TEXT NOT NULL, sha256 BLOB NOT NULL, PRIMARY KEY (idx, name)
+) STRICT, WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS subtrees (
     level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (level, idx)
 ) STRICT, WITHOUT ROWID;
@@ -430,14 +442,17 @@ class Ledger:
         self, db: sqlite3.Connection, batch: list[_Item], key: Ed25519PrivateKey
     ) -> tuple[list[Receipt], tuple[int, int, merkle.Frontier]]:
         view, tree = LogView(db, self._open), Subtrees(db)
-        start, version = view.size(), view.data_version()  # no other writer until we commit
+        version = view.data_version()  # no other writer until we commit
+        tip = self._tip
+        start = tip[1] if tip is not None and tip[0] == version else view.size()
         frontier = self._frontier(view, tree, start, version)
-        taken = view.logged([rid for rid, _, _ in batch])
-        if taken:
-            raise LedgerError(f"record id {taken[0]} is already logged")
         new = [n for _, leaf, _ in batch for n in frontier.append(merkle.leaf_hash(leaf))]
         tree.nodes.update(((level, idx), h) for level, idx, h in new)
-        _insert(db, start, batch)
+        try:
+            _insert(db, start, batch)
+        except sqlite3.IntegrityError:  # record_id is UNIQUE
+            taken = view.logged([rid for rid, _, _ in batch], below=start)
+            raise LedgerError(f"record id {(taken or ['?'])[0]} is already logged") from None
         db.executemany("INSERT INTO subtrees VALUES (?, ?, ?)", new)
         size, root = frontier.size, frontier.root()
         body = format_checkpoint(self.origin, size, root) + f"{PREVIOUS} {start}\n"
@@ -581,8 +596,21 @@ class Ledger:
         return format_proof(entry.leaf, entry.index, proof, cp.note)
 
 
+_PUT_OBJECT = (
+    "INSERT INTO objects VALUES (?, ?) "
+    "ON CONFLICT (sha256) DO UPDATE SET data = excluded.data WHERE data != excluded.data"
+)
+
+
 def _insert(db: sqlite3.Connection, start: int, batch: list[_Item]) -> None:
     rows = [(start + i, rid, leaf) for i, (rid, leaf, _) in enumerate(batch)]
     db.executemany("INSERT INTO entries VALUES (?, ?, ?)", rows)
     blobs = [(start + i, k, v) for i, (_, _, b) in enumerate(batch) for k, v in b.items()]
-    db.executemany("INSERT INTO blobs VALUES (?, ?, ?)", blobs)
+    small = [row for row in blobs if len(row[2]) < BY_CONTENT_MIN]
+    db.executemany("INSERT INTO blobs VALUES (?, ?, ?)", small)
+    if len(small) < len(blobs):
+        large = [
+            (i, k, hashlib.sha256(v).digest(), v) for i, k, v in blobs if len(v) >= BY_CONTENT_MIN
+        ]
+        db.executemany(_PUT_OBJECT, {d: v for _, _, d, v in large}.items())
+        db.executemany("INSERT INTO object_refs VALUES (?, ?, ?)", [r[:3] for r in large])

@@ -3,14 +3,16 @@
 `Ledger.snapshot()` hands one out; the audit (`wasm_sandbox.audit`) and the Ledger's own reads see
 the log only through it. Rows come in index order and their iterators are valid inside the
 ``with`` block only. Checkpoint notes are verified by the callable the Ledger passes (its key and
-origin); stored subtree hashes are read in few queries and remembered for the view's lifetime.
+origin); stored subtree hashes are read in few queries and remembered for the view's lifetime, and
+so are the last few objects (blobs stored by content) read.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import merkle
 from .checkpoint import Checkpoint
@@ -20,6 +22,7 @@ __all__ = ["LOWEST", "Entry", "LogView", "Node", "Subtrees"]
 
 Node = tuple[int, int]  # (level, index) of a complete subtree
 _CHUNK = 200  # (level, idx) pairs per query: an OR chain deeper than ~1000 terms is refused
+_OBJECTS_KEPT = 8  # objects a view remembers (entries of one program are often neighbours)
 _ENTRY = "SELECT idx, record_id, leaf FROM entries"
 _CHECKPOINTS = "SELECT size, note FROM checkpoints"
 LOWEST = -(2**63)  # the lowest key SQLite stores: "from the start", rows never written included
@@ -38,12 +41,15 @@ _SUMMARIES = {  # one table's rows in a key range, aggregated: keys, lengths, co
 
 @dataclass(frozen=True)
 class Entry:
-    """One logged record: its leaf index, id, canonical bytes (the leaf) and stored blobs."""
+    """One logged record: its leaf index, id, canonical bytes (the leaf) and stored blobs;
+    ``refs`` names those stored by content, with their SHA-256 (a blob whose object is gone
+    is in ``refs`` only)."""
 
     index: int
     record_id: str
     leaf: bytes
     blobs: dict[str, bytes]
+    refs: dict[str, bytes] = field(default_factory=dict)
 
 
 class Subtrees:
@@ -85,6 +91,7 @@ class LogView:
     def __init__(self, db: sqlite3.Connection, open_checkpoint: Callable[[int, str], Checkpoint]):
         self._db, self._open = db, open_checkpoint
         self._tree = Subtrees(db)
+        self._objects: OrderedDict[bytes, bytes | None] = OrderedDict()
 
     # Entries and blobs
 
@@ -116,21 +123,29 @@ class LogView:
 
     def _with_blobs(self, rows: list[tuple[int, str, bytes]]) -> list[Entry]:
         entries = [Entry(idx, rid, leaf, {}) for idx, rid, leaf in rows]
-        if entries:
-            lo, hi = min(e.index for e in entries), max(e.index for e in entries)
-            by_index = {e.index: e.blobs for e in entries}
-            sql = "SELECT idx, name, data FROM blobs WHERE idx BETWEEN ? AND ?"
-            for idx, name, data in self._db.execute(sql, (lo, hi)):
-                if idx in by_index:
-                    by_index[idx][name] = data
+        if not entries:
+            return entries
+        span = min(e.index for e in entries), max(e.index for e in entries)
+        by_index = {e.index: e for e in entries}
+        sql = "SELECT idx, name, data FROM blobs WHERE idx BETWEEN ? AND ?"
+        for idx, name, data in self._db.execute(sql, span):
+            if idx in by_index:
+                by_index[idx].blobs[name] = data
+        sql = "SELECT idx, name, sha256 FROM object_refs WHERE idx BETWEEN ? AND ?"
+        for idx, name, digest in self._db.execute(sql, span).fetchall():
+            if idx in by_index:
+                by_index[idx].refs[name] = digest
+                if (data := self.object(digest)) is not None:
+                    by_index[idx].blobs[name] = data
         return entries
 
-    def logged(self, record_ids: list[str]) -> list[str]:
-        """Those of ``record_ids`` that some entry already has."""
+    def logged(self, record_ids: list[str], below: int) -> list[str]:
+        """Those of ``record_ids`` that an entry of index below ``below`` already has."""
         found: set[str] = set()
         for i in range(0, len(record_ids), _CHUNK):
-            part = record_ids[i : i + _CHUNK]
-            sql = f"SELECT record_id FROM entries WHERE record_id IN ({', '.join('?' * len(part))})"
+            part: list[str | int] = [*record_ids[i : i + _CHUNK], below]
+            marks = ", ".join("?" * (len(part) - 1))
+            sql = f"SELECT record_id FROM entries WHERE record_id IN ({marks}) AND idx < ?"
             found.update(rid for (rid,) in self._db.execute(sql, part))
         return [rid for rid in record_ids if rid in found]
 
@@ -143,6 +158,28 @@ class LogView:
         (orphans included)."""
         sql = "SELECT idx, name, data FROM blobs WHERE idx >= ? ORDER BY idx, name"
         return iter(self._db.execute(sql, (start,)))
+
+    def ref_rows(self, start: int = LOWEST) -> Iterator[tuple[int, str, bytes]]:
+        """Every ``(index, name, sha256)`` of a blob stored by content from index ``start`` on,
+        by index then name."""
+        sql = "SELECT idx, name, sha256 FROM object_refs WHERE idx >= ? ORDER BY idx, name"
+        return iter(self._db.execute(sql, (start,)))
+
+    def object(self, sha256: bytes) -> bytes | None:
+        """The stored object of this SHA-256 (unchecked), or None."""
+        if sha256 in self._objects:
+            self._objects.move_to_end(sha256)
+            return self._objects[sha256]
+        row = self._db.execute("SELECT data FROM objects WHERE sha256 = ?", (sha256,)).fetchone()
+        self._objects[sha256] = None if row is None else row[0]
+        if len(self._objects) > _OBJECTS_KEPT:
+            self._objects.popitem(last=False)
+        return self._objects[sha256]
+
+    def unreferenced_objects(self) -> Iterator[bytes]:
+        """The SHA-256 of every stored object that no blob (of any index) refers to."""
+        sql = "SELECT sha256 FROM objects WHERE sha256 NOT IN (SELECT sha256 FROM object_refs)"
+        return (key for (key,) in self._db.execute(sql))
 
     # Subtree hashes
 

@@ -2,11 +2,11 @@
 
 Shape (integers only; hashes and ``enc`` as lowercase hex)::
 
-    {"v": 2, "id", "time", "recipient", "suite",
+    {"v": 3, "id", "time", "recipient", "suite",
      "key": {"enc", "wrapped"},             # the run's one HPKE key agreement
-     "program": {"commitment", "ct_sha256", "ct_len", "size"},
-     "input": {...same four..., "v"}, "result": {...same four...},
-     "source": {...same four...},          # optional: when the program was compiled from text
+     "program": {"commitment", "ct_sha256", "ct_len", "size", ["wrapped"]},
+     "input": {"commitment", "ct_sha256", "ct_len", "v"}, "result": {...the same three...},
+     "source": {...the same three..., ["wrapped"]},  # optional: a program compiled from text
      "limits": {str: int},
      "outcome": {"status", "trap", "exit_code", "fuel_used", "memory_bytes", "duration_us",
                  ["fuel_lower_bound": true]},
@@ -19,7 +19,14 @@ Shape (integers only; hashes and ``enc`` as lowercase hex)::
 Since version 2 a run makes one HPKE key agreement: ``key`` holds its ``enc`` and the sealed
 32-byte secret from which each part's AES-256-GCM key is derived (`wasm_sandbox.envelope`).
 Version 1 records have no ``key`` and an ``enc`` in every part (one HPKE message per part);
-they still open and verify. The commitments mean the same in both.
+they still open and verify. The commitments mean the same in all versions.
+
+Since version 3 a program or source of at least `BY_CONTENT_MIN` bytes is sealed by content
+(docs/records.md): its ciphertext is the payload encrypted under a content key that the sealing
+home derives from its secret, the recipient and the payload (`seal_run`), the same for
+every run, so the log stores it once; the part's ``wrapped`` (hex) is the commitment's salt
+and that content key, sealed under the part's key from the run's secret. A record is version 3
+when some part is sealed so, else version 2.
 
 The sealed input is, since ``input.v`` 2, the canonical JSON of the call (invoke, args, grants
 without stdin), one NUL byte (canonical JSON never contains one) and stdin's raw bytes. Records
@@ -41,7 +48,7 @@ client declared>, "authenticated": false}``); ``client`` is a claim, not an iden
 Example::
 
     rid = new_id()
-    parts = seal_run(rid, wasm, {"args": []}, {"returns": [42]}, public_key)
+    parts = seal_run(rid, wasm, {"args": []}, {"returns": [42]}, public_key, content_secret=secret)
     record = build(rid, time_ms, key_id, parts, len(wasm), limits, outcome, True)
     opened = open_record(decode(encode(record)), blobs(parts), private_key)
 """
@@ -62,22 +69,29 @@ from wasm_sandbox.envelope import (
     OPTIONAL_PURPOSES,
     PURPOSES,
     SUITE_NAME,
+    WRAPPED_CONTENT_LEN,
     Opened,
     RunKey,
     SealedPart,
     canonical,
     commit,
+    content_key,
     key_id,
     new_run_key,
+    open_by_content,
     open_part,
     open_run_key,
     open_with,
+    seal_by_content,
     seal_with,
 )
 from wasm_sandbox.errors import DecryptionError, EnvelopeError
 
-VERSION = 2
+VERSION = 3
 INPUT_VERSION = 2
+#: Parts that may be sealed by content, and the least payload size that is.
+BY_CONTENT = ("program", "source")
+BY_CONTENT_MIN = 1024
 _HEX = re.compile(r"[0-9a-f]*")
 _MAX_INT = 2**53 - 1  # RFC 8785 (I-JSON) represents integers exactly only up to here
 
@@ -109,9 +123,12 @@ def seal_run(
     recipient_public_key: ec.EllipticCurvePublicKey,
     source: Mapping[str, Any] | None = None,
     stdin: bytes = b"",
+    content_secret: bytes | None = None,
 ) -> dict[str, SealedPart]:
     """Seal the program bytes, the input (JSON, NUL, raw ``stdin``), the result's JSON and
-    (when given) the source ``{"lang", "text"}``."""
+    (when given) the source ``{"lang", "text"}``. With the sealing home's ``content_secret``
+    (`wasm_sandbox.keys.KeyStore.content_secret`) the program and the source of at least
+    `BY_CONTENT_MIN` bytes are sealed by content (a version 3 record)."""
     payloads = {
         "program": program,
         "input": encode_input(input_payload, stdin),
@@ -120,7 +137,27 @@ def seal_run(
     if source is not None:
         payloads["source"] = canonical(dict(source))
     key = new_run_key(recipient_public_key, record_id)
-    return {p: seal_with(p, data, key, record_id) for p, data in payloads.items()}
+    by_content = _content_keys(content_secret, recipient_public_key, payloads)
+    return {
+        p: seal_by_content(p, data, by_content[p], key, record_id)
+        if p in by_content
+        else seal_with(p, data, key, record_id)
+        for p, data in payloads.items()
+    }
+
+
+def _content_keys(
+    secret: bytes | None,
+    recipient_public_key: ec.EllipticCurvePublicKey,
+    payloads: Mapping[str, bytes],
+) -> dict[str, bytes]:
+    """The content key of each payload to seal by content (`BY_CONTENT`, at least
+    `BY_CONTENT_MIN` bytes); none without a ``secret``."""
+    large = [p for p in BY_CONTENT if p in payloads and len(payloads[p]) >= BY_CONTENT_MIN]
+    if secret is None or not large:
+        return {}
+    recipient = key_id(recipient_public_key)
+    return {p: content_key(secret, p, recipient, payloads[p]) for p in large}
 
 
 def encode_input(call: dict[str, Any], stdin: bytes) -> bytes:
@@ -147,11 +184,12 @@ def build(
     ``grants`` is `Grants.public`; ``signer`` the verifier key that signed the program;
     ``policy`` the trust decisions (`wasm_sandbox.policy`); ``face`` is
     `wasm_sandbox.run_options.Face.to_record`. Parts sealed with one `RunKey` make a
-    version 2 record, parts with their own ``enc`` (`wasm_sandbox.envelope.seal`) a version 1
-    record."""
+    version 3 record when some are sealed by content, else version 2; parts with their own
+    ``enc`` (`wasm_sandbox.envelope.seal`) a version 1 record."""
     key = _run_key(parts)
+    by_content = any(part.wrapped for part in parts.values())
     record: dict[str, Any] = {
-        "v": 1 if key is None else VERSION,
+        "v": 1 if key is None else VERSION if by_content else 2,
         "id": record_id,
         "time": time_ms,
         "recipient": recipient_key_id,
@@ -213,15 +251,24 @@ def sealed_parts(record: Mapping[str, Any]) -> tuple[str, ...]:
     return (*PURPOSES, *(p for p in OPTIONAL_PURPOSES if p in record))
 
 
-def check_blobs(record: Mapping[str, Any], blobs: Mapping[str, bytes]) -> str | None:
-    """None when every ciphertext matches the record's length and digest, else the problem."""
+def check_blobs(
+    record: Mapping[str, Any],
+    blobs: Mapping[str, bytes],
+    digests: Mapping[str, str] | None = None,
+) -> str | None:
+    """None when every ciphertext matches the record's length and digest, else the problem.
+
+    ``digests`` holds SHA-256 (hex) of blobs already checked against their bytes (the log's
+    audit checks each blob it stores by content once), which are then not hashed again.
+    """
     for p in sealed_parts(record):
         ct, want = blobs.get(p), record[p]
         if ct is None:
             return f"{p}: no ciphertext stored"
         if len(ct) != want["ct_len"]:
             return f"{p}: ciphertext is {len(ct)} bytes, record field ct_len says {want['ct_len']}"
-        if hashlib.sha256(ct).hexdigest() != want["ct_sha256"]:
+        digest = (digests or {}).get(p) or hashlib.sha256(ct).hexdigest()
+        if digest != want["ct_sha256"]:
             return f"{p}: ciphertext does not match record field ct_sha256"
     return None
 
@@ -266,7 +313,8 @@ def _open_parts(
     blobs: Mapping[str, bytes],
     private_key: ec.EllipticCurvePrivateKey,
 ) -> dict[str, Opened]:
-    """Every part opened: with the run's one secret (version 2) or one HPKE message each."""
+    """Every part opened: with the run's one secret (versions 2 and 3; a part with ``wrapped``
+    by content) or one HPKE message each (version 1)."""
     rid = record["id"]
     commitments = {p: bytes.fromhex(record[p]["commitment"]) for p in sealed_parts(record)}
     if record["v"] == 1:
@@ -278,7 +326,12 @@ def _open_parts(
     secret = open_run_key(
         bytes.fromhex(key["enc"]), bytes.fromhex(key["wrapped"]), private_key, rid
     )
-    return {p: open_with(p, rid, secret, blobs[p], c) for p, c in commitments.items()}
+    return {
+        p: open_by_content(p, rid, secret, bytes.fromhex(record[p]["wrapped"]), blobs[p], c)
+        if "wrapped" in record[p]
+        else open_with(p, rid, secret, blobs[p], c)
+        for p, c in commitments.items()
+    }
 
 
 def _open_input(payload: bytes, version: int) -> tuple[dict[str, Any], bytes]:
@@ -382,7 +435,7 @@ def _bool(v: Any) -> str | None:
 
 
 def _version(v: Any) -> str | None:
-    return None if type(v) is int and v in (1, VERSION) else f"unsupported version {v!r}"
+    return None if type(v) is int and v in _SCHEMAS else f"unsupported version {v!r}"
 
 
 def _input_version(v: Any) -> str | None:
@@ -403,17 +456,19 @@ def _int_map(v: Any) -> str | None:
 
 _PART = {"commitment": _hex(64), "ct_sha256": _hex(64), "ct_len": _uint}
 _PART_V1 = {**_PART, "enc": _hex(130)}
+_PART_V3 = {**_PART, "wrapped": _Absent(_hex(2 * WRAPPED_CONTENT_LEN))}  # by content, or not
 
 
-def _common(part: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields every record version has, its parts of shape ``part``."""
+def _common(part: Mapping[str, Any], program: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The fields every record version has, its parts of shape ``part`` (the program's of
+    shape ``program`` when given)."""
     return {
         "v": _version,
         "id": _hex(32),
         "time": _uint,
         "recipient": _hex(64),
         "suite": _suite,
-        "program": {**part, "size": _uint},
+        "program": {**(program or part), "size": _uint},
         "input": {**part, "v": _Absent(_input_version)},
         "result": part,
         "limits": _int_map,
@@ -489,7 +544,7 @@ _FACE = {"name": _str, "authenticated": _bool, "client": _Absent(_str), "user": 
 
 
 def _optional_fields(part: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields a record may lack, its optional parts of shape ``part``."""
+    """The fields a record may lack, its optional parts (the source) of shape ``part``."""
     return {
         **{p: part for p in OPTIONAL_PURPOSES},
         "grants": _GRANTS,
@@ -505,12 +560,11 @@ def _optional_fields(part: Mapping[str, Any]) -> dict[str, Any]:
 
 
 #: ``(required, optional)`` fields per record version.
+_RUN_KEY = {"enc": _hex(130), "wrapped": _hex(96)}
 _SCHEMAS: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {
     1: (_common(_PART_V1), _optional_fields(_PART_V1)),
-    VERSION: (
-        {**_common(_PART), "key": {"enc": _hex(130), "wrapped": _hex(96)}},
-        _optional_fields(_PART),
-    ),
+    2: ({**_common(_PART), "key": _RUN_KEY}, _optional_fields(_PART)),
+    VERSION: ({**_common(_PART, _PART_V3), "key": _RUN_KEY}, _optional_fields(_PART_V3)),
 }
 
 
@@ -519,3 +573,5 @@ def _check_record(obj: Any) -> None:
     version = obj.get("v") if isinstance(obj, dict) else None
     schema, optional = _SCHEMAS.get(version if type(version) is int else 1, _SCHEMAS[1])
     _check(obj, schema, optional=optional)
+    if version == VERSION and not any("wrapped" in obj[p] for p in sealed_parts(obj)):
+        raise EnvelopeError("record field 'v': a version 3 record seals some part by content")

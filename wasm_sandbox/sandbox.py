@@ -206,7 +206,8 @@ class Sandbox:
         options = self._home_grants(options)
         if options.recipient is None:
             self.keys.recipient_public_key()
-        _ = self.ledger.size  # opens and reads the ledger: a corrupt one fails here
+        self.keys.content_secret()
+        _ = self.ledger  # opened on first use: a corrupt one fails here
         self.high_water.known()  # a corrupt high-water file fails here, not after the run
         return options
 
@@ -284,8 +285,9 @@ class Sandbox:
             "grants": grants.to_payload(),
         }
         sealed, result = program.sealed, outcome.result_payload()
+        secret = self.keys.content_secret()
         parts = record.seal_run(
-            rid, sealed, inputs, result, public, program.source, stdin=grants.stdin
+            rid, sealed, inputs, result, public, program.source, grants.stdin, secret
         )
         rec = record.build(
             rid,

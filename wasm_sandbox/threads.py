@@ -7,8 +7,10 @@ Imports no wasmtime at run time, so a process that only waits (`pool`) does not 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import queue
+import resource
 import signal
 import threading
 import time
@@ -29,6 +31,11 @@ MAX_TICKS_BETWEEN_CHECKS = 5
 #: Seconds past its deadline (or a cancel) after which a guest stuck in a host call is
 #: abandoned: its caller gets ``timeout`` and the guest's thread is left blocked.
 ABANDON_GRACE = 1.0
+#: The least stack limit under which the main thread runs wasm in place (Linux grows the
+#: main thread's stack on demand up to it; ``MAX_WASM_STACK`` is 1 MiB).
+MAIN_STACK_FOR_WASM = 8 << 20
+
+_this_thread = threading.local()
 
 
 @dataclass
@@ -59,9 +66,8 @@ def sigint_cancels(cancel: Callable[[], None]) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.getsignal(signal.SIGINT)
     try:
-        signal.signal(signal.SIGINT, lambda _sig, _frame: cancel())
+        previous = signal.signal(signal.SIGINT, lambda _sig, _frame: cancel())
     except ValueError:  # not the main interpreter
         yield
         return
@@ -69,6 +75,20 @@ def sigint_cancels(cancel: Callable[[], None]) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+
+
+def stack_fits_wasm() -> bool:
+    """Whether wasm may run on this thread's own stack: one of the `Workers`, or the main
+    thread under a stack limit of at least `MAIN_STACK_FOR_WASM`."""
+    if getattr(_this_thread, "is_worker", False):
+        return True
+    return threading.current_thread() is threading.main_thread() and _main_stack_fits()
+
+
+@functools.cache
+def _main_stack_fits() -> bool:
+    soft = resource.getrlimit(resource.RLIMIT_STACK)[0]
+    return soft == resource.RLIM_INFINITY or soft >= MAIN_STACK_FOR_WASM
 
 
 class Workers:
@@ -101,6 +121,7 @@ class Workers:
             threading.stack_size(previous)
 
     def _serve(self) -> None:
+        _this_thread.is_worker = True
         while True:
             self._jobs.get()()
             with self._lock:

@@ -19,7 +19,7 @@ from .envelope import key_id
 from .errors import GrantError, PolicyError, SandboxError, VerificationError
 from .execution import Verification
 from .job import Job, execute
-from .ledger import LogReport
+from .ledger import Entry, LogReport
 from .limits import Grants, Limits
 from .outcome import CHECKED_FIELDS, ERROR, Outcome
 from .record import OpenedRecord
@@ -193,15 +193,16 @@ def _raise_if(problem: str | None) -> None:
         raise VerificationError(problem)
 
 
-def _check_entry(entry: Any) -> str | None:
-    """The ledger's per-entry hook: the leaf is a valid record and its blobs match it."""
+def _check_entry(entry: Entry) -> str | None:
+    """The ledger's per-entry hook: the leaf is a valid record and its blobs match it (the
+    audit has checked each blob stored by content against its SHA-256 already)."""
     try:
         rec = record.decode(entry.leaf)
     except SandboxError as exc:
         return str(exc)
     if rec["id"] != entry.record_id:
         return f"record id {rec['id']} stored under id {entry.record_id}"
-    return record.check_blobs(rec, entry.blobs)
+    return record.check_blobs(rec, entry.blobs, {n: d.hex() for n, d in entry.refs.items()})
 
 
 def _difference(before: dict[str, Any], after: dict[str, Any]) -> str:

@@ -115,15 +115,17 @@ class _SealedPartFacts(TypedDict):
 
 class SealedPartSummary(_SealedPartFacts, total=False):
     """One sealed part of a record (program, input, result, source); ``enc`` only in
-    version 1 records."""
+    version 1 records, ``wrapped`` in a program or source sealed by content (version 3)."""
 
     enc: str
+    wrapped: str
     size: int
     v: int
 
 
 class RunKeySummary(TypedDict):
-    """A record's ``key`` (version 2): the run's one HPKE ``enc`` and its sealed secret."""
+    """A record's ``key`` (versions 2 and 3): the run's one HPKE ``enc`` and its sealed
+    secret."""
 
     enc: str
     wrapped: str

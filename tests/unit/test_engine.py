@@ -294,7 +294,9 @@ def test_second_compile_comes_from_memory_and_a_new_engine_reads_the_disk_cache(
 
 def test_a_tampered_cache_file_is_never_loaded(tmp_path):
     wasm = compile_wat(programs.ADD)
-    Engine(cache_dir=tmp_path).compile(wasm)
+    first = Engine(cache_dir=tmp_path)
+    first.compile(wasm)
+    first.close()  # the cache file is written meanwhile; closing waits for it
     [cached] = tmp_path.glob("*.cwasm")
     data = bytearray(cached.read_bytes())
     data[len(data) // 2] ^= 1

@@ -318,3 +318,30 @@ def test_key_file_that_is_a_directory_is_refused(tmp_path):
     (tmp_path / "keys").chmod(0o700)
     with pytest.raises(KeyStoreError, match=r"signing.pem is not a regular file"):
         KeyStore(tmp_path).signing_key()
+
+
+def test_the_content_secret_is_created_once_like_the_other_keys(tmp_path):
+    secret = KeyStore(tmp_path).content_secret()
+    path = tmp_path / "keys" / keys.CONTENT
+    assert len(secret) == 32 and mode(path) == 0o600
+    assert path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----\n")
+    assert KeyStore(tmp_path).content_secret() == secret
+    assert KeyStore(tmp_path / "other").content_secret() != secret
+
+
+def test_the_content_secret_is_protected_with_the_other_keys(tmp_path, monkeypatch):
+    store = KeyStore(tmp_path)
+    secret = store.content_secret()
+    assert keys.CONTENT in store.protect(b"correct horse")
+    path = tmp_path / "keys" / keys.CONTENT
+    assert path.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    with pytest.raises(KeyStoreError, match=r"content.pem: the key is protected"):
+        KeyStore(tmp_path).content_secret()
+    monkeypatch.setenv(keys.PASSPHRASE_ENV, "correct horse")
+    assert KeyStore(tmp_path).content_secret() == secret
+
+
+def test_a_content_secret_of_another_kind_is_refused(tmp_path):
+    plant(tmp_path, keys.CONTENT, pem(p256()))
+    with pytest.raises(KeyStoreError, match=r"content.pem: expected an X25519 private key"):
+        KeyStore(tmp_path).content_secret()

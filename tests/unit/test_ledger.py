@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from wasm_sandbox import merkle
 from wasm_sandbox.checkpoint import open_note, sign_note, verifier_key
 from wasm_sandbox.errors import LedgerError, RecordNotFound, VerificationError
-from wasm_sandbox.ledger import Entry, Ledger, verify_receipt
+from wasm_sandbox.ledger import BY_CONTENT_MIN, Entry, Ledger, verify_receipt
 
 ORIGIN = "example.com/test-log"
 SCRIPT = Path(__file__).parents[2] / "docs" / "verify_receipt.py"
@@ -595,3 +595,101 @@ def test_queued_appends_commit_under_one_checkpoint(log):
     assert len({receipts[i].checkpoint_note for i in (8, 9, 10)}) == 1
     assert [cp.size for cp in log.checkpoints()][-2:] == [8, 11]
     assert not log.verify_chain() and log.verify_all(check_entry).ok
+
+
+# Blobs stored by content
+
+PROGRAM = b"shared ciphertext " * 100  # over BY_CONTENT_MIN: stored once, by content
+
+
+def sharing(i: int, program: bytes = PROGRAM) -> tuple[str, bytes, dict[str, bytes]]:
+    rid = f"big{i:04d}"
+    blobs = {"program": program, "result": b"ct-result-%d" % i}
+    return rid, record(rid, blobs), blobs
+
+
+@pytest.fixture
+def shared(log):
+    """The log with three more entries (7, 8, 9) that carry the same large blob."""
+    log.append_many([sharing(i) for i in range(3)])
+    return log
+
+
+def rows(log: Ledger, sql: str) -> list[tuple]:
+    return raw(log).execute(sql).fetchall()
+
+
+def test_a_large_blob_is_stored_once_and_read_back_with_every_entry(shared):
+    digest = hashlib.sha256(PROGRAM).digest()
+    assert len(PROGRAM) >= BY_CONTENT_MIN
+    assert rows(shared, "SELECT sha256, length(data) FROM objects") == [(digest, len(PROGRAM))]
+    assert rows(shared, "SELECT idx FROM object_refs") == [(7,), (8,), (9,)]
+    assert rows(shared, "SELECT count(*) FROM blobs WHERE name = 'program' AND idx >= 7") == [(0,)]
+    for entry in [shared.get("big0001"), *shared.entries(after=6)]:
+        assert entry.blobs["program"] == PROGRAM and entry.refs == {"program": digest}
+    assert shared.verify_all(check_entry).ok
+
+
+def test_a_damaged_object_fails_every_entry_that_refers_to_it(shared):
+    damaged = bytearray(PROGRAM)
+    damaged[500] ^= 1
+    raw(shared).execute("UPDATE objects SET data = ?", (bytes(damaged),))
+    for check in (None, check_entry):
+        report = shared.verify_all(check)
+        assert report.first_bad == {"index": 7, "record_id": "big0000"}
+        flagged = [p for p in report.problems if "does not match its SHA-256" in p]
+        assert [p.split(":")[0] for p in flagged] == ["entry 7", "entry 8", "entry 9"]
+
+
+def test_the_next_append_of_the_same_bytes_mends_a_damaged_object(shared):
+    raw(shared).execute("UPDATE objects SET data = ?", (PROGRAM[:-1] + b"?",))
+    assert not shared.verify_all().ok
+    shared.append(*sharing(3))
+    assert shared.verify_all(check_entry).ok
+    assert rows(shared, "SELECT count(*) FROM objects") == [(1,)]
+
+
+def test_a_missing_object_and_an_object_of_no_entry_are_flagged(shared):
+    raw(shared).execute("DELETE FROM objects")
+    report = shared.verify_all(check_entry)
+    assert report.first_bad == {"index": 7, "record_id": "big0000"}
+    assert sum("is missing" in p for p in report.problems) == 3
+    with build(shared.path + "-2", Ed25519PrivateKey.generate(), [2]) as other:
+        stray = b"stray" * 300
+        raw(other).execute(
+            "INSERT INTO objects VALUES (?, ?)", (hashlib.sha256(stray).digest(), stray)
+        )
+        report = other.verify_all(check_entry)
+        assert report.first_bad == {"object": hashlib.sha256(stray).hexdigest()}
+        assert "belongs to no entry" in report.problems[0]
+
+
+def test_a_ref_moved_to_another_object_is_caught_by_check_entry(shared):
+    other = b"another program " * 100
+    shared.append(*sharing(3, other))
+    raw(shared).execute(
+        "UPDATE object_refs SET sha256 = ? WHERE idx = 8", (hashlib.sha256(other).digest(),)
+    )
+    assert shared.verify_all().ok  # the ledger alone cannot tell: both objects are intact
+    assert shared.verify_all(check_entry).first_bad == {"index": 8, "record_id": "big0001"}
+
+
+def test_a_ref_of_no_entry_and_a_blob_stored_twice_are_flagged(shared):
+    db = raw(shared)
+    db.execute("UPDATE object_refs SET idx = 100 WHERE idx = 9")
+    report = shared.verify_all()
+    assert report.first_bad == {"index": 100, "record_id": None}
+    assert any("blob 'program' at index 100 belongs to no entry" in p for p in report.problems)
+    db.execute("UPDATE object_refs SET idx = 9 WHERE idx = 100")
+    db.execute("INSERT INTO blobs VALUES (8, 'program', ?)", (PROGRAM,))
+    report = shared.verify_all()
+    assert report.first_bad == {"index": 8, "record_id": "big0001"}
+    assert "entry 8: blob 'program' is stored twice" in report.problems
+
+
+def test_a_refused_append_of_large_blobs_writes_nothing(shared):
+    tables = ("objects", "object_refs", *TABLES)
+    before = [rows(shared, f"SELECT count(*) FROM {t}") for t in tables]
+    with pytest.raises(LedgerError, match="record id big0001 is already logged"):
+        shared.append_many([sharing(5, b"new program " * 100), sharing(1)])
+    assert [rows(shared, f"SELECT count(*) FROM {t}") for t in tables] == before

@@ -101,7 +101,7 @@ def test_record_has_the_contract_shape(run, key):
         "v", "id", "time", "recipient", "suite", "key", "program", "input", "result",
         "limits", "outcome", "deterministic",
     }  # fmt: skip
-    assert record["v"] == rec.VERSION == 2
+    assert record["v"] == 2  # a program under BY_CONTENT_MIN bytes: nothing sealed by content
     assert set(record["key"]) == {"enc", "wrapped"}
     assert record["suite"] == SUITE_NAME
     assert record["recipient"] == key_id(key.public_key())
@@ -246,7 +246,8 @@ def test_decode_rejects_non_canonical_bytes(run):
         ("limits", {"fuel": 0.5}),
         ("outcome.exit_code", 1.5),
         ("time", 2**53),
-        ("v", 3),
+        ("v", 3),  # version 3 seals some part by content
+        ("v", 4),
         ("v", "2"),
         ("suite", "DHKEM(X25519,HKDF-SHA256)/HKDF-SHA256/ChaCha20Poly1305"),
         ("deterministic", 0),
@@ -308,7 +309,7 @@ def test_decode_rejects_unknown_fields(run):
         (b"[1]", "expected a JSON object"),
         (b"[" * 100_000, "not valid JSON"),
         (b"{}", "record field 'v': missing"),
-        (b'{"v":3}', "record field 'v': unsupported version 3"),
+        (b'{"v":4}', "record field 'v': unsupported version 4"),
     ],
 )
 def test_decode_rejects_what_is_not_a_record(data, problem):

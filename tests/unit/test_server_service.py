@@ -1,15 +1,21 @@
 """The service under the REST handlers: admission control, runs, reads, metrics, closing."""
 
+import base64
 import json
+import os
 import threading
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests import programs
-from wasm_sandbox.errors import BadField, Busy
+from wasm_sandbox import record
+from wasm_sandbox.errors import BadField, Busy, DecryptionError
 from wasm_sandbox.jupyter.server_service import Pool, Service, Settings
 from wasm_sandbox.limits import Limits
+from wasm_sandbox.sources import compile_wat
 
 
 def test_a_pool_refuses_beyond_workers_plus_queue_and_counts():
@@ -159,3 +165,25 @@ def test_closing_during_a_compile_bomb_interrupts_it_and_logs_it(home):
     assert ex.outcome.status == "interrupted"
     assert ex.outcome.message == "interrupted while compiling the module"
     assert service.sandbox.ledger.size == 1
+
+
+def test_a_large_program_sealed_to_a_client_opens_from_the_detail_with_its_key(service):
+    client = ec.generate_private_key(ec.SECP256R1())
+    pem = client.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    wasm = compile_wat(programs.ADD) + b"\x00\x84\x20\x03pad" + os.urandom(4096)  # a custom section
+    wasm_b64 = base64.b64encode(wasm).decode()
+    request = body(
+        wasm_b64=wasm_b64, invoke="add", args=[1, 2], recipient_public_key_pem=pem.decode()
+    )
+    runs = [service.submit_run(request).result(30) for _ in range(2)]
+    assert [ex.outcome.returns for ex in runs] == [(3,), (3,)]
+    details = [service.execution(ex.id) for ex in runs]
+    assert [d["record"]["v"] for d in details] == [3, 3]
+    assert details[0]["ciphertexts"]["program"] == details[1]["ciphertexts"]["program"]
+    for d in details:
+        blobs = {k: base64.b64decode(v) for k, v in d["ciphertexts"].items()}
+        assert record.open_record(d["record"], blobs, client).program == wasm
+        with pytest.raises(DecryptionError):
+            record.open_record(d["record"], blobs, service.sandbox.keys.recipient_private_key())
