@@ -5,21 +5,23 @@ root and a SHA-256 over the stored rows of those leaves. Given it back, the next
 those rows in SQLite aggregates (C speed, no Python per row), and when they hash the same and
 the stored frontier still folds to the root it checks in full only what follows them.
 
-Covered, for the first ``size`` leaves: every entry (index, record id, leaf), every stored
-subtree hash inside them, every checkpoint of size ``<= size`` (its note), and the number of
-blob rows, rows at negative indices included. Not covered: the names and contents of blobs
-(ciphertexts grow with the programs logged, and re-reading them would make the pass as slow as
-they are large; a full audit and `Sandbox.verify` check them) and cosignatures (witnesses add
-them to old checkpoints). The log's verifier key is hashed in, so a log under another key never
-matches. Each table is read in chunks of `CHUNK` keys, aggregated by SQLite
-(`LogView.summary`), so the fingerprint of ``size`` leaves is defined chunk by chunk. The
-aggregates are unambiguous for the rows of a complete log (every index present, 32-byte subtree
-hashes): the only kind a fingerprint is taken of and compared with.
+Covered, for the first ``size`` leaves: every entry (index, record id, leaf), every blob stored
+beside them (index, name, ciphertext) and every blob stored by content (index, name, SHA-256)
+with the object it refers to (its SHA-256 and stored bytes, each object once: in the chunk of
+the first index that refers to it), rows at negative indices included; every stored subtree hash
+inside them and every checkpoint of size ``<= size`` (its note). So every stored byte of the
+prefix is re-read, but cosignatures (witnesses add them to old checkpoints) and objects no blob
+refers to (the audit flags those). The log's verifier key is hashed in, so a log under another
+key never matches. Each table is read in chunks of `CHUNK` keys, aggregated by SQLite
+(`LogView.summary`; objects one by one), so the fingerprint of ``size`` leaves is defined chunk
+by chunk. The aggregates are unambiguous for the rows of a complete log (every index present,
+32-byte subtree hashes): the only kind a fingerprint is taken of and compared with.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["CHUNK", "Fingerprint", "VerifiedTree", "unchanged"]
 
 CHUNK = 1024  # keys (leaf indices, sizes, subtree indices) per query
-_VERSION = b"wasm-sandbox log fingerprint v1\n"
+_VERSION = b"wasm-sandbox log fingerprint v2\n"  # v1 left blob contents out
 
 
 @dataclass(frozen=True)
@@ -58,11 +60,14 @@ class Fingerprint:
     def digest(self, size: int) -> bytes:
         """The fingerprint of the first ``size`` leaves."""
         out = hashlib.sha256(_VERSION + self._key + b"\n%d\n" % size)
-        tables = [("entries", 0, size), ("blobs", 0, size), ("checkpoints", 0, size + 1)]
+        tables = [("entries", 0, size), ("blobs", 0, size), ("object_refs", 0, size)]
+        tables += [("objects", 0, size), ("checkpoints", 0, size + 1)]
         levels = [("subtrees", level, size >> level) for level in range(size.bit_length())]
         for table, level, end in tables + levels:  # rows with keys below ``end``
-            stream = self._streams.setdefault((table, level), _Stream(self.view, table, level))
-            out.update(stream.digest(end))
+            if (table, level) not in self._streams:
+                kind = _Objects if table == "objects" else _Stream
+                self._streams[table, level] = kind(self.view, table, level)
+            out.update(self._streams[table, level].digest(end))
         return out.digest()
 
 
@@ -77,20 +82,44 @@ class _Stream:
     def digest(self, end: int) -> bytes:
         """The hash of the rows whose keys are below ``end`` (at least ``done``)."""
         while self.done + CHUNK <= end:
-            self._feed(self.hash, self.done + CHUNK)
+            self._feed(self.hash, self.done + CHUNK, keep=True)
             self.done += CHUNK
         partial = self.hash.copy()
         if end > self.done:
-            self._feed(partial, end)
+            self._feed(partial, end, keep=False)
         return partial.digest()
 
-    def _feed(self, h: _Hash, end: int) -> None:
+    def start(self) -> int:
+        """The first key of the chunk being hashed (the first takes negative keys too)."""
+        return self.done or LOWEST
+
+    def _feed(self, h: _Hash, end: int, keep: bool) -> None:
+        """Hash the rows of keys ``[start(), end)``; ``keep``: the chunk is whole."""
         key = (self.level,) if self.table == "subtrees" else ()
-        start = self.done or LOWEST  # the first chunk takes rows at negative keys too
-        for value in self.view.summary(self.table, *key, start, end):
-            raw = b"%d" % value if isinstance(value, int) else value
-            h.update(b"-" if raw is None else b"%d:" % len(raw))
-            h.update(raw or b"")
+        _update(h, self.view.summary(self.table, *key, self.start(), end))
+
+
+class _Objects(_Stream):
+    """The objects the blobs of those indices refer to, each once: in the chunk of the first
+    index that refers to it, by SHA-256."""
+
+    def __init__(self, view: LogView, table: str, level: int) -> None:
+        super().__init__(view, table, level)
+        self.hashed: set[bytes] = set()  # the objects of the whole chunks hashed
+
+    def _feed(self, h: _Hash, end: int, keep: bool) -> None:
+        new = [key for key in self.view.referred(self.start(), end) if key not in self.hashed]
+        _update(h, [value for key in new for value in (key, self.view.object(key))])
+        if keep:
+            self.hashed.update(new)
+
+
+def _update(h: _Hash, values: Iterable[int | bytes | None]) -> None:
+    """Hash values, each framed by its length (None: "-")."""
+    for value in values:
+        raw = b"%d" % value if isinstance(value, int) else value
+        h.update(b"-" if raw is None else b"%d:" % len(raw))
+        h.update(raw or b"")
 
 
 def unchanged(view: LogView, since: VerifiedTree, fingerprint: Fingerprint) -> bool:

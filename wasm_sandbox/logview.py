@@ -30,7 +30,15 @@ _SUMMARIES = {  # one table's rows in a key range, aggregated: keys, lengths, co
     "entries": "SELECT count(*), min(idx), max(idx), CAST(group_concat(length(leaf)) AS BLOB), "
     "CAST(group_concat(record_id, char(10)) AS BLOB), CAST(group_concat(leaf, '') AS BLOB) "
     "FROM entries WHERE idx >= ? AND idx < ?",
-    "blobs": "SELECT count(*) FROM blobs WHERE idx >= ? AND idx < ?",
+    "blobs": "SELECT CAST(group_concat(idx) AS BLOB), "
+    "CAST(group_concat(length(CAST(name AS BLOB))) AS BLOB), CAST(group_concat(name, '') AS BLOB), "
+    "CAST(group_concat(length(data)) AS BLOB), CAST(group_concat(data, '') AS BLOB) "
+    "FROM (SELECT idx, name, data FROM blobs WHERE idx >= ? AND idx < ? ORDER BY idx, name)",
+    "object_refs": "SELECT CAST(group_concat(idx) AS BLOB), "
+    "CAST(group_concat(length(CAST(name AS BLOB))) AS BLOB), CAST(group_concat(name, '') AS BLOB), "
+    "CAST(group_concat(length(sha256)) AS BLOB), CAST(group_concat(sha256, '') AS BLOB) "
+    "FROM (SELECT idx, name, sha256 FROM object_refs WHERE idx >= ? AND idx < ? "
+    "ORDER BY idx, name)",
     "checkpoints": "SELECT CAST(group_concat(size) AS BLOB), "
     "CAST(group_concat(length(CAST(note AS BLOB))) AS BLOB), CAST(group_concat(note, '') AS BLOB) "
     "FROM checkpoints WHERE size >= ? AND size < ?",
@@ -164,6 +172,11 @@ class LogView:
         by index then name."""
         sql = "SELECT idx, name, sha256 FROM object_refs WHERE idx >= ? ORDER BY idx, name"
         return iter(self._db.execute(sql, (start,)))
+
+    def referred(self, lo: int, hi: int) -> list[bytes]:
+        """The SHA-256s the blobs of indices in ``[lo, hi)`` refer to, each once, sorted."""
+        sql = "SELECT DISTINCT sha256 FROM object_refs WHERE idx >= ? AND idx < ? ORDER BY 1"
+        return [key for (key,) in self._db.execute(sql, (lo, hi))]
 
     def object(self, sha256: bytes) -> bytes | None:
         """The stored object of this SHA-256 (unchecked), or None."""
