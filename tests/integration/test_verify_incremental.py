@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -14,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests import programs
+from tests.integration.test_by_content import with_custom_section
 from wasm_sandbox import Sandbox
+from wasm_sandbox.sources import compile_wat
 
 MARK = Path("keys") / "log-verified"
 
@@ -132,15 +135,44 @@ def test_a_deleted_row_before_the_mark_fails_its_fingerprint(marked):
     assert code == 1 and out["verified_from"] == 0 and out["first_bad"]["index"] == 3
 
 
-def test_a_ciphertext_changed_before_the_mark_is_caught_by_full_and_by_verify_id(marked):
+def test_a_ciphertext_changed_in_place_before_the_mark_is_caught(marked):
     flip(marked, "blobs", "data", "idx = 2 AND name = 'result'")
     code, out = verify_all(marked)
-    assert code == 0 and out["verified_from"] == 5  # not re-read: docs/home.md
+    assert code == 1 and out["verified_from"] == 0 and out["first_bad"]["index"] == 2
     code, full = verify_all(marked, "--full")
     assert code == 1 and full["first_bad"]["index"] == 2
     with Sandbox(marked) as sb:
         checks = sb.verify(sb.resolve("#2")).checks
     assert checks["ciphertexts"].startswith("failed")
+
+
+@pytest.fixture
+def by_content(home) -> Path:
+    """Runs of two programs stored by content: OLD before the mark only (#0, #1), SHARED before
+    and after it (#2, #4); the mark at 3, then 2 more runs."""
+    old, shared = (with_custom_section(compile_wat(programs.ADD), os.urandom(2048)) for _ in "ab")
+    with Sandbox(home) as sb:
+        for wasm in (old, old, shared):
+            sb.run(wasm, invoke="add", args=[1, 2])
+        assert sb.verify_log().ok
+        runs(sb, 1)
+        sb.run(shared, invoke="add", args=[1, 2])
+    return home
+
+
+@pytest.mark.parametrize(("first", "runs_of_it"), [(0, [0, 1]), (2, [2, 4])])
+def test_an_object_changed_in_place_before_the_mark_is_caught(by_content, first, runs_of_it):
+    where = f"sha256 = (SELECT sha256 FROM object_refs WHERE idx = {first})"
+    flip(by_content, "objects", "data", where)
+    code, out = verify_all(by_content)
+    assert code == 1 and out["verified_from"] == 0 and out["first_bad"]["index"] == first
+    flagged = [p.split(":")[0] for p in out["problems"] if "does not match its SHA-256" in p]
+    assert flagged == [f"entry {i}" for i in runs_of_it]
+
+
+def test_objects_of_runs_before_the_mark_only_belong_to_an_entry(by_content):
+    code, out = verify_all(by_content)
+    assert code == 0 and out["verified_from"] == 3 and out["tree_size"] == 5
 
 
 def test_a_copied_home_is_audited_in_full(marked, tmp_path):
