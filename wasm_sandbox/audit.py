@@ -4,7 +4,8 @@
 the view: they never raise for what they find, and know no record format (``check_entry`` does).
 Given a `VerifiedTree` from an earlier clean audit whose rows are unchanged
 (`wasm_sandbox.fingerprint`), the audit starts after it: its tree is taken as checked, and every
-entry, subtree hash and checkpoint beyond it is checked in full, as is its consistency with them.
+entry (and object it refers to), subtree hash and checkpoint beyond it is checked in full, as is
+its consistency with them.
 """
 
 from __future__ import annotations
