@@ -33,12 +33,11 @@ _SUMMARIES = {  # one table's rows in a key range, aggregated: keys, lengths, co
     "blobs": "SELECT CAST(group_concat(idx) AS BLOB), "
     "CAST(group_concat(length(CAST(name AS BLOB))) AS BLOB), CAST(group_concat(name, '') AS BLOB), "
     "CAST(group_concat(length(data)) AS BLOB), CAST(group_concat(data, '') AS BLOB) "
-    "FROM (SELECT idx, name, data FROM blobs WHERE idx >= ? AND idx < ? ORDER BY idx, name)",
+    "FROM blobs WHERE idx >= ? AND idx < ?",  # (an ORDER BY subquery costs 50% more)
     "object_refs": "SELECT CAST(group_concat(idx) AS BLOB), "
     "CAST(group_concat(length(CAST(name AS BLOB))) AS BLOB), CAST(group_concat(name, '') AS BLOB), "
     "CAST(group_concat(length(sha256)) AS BLOB), CAST(group_concat(sha256, '') AS BLOB) "
-    "FROM (SELECT idx, name, sha256 FROM object_refs WHERE idx >= ? AND idx < ? "
-    "ORDER BY idx, name)",
+    "FROM object_refs WHERE idx >= ? AND idx < ?",
     "checkpoints": "SELECT CAST(group_concat(size) AS BLOB), "
     "CAST(group_concat(length(CAST(note AS BLOB))) AS BLOB), CAST(group_concat(note, '') AS BLOB) "
     "FROM checkpoints WHERE size >= ? AND size < ?",
@@ -204,7 +203,9 @@ class LogView:
     def summary(self, table: str, *key: int) -> tuple[int | bytes | None, ...]:
         """One table's rows with keys in ``[lo, hi)`` aggregated in SQLite (for
         `wasm_sandbox.fingerprint`): ``key`` is ``(lo, hi)``, or ``(level, lo, hi)`` for
-        ``subtrees``. Rows come in key order; contents are joined, with their lengths apart."""
+        ``subtrees``. Rows come in the order of the key index SQLite searches; contents are
+        joined, with their lengths apart (so another order could only make a fingerprint
+        differ, never two sets of rows agree)."""
         row: tuple[int | bytes | None, ...] = self._db.execute(_SUMMARIES[table], key).fetchone()
         return row
 
