@@ -1,7 +1,11 @@
-"""Replaying the whole log from its leaves up, through a `LogView` (`Ledger.snapshot()`).
+"""Replaying the log from its leaves up, through a `LogView` (`Ledger.snapshot()`).
 
 `audit` backs `Ledger.verify_all` and `chain_problems` backs `Ledger.verify_chain`. Both only read
 the view: they never raise for what they find, and know no record format (``check_entry`` does).
+Given a `VerifiedTree` from an earlier clean audit whose rows are unchanged
+(`wasm_sandbox.fingerprint`), the audit starts after it: its tree is taken as checked, and every
+entry (and object it refers to), subtree hash and checkpoint beyond it is checked in full, as is
+its consistency with them.
 """
 
 from __future__ import annotations
@@ -9,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import merkle
 from .checkpoint import Checkpoint, previous_size
 from .errors import VerificationError
-from .logview import Entry, LogView
+from .fingerprint import Fingerprint, VerifiedTree, unchanged
+from .logview import LOWEST, Entry, LogView
 
 __all__ = ["MAX_PROBLEMS", "LogReport", "audit", "chain_problems"]
 
@@ -30,31 +35,51 @@ class LogReport:
     ``{"subtree": [level, index]}`` for a stored tree hash, ``{"checkpoint": size}`` for a
     checkpoint, ``{"high_water": size}`` for a log behind the tree a client saw,
     ``{"object": sha256_hex}`` for a stored object no entry refers to, or None when ``ok``.
-    ``problems`` lists at most MAX_PROBLEMS messages.
+    ``problems`` lists at most MAX_PROBLEMS messages. ``verified_from`` is the size of the
+    earlier verified tree the audit started after (0: it checked everything), and
+    ``verified_tree`` what a clean audit of a non-empty log leaves for the next one (``since``).
     """
 
     ok: bool
     tree_size: int
     first_bad: dict[str, Any] | None
     problems: tuple[str, ...]
+    verified_from: int = 0
+    verified_tree: VerifiedTree | None = None
 
 
 def audit(
     view: LogView,
     check_entry: Callable[[Entry], str | None] | None = None,
     seen: tuple[int, bytes] | None = None,
+    *,
+    since: VerifiedTree | None = None,
+    verifier_key: str = "",
 ) -> LogReport:
-    """Check every entry, subtree hash and checkpoint of the view; see `Ledger.verify_all`."""
-    return _Audit(view, check_entry, seen).run()
+    """Check every entry, subtree hash and checkpoint of the view, or only those after
+    ``since`` when its rows are unchanged (``verifier_key`` is hashed into fingerprints);
+    see `Ledger.verify_all`."""
+    fingerprint = Fingerprint(view, verifier_key)
+    start = since if since is not None and unchanged(view, since, fingerprint) else None
+    report = _Audit(view, check_entry, seen, start).run()
+    if not (report.ok and report.tree_size):
+        return report
+    size = report.tree_size
+    tree = VerifiedTree(size, view.hashes([(0, size)])[0], fingerprint.digest(size))
+    return replace(report, verified_tree=tree)
 
 
-def chain_problems(view: LogView) -> list[tuple[int, str]]:
+def chain_problems(view: LogView, start: int = 0) -> list[tuple[int, str]]:
     """``(checkpoint size, problem)`` for each break in the ``previous`` chain of the view's
-    checkpoints and each cosignature on no stored checkpoint; see `Ledger.verify_chain`."""
+    checkpoints (from the one of size ``start`` on) and each cosignature on no stored
+    checkpoint; see `Ledger.verify_chain`."""
     orphans = view.orphan_cosignatures()
     problems = [(s, f"cosignature on checkpoint {s}, which is not stored") for s in orphans]
+    rows = view.checkpoint_rows(start or LOWEST)
     before, chained = 0, False
-    for size, note in view.checkpoint_rows():
+    if start and rows and rows[0][0] == start:  # the chain up to it was checked before
+        before, chained = start, previous_size(rows.pop(0)[1]) is not None
+    for size, note in rows:
         previous = previous_size(note)
         if previous is None and chained:
             problems.append((size, f"checkpoint {size} does not name the one before it"))
@@ -96,15 +121,19 @@ class _Audit:
         self,
         view: LogView,
         check_entry: Callable[[Entry], str | None] | None,
-        seen: tuple[int, bytes] | None = None,
+        seen: tuple[int, bytes] | None,
+        start: VerifiedTree | None,
     ) -> None:
-        self.view, self.check_entry = view, check_entry
-        self.seen, self.seen_root = seen, None if seen is None or seen[0] else merkle.root([])
+        self.view, self.check_entry, self.seen, self.start = view, check_entry, seen, start
+        self.from_size = start.size if start else 0  # entries before it are taken as checked
+        self.seen_root = None
+        if seen is not None and seen[0] <= self.from_size:
+            self.seen_root = view.hashes([(0, seen[0])])[0]
         self.problems: list[str] = []
         self.first: tuple[tuple[int, ...], dict[str, Any]] | None = None
         self.levels: dict[int, _Rows] = {}  # stored subtree hashes of each level, by index
         self.signed: list[Checkpoint] = []  # checkpoints whose notes verify
-        self.last_size = 0  # size of the latest checkpoint row seen
+        self.last_size = self.from_size  # size of the latest checkpoint row seen
         self.objects: dict[bytes, str | None] = {}  # each object referred to: its problem
 
     def flag(self, rank: tuple[int, ...], where: dict[str, Any], message: str) -> None:
@@ -139,7 +168,7 @@ class _Audit:
             self.flag((3, seen), where, message + " (history rewritten)")
 
     def run(self) -> LogReport:
-        cps = _Rows(self.view.checkpoint_rows())
+        cps = _Rows(self.view.checkpoint_rows(self.from_size + 1 if self.from_size else LOWEST))
         while cps.head is not None and cps.head[0] < 1:
             self.flag_checkpoint(cps.pop()[0], "a checkpoint of size < 1 was never written")
         frontier = self.scan(cps)
@@ -155,13 +184,19 @@ class _Audit:
         self.high_water(size)
         ok = self.first is None
         first_bad = None if self.first is None else self.first[1]
-        return LogReport(ok, size, first_bad, tuple(self.problems))
+        return LogReport(ok, size, first_bad, tuple(self.problems), self.from_size)
+
+    def below(self, level: int) -> int:
+        """Where the rows of a tree level still to check begin: after those of the verified
+        tree (its fingerprint covers its levels), else from the lowest."""
+        return (self.from_size >> level) or LOWEST
 
     def entries(self) -> Iterator[Entry]:
         """Entries in index order with their blobs (those stored by content checked against
         their SHA-256); flags blobs that belong to no entry."""
-        blobs, refs = _Rows(self.view.blob_rows()), _Rows(self.view.ref_rows())
-        for idx, rid, leaf in self.view.entry_rows():
+        start = self.below(0)
+        blobs, refs = _Rows(self.view.blob_rows(start)), _Rows(self.view.ref_rows(start))
+        for idx, rid, leaf in self.view.entry_rows(start):
             self.orphans(blobs, idx)
             self.orphans(refs, idx)
             entry = Entry(idx, rid, leaf, {})
@@ -196,16 +231,17 @@ class _Audit:
             entry.blobs[name] = data
 
     def unreferenced_objects(self) -> None:
-        """Flag stored objects that no blob of an entry refers to."""
-        for sha256 in self.view.object_keys():
-            if sha256 not in self.objects:
-                self.flag_object(
-                    sha256, f"stored object {sha256.hex()[:16]}... belongs to no entry"
-                )
+        """Flag stored objects that no blob refers to (the refs of no entry are flagged apart;
+        those of the verified tree count, so its objects need not be read)."""
+        for sha256 in self.view.unreferenced_objects():
+            self.flag_object(sha256, f"stored object {sha256.hex()[:16]}... belongs to no entry")
 
     def scan(self, cps: _Rows) -> merkle.Frontier | None:
         """Check every entry; rebuild the tree up to the first gap (then return None)."""
         frontier: merkle.Frontier | None = merkle.Frontier()
+        if self.start:
+            tree = merkle.subtrees(0, self.start.size)
+            frontier = merkle.Frontier(self.start.size, [self.view.node(*n) for n in tree])
         for entry in self.entries():
             problem = self.check_entry(entry) if self.check_entry else None
             if problem:
@@ -228,7 +264,7 @@ class _Audit:
 
     def stored(self, level: int) -> _Rows:
         if level not in self.levels:
-            self.levels[level] = _Rows(self.view.node_rows(level))
+            self.levels[level] = _Rows(self.view.node_rows(level, self.below(level)))
         return self.levels[level]
 
     def compare_node(self, level: int, idx: int, h: bytes, entry: Entry) -> None:
@@ -263,7 +299,8 @@ class _Audit:
 
     def extra_nodes(self, size: int) -> None:
         """Flag stored tree hashes that a tree of ``size`` leaves does not have."""
-        for level, rows in self.levels.items():
+        for level in range(size.bit_length()):
+            rows = self.stored(level)
             while rows.head is not None:
                 self.flag_node(
                     level, rows.head[0], f"tree hash {(level, rows.pop()[0])} is unexpected"
@@ -289,6 +326,8 @@ class _Audit:
     def consistency(self, frontier: merkle.Frontier | None) -> None:
         """Check consecutive signed checkpoints, then the latest and the rebuilt tree, agree."""
         trees = {(cp.size, cp.root) for cp in self.signed}
+        if self.start:
+            trees.add((self.start.size, self.start.root))
         if frontier is not None and frontier.size:
             trees.add((frontier.size, frontier.root()))
         for (size1, root1), (size2, root2) in itertools.pairwise(sorted(trees)):

@@ -30,7 +30,8 @@ EPILOG = {
     "verify": """examples:
   wasm-sandbox verify 3f2a...        # one record: form, ciphertexts, inclusion, commitments
   wasm-sandbox verify last --replay  # ... and re-run it deterministically
-  wasm-sandbox verify --all --json   # the whole log""",
+  wasm-sandbox verify --all --json   # the whole log (what was logged since the last one in full)
+  wasm-sandbox verify --all --full   # the whole log, every record in full""",
     "log": "example:\n  wasm-sandbox log -n 20 --json",
     "checkpoint": "example:\n  wasm-sandbox checkpoint > checkpoint.txt",
     "proof": "example:\n  wasm-sandbox proof last > receipt.txt  # check: docs/verify_receipt.py",
@@ -143,6 +144,12 @@ def _verify_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("id", nargs="?", help="record id, 'last' or '#INDEX'")
     p.add_argument("--all", action="store_true", help="verify the whole log")
     p.add_argument("--replay", action="store_true", help="also re-run deterministically")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="with --all: check every record in full, not only those logged since the last "
+        "clean audit (docs/home.md)",
+    )
     p.add_argument(
         "--witness",
         action="append",
@@ -267,7 +274,7 @@ def _read_stdin(limits: Any) -> bytes:
 def cmd_verify(args: argparse.Namespace) -> int:
     with _sandbox(args) as sb:
         if args.all:
-            report = sb.verify_log()
+            report = sb.verify_log(full=args.full)
             mark = sb.high_water.read()
             out = {
                 "verified": report.ok,
@@ -275,6 +282,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 "first_bad": report.first_bad,
                 "problems": list(report.problems),
                 "high_water": None if mark is None else {"size": mark[0], "root": mark[1].hex()},
+                "incremental": report.verified_from > 0,
+                "verified_from": report.verified_from,
             }
             ok = report.ok
             if args.witness:
@@ -499,6 +508,11 @@ def _print_verification(out: dict[str, Any]) -> None:
         print(f"  {problem}")
     if out.get("high_water"):
         print(f"  high-water mark: {out['high_water']['size']} records (docs/home.md)")
+    if out.get("incremental"):
+        print(
+            f"  records from #{out['verified_from']} checked in full; the {out['verified_from']} "
+            "before, unchanged since the last audit (--full checks them again)"
+        )
     for w in out.get("witnesses", []):
         print(f"  witness {w['verifier_key'].split('+')[0]}: {w['problem'] or 'cosigned'}")
 

@@ -59,6 +59,7 @@ from .checkpoint import (
     verifier_key,
 )
 from .errors import LedgerError, RecordNotFound, VerificationError
+from .fingerprint import VerifiedTree
 from .logview import Entry, LogView, Subtrees
 from .tlog_proof import PROOF_HEADER, format_proof, verify_receipt
 
@@ -519,6 +520,7 @@ class Ledger:
         self,
         check_entry: Callable[[Entry], str | None] | None = None,
         seen: tuple[int, bytes] | None = None,
+        since: VerifiedTree | None = None,
     ) -> LogReport:
         """Audit the whole log from its leaves up; never raises for what it finds.
 
@@ -529,13 +531,18 @@ class Ledger:
         blobs against the record, whose format the ledger does not know. ``seen`` is a tree
         ``(size, root)`` a client saw earlier (`wasm_sandbox.highwater`): a log now shorter, or
         whose first ``size`` entries have another root, is flagged as ``{"high_water": size}``.
+
+        ``since`` is the ``verified_tree`` of an earlier clean report: when the rows of its
+        leaves are unchanged (`wasm_sandbox.fingerprint`: all but blob contents) and the stored
+        tree still has its root, only what follows it is checked (``verified_from``), else all.
         """
         with self.snapshot() as view:
-            return audit(view, check_entry, seen)
+            return audit(view, check_entry, seen, since=since, verifier_key=self.verifier_key)
 
-    def verify_chain(self) -> list[tuple[int, str]]:
+    def verify_chain(self, start: int = 0) -> list[tuple[int, str]]:
         """``(checkpoint size, problem)`` for each break in the chain of checkpoints (each names
-        the one before it) and each cosignature on no stored checkpoint.
+        the one before it; from checkpoint ``start`` on, the chain before it taken as checked)
+        and each cosignature on no stored checkpoint.
 
         Signatures are not verified again here: run it with `verify_all`, which flags every
         note its key did not sign (so a forged ``previous`` line fails there).
@@ -544,7 +551,7 @@ class Ledger:
         first one that has it.
         """
         with self.snapshot() as view:
-            return chain_problems(view)
+            return chain_problems(view, start)
 
     # Cosignatures
 

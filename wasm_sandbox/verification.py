@@ -24,6 +24,7 @@ from .limits import Grants, Limits
 from .outcome import CHECKED_FIELDS, ERROR, Outcome
 from .record import OpenedRecord
 from .run_options import RunOptions
+from .verifiedmark import VerifiedMark
 from .wave import Wave
 
 if TYPE_CHECKING:
@@ -145,14 +146,19 @@ def _program(opened: OpenedRecord) -> sources.Program:
         raise VerificationError("replay: the sealed Python code is not UTF-8") from None
 
 
-def verify_log(sandbox: Sandbox) -> LogReport:
-    """Recompute the whole log: every record, stored hash and checkpoint, the chain of
-    checkpoints, and compare it with the high-water mark (a log emptied or rolled back
-    below it fails); a clean log raises the mark."""
-    report = sandbox.ledger.verify_all(check_entry=_check_entry, seen=sandbox.high_water.read())
-    report = _with_chain(report, sandbox.ledger.verify_chain())
-    if report.ok and report.tree_size:
-        sandbox.high_water.raise_to(report.tree_size, sandbox.ledger.root(report.tree_size))
+def verify_log(sandbox: Sandbox, *, full: bool = False) -> LogReport:
+    """Recompute the log: every record, stored hash and checkpoint, the chain of checkpoints,
+    and compare it with the high-water mark (a log emptied or rolled back below it fails); a
+    clean log raises the mark. Records before the last clean audit's verified mark are taken
+    as checked while their rows are unchanged, unless ``full`` (`wasm_sandbox.verifiedmark`)."""
+    mark = VerifiedMark(sandbox.keys.dir, sandbox.ledger.path)
+    since = None if full else mark.read()
+    seen = sandbox.high_water.read()
+    report = sandbox.ledger.verify_all(check_entry=_check_entry, seen=seen, since=since)
+    report = _with_chain(report, sandbox.ledger.verify_chain(report.verified_from))
+    if report.ok and report.verified_tree is not None:
+        sandbox.high_water.raise_to(report.tree_size, report.verified_tree.root)
+        mark.write(report.verified_tree)
     return report
 
 
@@ -210,7 +216,7 @@ def _with_chain(report: LogReport, chain: list[tuple[int, str]]) -> LogReport:
         return report
     first_bad = report.first_bad or {"checkpoint": chain[0][0]}
     problems = report.problems + tuple(message for _, message in chain)
-    return replace(report, ok=False, first_bad=first_bad, problems=problems)
+    return replace(report, ok=False, first_bad=first_bad, problems=problems, verified_tree=None)
 
 
 def _outcome_problem(summary: dict[str, Any], result: dict[str, Any]) -> str | None:

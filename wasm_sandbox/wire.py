@@ -408,9 +408,13 @@ class _CliLogFacts(TypedDict):
 
 class CliLogReport(_CliLogFacts, total=False):
     """``wasm-sandbox verify --all --json``: ``high_water`` is the largest tree this home saw
-    (docs/home.md), ``witnesses`` the cosignature checks of ``--witness`` (docs/witness.md)."""
+    (docs/home.md), ``incremental`` whether the first ``verified_from`` records were taken as
+    checked by the last clean audit (docs/home.md), ``witnesses`` the cosignature checks of
+    ``--witness`` (docs/witness.md)."""
 
     high_water: dict[str, Any] | None
+    incremental: bool
+    verified_from: int
     witnesses: list[dict[str, Any]]
 
 

@@ -109,6 +109,8 @@ def test_verify_log_decrypt_keys_checkpoint_proof(tmp_path):
         "first_bad": None,
         "problems": [],
         "high_water": mark,
+        "incremental": False,  # the first audit of this home checks everything
+        "verified_from": 0,
     }
     rows = cli_json("log", home=tmp_path)
     assert [r["id"] for r in rows] == [run["id"]]
