@@ -239,13 +239,7 @@ def open_with(
 ) -> Opened:
     """Decrypt a part sealed with `seal_with` and re-check its commitment; raises as
     `open_part` does."""
-    try:
-        plain = AESGCM(_part_key(secret, purpose, record_id)).decrypt(_NONCE, ciphertext, None)
-    except InvalidTag as exc:
-        raise DecryptionError(
-            f"{purpose}: ciphertext does not open (wrong key, or ciphertext, purpose or record "
-            "id altered)"
-        ) from exc
+    plain = _decrypt_part(purpose, record_id, secret, ciphertext, ("ciphertext", "ciphertext"))
     return _checked(purpose, record_id, plain, commitment)
 
 
@@ -287,13 +281,7 @@ def open_by_content(
     """Open a part sealed with `seal_by_content`: its salt and content key with the run's
     ``secret``, then the shared ``ciphertext``; re-check the commitment. Raises as
     `open_part` does."""
-    try:
-        plain = AESGCM(_part_key(secret, purpose, record_id)).decrypt(_NONCE, wrapped, None)
-    except InvalidTag as exc:
-        raise DecryptionError(
-            f"{purpose}: its content key does not open (wrong key, or wrapped key, purpose or "
-            "record id altered)"
-        ) from exc
+    plain = _decrypt_part(purpose, record_id, secret, wrapped, ("its content key", "wrapped key"))
     if len(plain) != SALT_LEN + CONTENT_KEY_LEN:
         raise EnvelopeError(f"{purpose}: wrapped content key is {len(plain)} bytes opened")
     salt, key = plain[:SALT_LEN], plain[SALT_LEN:]
@@ -412,6 +400,20 @@ _CONTENT_TAG = _lp(b"wasm-sandbox/v3/content-key")
 def _key_info(record_id: str) -> bytes:
     """HPKE info of a run's secret: ``lp(version tag) || lp(run-key tag) || lp(record_id)``."""
     return _INFO + _KEY_TAG + _lp(record_id.encode())
+
+
+def _decrypt_part(
+    purpose: str, record_id: str, secret: bytes, data: bytes, names: tuple[str, str]
+) -> bytes:
+    """AES-GCM-open ``data`` under the part's key; ``names`` are what failed to open and
+    what may have been altered, for the `DecryptionError`."""
+    try:
+        return AESGCM(_part_key(secret, purpose, record_id)).decrypt(_NONCE, data, None)
+    except InvalidTag as exc:
+        raise DecryptionError(
+            f"{purpose}: {names[0]} does not open (wrong key, or {names[1]}, purpose or record "
+            "id altered)"
+        ) from exc
 
 
 def _part_key(secret: bytes, purpose: str, record_id: str) -> bytes:
