@@ -26,19 +26,19 @@ class Capture:
         self.chunks: list[bytes] = []
         self.size = 0
         self.truncated = False
-        self.released = threading.Event()
-        self.attached = False
+        self.released: threading.Event | None = None  # set once attached
 
     def attach(self, config: wasmtime.WasiConfig, stream: str) -> None:
         """Route the guest's ``stream`` (``"stdout"`` or ``"stderr"``) of ``config`` here."""
+        self.released = threading.Event()
         wasmtime_private.route_output(config, stream, self)
-        self.attached = True
 
     def release(self) -> None:
+        assert self.released is not None  # wasmtime releases only what was attached
         self.released.set()
 
     def wait_released(self) -> None:
-        if self.attached:
+        if self.released is not None:
             self.released.wait(RELEASE_WAIT)
 
     def __call__(self, data: bytes) -> None:

@@ -168,11 +168,16 @@ def previous_size(note: str) -> int | None:
     return None
 
 
-def sign_note(body: str, name: str, private_key: Ed25519PrivateKey) -> str:
-    """Sign ``body`` (text ending in a newline) as ``name``; return the signed note."""
+def sign_note(
+    body: str, name: str, private_key: Ed25519PrivateKey, signer_id: bytes | None = None
+) -> str:
+    """Sign ``body`` (text ending in a newline) as ``name``; return the signed note.
+    ``signer_id`` is the key's `key_id` when the caller keeps it (a log signing every
+    append), else it is computed."""
     if not _is_text(body) or not body.endswith("\n"):
         raise ValueError("note text must end in a newline and hold no control characters")
-    sig = key_id(name, private_key.public_key()) + private_key.sign(body.encode())
+    signer_id = signer_id or key_id(name, private_key.public_key())
+    sig = signer_id + private_key.sign(body.encode())
     return f"{body}\n{SIGNATURE_PREFIX}{name} {base64.b64encode(sig).decode()}\n"
 
 

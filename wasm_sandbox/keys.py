@@ -161,7 +161,9 @@ class KeyStore:
 
     @property
     def has_module_signing_key(self) -> bool:
-        return (self.dir / MODULE_SIGNING).exists()
+        return self._module_signing is not None or os.path.exists(
+            os.path.join(self.dir, MODULE_SIGNING)  # os.path: asked on every run
+        )
 
     def protect(self, passphrase: bytes) -> list[str]:
         """Encrypt the private keys with ``passphrase`` (created first if missing); returns

@@ -456,7 +456,7 @@ class Ledger:
         db.executemany("INSERT INTO subtrees VALUES (?, ?, ?)", new)
         size, root = frontier.size, frontier.root()
         body = format_checkpoint(self.origin, size, root) + f"{PREVIOUS} {start}\n"
-        note = sign_note(body, self.origin, key)
+        note = sign_note(body, self.origin, key, self._verifier.key_id)
         db.execute("INSERT INTO checkpoints VALUES (?, ?)", (size, note))
         self._last_opened = (size, note, Checkpoint(self.origin, size, root, note))  # we signed it
         receipts = []

@@ -259,10 +259,10 @@ class Sandbox:
     def _trust(self, options: RunOptions) -> policy.Trust | None:
         from . import policy
 
-        path = options.trust or self.home / policy.FILE
-        if options.trust is None and not Path(path).exists():
-            return None
-        return policy.Trust.load(path)
+        if options.trust is not None:
+            return policy.Trust.load(options.trust)
+        path = os.path.join(self.home, policy.FILE)  # os.path: a run's fixed cost
+        return policy.Trust.load(path) if os.path.exists(path) else None
 
     def _signer(self, wasm: bytes, options: RunOptions, trust: policy.Trust | None) -> str | None:
         """The verifier key that signed ``wasm`` as a whole, among the required ones (or,
