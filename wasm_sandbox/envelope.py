@@ -155,8 +155,18 @@ def _plain(obj: Any) -> bool:
 
 
 def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
-    """Hex SHA-256 of the key's DER SubjectPublicKeyInfo."""
-    return hashlib.sha256(public_der(public_key)).hexdigest()
+    """Hex SHA-256 of the key's DER SubjectPublicKeyInfo. The last key's is remembered
+    (by identity: key objects do not hash), as every run asks for its recipient's."""
+    global _last_key_id
+    last = _last_key_id
+    if last is not None and last[0] is public_key:
+        return last[1]
+    digest = hashlib.sha256(public_der(public_key)).hexdigest()
+    _last_key_id = (public_key, digest)
+    return digest
+
+
+_last_key_id: tuple[ec.EllipticCurvePublicKey, str] | None = None
 
 
 def public_der(public_key: ec.EllipticCurvePublicKey) -> bytes:

@@ -57,8 +57,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -111,8 +111,8 @@ class OpenedRecord:
 
 
 def new_id() -> str:
-    """A fresh record id: 32 lowercase hex characters."""
-    return uuid.uuid4().hex
+    """A fresh record id: 32 lowercase hex characters (128 random bits)."""
+    return os.urandom(16).hex()
 
 
 def seal_run(
@@ -233,7 +233,7 @@ def build(
         record["policy"] = dict(policy)
     if face is not None:
         record["face"] = dict(face)
-    _check_record(record)
+    _check_fields(record, _GIVEN)
     return record
 
 
@@ -573,12 +573,7 @@ def _optional_fields(part: Mapping[str, Any]) -> dict[str, Any]:
         "grants": _GRANTS,
         "signer": _str,
         "policy": {"level": _level, "decisions": _decisions},
-        "face": {
-            "name": _str,
-            "authenticated": _bool,
-            "client": _Absent(_str),
-            "user": _Absent(_str),
-        },
+        "face": _FACE,
     }
 
 
@@ -589,6 +584,31 @@ _SCHEMAS: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {
     2: ({**_common(_PART), "key": _RUN_KEY}, _optional_fields(_PART)),
     VERSION: ({**_common(_PART, _PART_V3), "key": _RUN_KEY}, _optional_fields(_PART_V3)),
 }
+
+
+#: The fields of a record that `build` takes from its caller; the rest it makes itself from
+#: the sealed parts, so it checks only these.
+_GIVEN = (
+    "id",
+    "time",
+    "recipient",
+    "program",
+    "limits",
+    "outcome",
+    "deterministic",
+    "grants",
+    "signer",
+    "policy",
+    "face",
+)
+
+
+def _check_fields(record: dict[str, Any], names: tuple[str, ...]) -> None:
+    """Check the ``names`` fields ``record`` has against its version's schema."""
+    schema, optional = _SCHEMAS[record["v"]]
+    for name in names:
+        if name in record:
+            _check({name: record[name]}, {name: schema.get(name) or optional[name]})
 
 
 def _check_record(obj: Any) -> None:
