@@ -64,6 +64,7 @@ class Engine:
         self._recent: OrderedDict[str, Compiled] = OrderedDict()
         self._lock = threading.Lock()
         self._ticker = Ticker(self._engine)
+        self._wasi = wasi.Linkers(self._engine)
         #: Guests given up on while stuck in a host call (their threads stay blocked).
         self.abandoned = 0
 
@@ -193,7 +194,9 @@ class Engine:
         """The worker's job: never raises, keeps the outcome or the error in ``run``."""
         try:
             with self._ticker:  # ticks go on for a guest that outlives its caller's wait
-                outcome = Guest(self._engine, run, compiled, limits, grants).execute(call)
+                outcome = Guest(self._engine, self._wasi, run, compiled, limits, grants).execute(
+                    call
+                )
             if run.outcome is None:  # not abandoned meanwhile
                 run.outcome = outcome
         except BaseException as exc:

@@ -31,9 +31,15 @@ class Guest:
     """One guest in one store, on the worker thread."""
 
     def __init__(
-        self, engine: wasmtime.Engine, run: Run, compiled: Compiled, limits: Limits, grants: Grants
+        self,
+        engine: wasmtime.Engine,
+        linkers: wasi.Linkers,
+        run: Run,
+        compiled: Compiled,
+        limits: Limits,
+        grants: Grants,
     ) -> None:
-        self.engine, self.run, self.compiled = engine, run, compiled
+        self.engine, self.linkers, self.run, self.compiled = engine, linkers, run, compiled
         self.limits, self.grants = limits, grants
         self.stdout, self.stderr = Capture(limits.output), Capture(limits.output)
         self.virtual = wasi.VirtualHost() if grants.deterministic else None
@@ -59,6 +65,7 @@ class Guest:
         start = time.perf_counter()
         instance = None
         stdin_path = None
+        wasi.bind(self.run.watch, self.virtual)
         try:
             stdin_path = self._stdin_file()
             instance = self._instantiate(stdin_path)
@@ -69,6 +76,7 @@ class Guest:
         except Exception as exc:  # every guest failure becomes an Outcome
             facts = traps.classify(exc, self.run.watch, self.limits, self.compiled.rewrite)
         finally:
+            wasi.bind(None)
             if stdin_path:
                 os.unlink(stdin_path)
             self.host.close()
@@ -135,12 +143,16 @@ class Guest:
         assert isinstance(self.compiled.module, wasmtime.Module)
         if not self.compiled.imports:
             return wasmtime.Instance(self.store, self.compiled.module, [])
+        if self.compiled.uses_wasi:  # the store's WasiConfig first, then a linker with WASI
+            self.store.set_wasi(self._wasi_config(stdin_path))
+            if all(module != hostapi.MODULE for module, _ in self.compiled.imports):
+                shared = self.linkers.get(self.virtual is not None)
+                return shared.instantiate(self.store, self.compiled.module)
         linker = wasmtime.Linker(self.engine)
         self.host.define(linker, self.compiled.imports)
         if self.compiled.uses_wasi:
-            self.store.set_wasi(self._wasi_config(stdin_path))
             linker.define_wasi()
-            wasi.define(linker, self.run.watch, self.virtual)
+            wasi.define(linker, self.virtual is not None)
         return linker.instantiate(self.store, self.compiled.module)
 
     def _wasi_config(self, stdin_path: str | None) -> wasmtime.WasiConfig:

@@ -152,6 +152,31 @@ def test_a_short_sleep_completes(engine):
     assert out.duration_ms >= 45  # it really slept (no virtual clock without --deterministic)
 
 
+def test_concurrent_wasi_guests_each_sleep_under_their_own_deadline_and_clock(engine):
+    """The WASI linker is shared by every run: each guest's sleeps must still answer to
+    its own deadline, and a deterministic guest's to its own virtual clock."""
+    short = programs.SLEEP_10S.replace("10000000000", "300000000")  # 300 ms
+    jobs = {
+        "cut": (programs.SLEEP_10S, Limits.parse(timeout="300ms"), Grants()),
+        "slept": (short, Limits.parse(timeout="10s"), Grants()),
+        "virtual": (programs.SLEEP_10S, Limits.parse(timeout="10s"), Grants(deterministic=True)),
+    }
+    outs = {}
+
+    def run_one(name):
+        wat, limits, grants = jobs[name]
+        outs[name] = run(engine, wat, limits=limits, grants=grants)
+
+    threads = [threading.Thread(target=run_one, args=(name,)) for name in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert outs["cut"].status == "timeout" and outs["cut"].duration_ms < 5_000
+    assert outs["slept"].status == "ok" and outs["slept"].duration_ms >= 290
+    assert outs["virtual"].status == "ok" and outs["virtual"].duration_ms < 5_000  # virtual 10 s
+
+
 def test_cancel_event_interrupts_a_running_guest(engine):
     cancel = threading.Event()
     threading.Timer(0.2, cancel.set).start()
