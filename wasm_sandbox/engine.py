@@ -194,9 +194,8 @@ class Engine:
         """The worker's job: never raises, keeps the outcome or the error in ``run``."""
         try:
             with self._ticker:  # ticks go on for a guest that outlives its caller's wait
-                outcome = Guest(self._engine, self._wasi, run, compiled, limits, grants).execute(
-                    call
-                )
+                guest = Guest(self._engine, self._wasi, run, compiled, limits, grants)
+                outcome = guest.execute(call)
             if run.outcome is None:  # not abandoned meanwhile
                 run.outcome = outcome
         except BaseException as exc:
