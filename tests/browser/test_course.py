@@ -64,9 +64,12 @@ def test_chapter_1_runs_are_listed_in_the_audit_panel(lab: Lab, browser_context:
 
     page.locator(".lm-TabBar-tab[data-id='wasm-sandbox-audit']").click()
     panel = page.locator("#wasm-sandbox-audit")
-    size = panel.locator(".jp-WasmSandbox-tree-size")
+    # asked afresh each time: every refresh renders the checkpoint again, so an element
+    # taken once may be a detached one that keeps showing an older size
     page.wait_for_function(
-        "([n, want]) => n.textContent === want", arg=[size.element_handle(), str(len(logged))]
+        "want => document.querySelector('#wasm-sandbox-audit .jp-WasmSandbox-tree-size')"
+        "?.textContent === want",
+        arg=str(len(logged)),
     )
     rows = panel.locator(".jp-WasmSandbox-record")
     panel.locator(f".jp-WasmSandbox-record[data-id='{logged[0]}']").wait_for()
