@@ -233,7 +233,7 @@ def build(
         record["policy"] = dict(policy)
     if face is not None:
         record["face"] = dict(face)
-    _check_fields(record, _GIVEN)
+    _check_given(record)
     return record
 
 
@@ -603,10 +603,10 @@ _GIVEN = (
 )
 
 
-def _check_fields(record: dict[str, Any], names: tuple[str, ...]) -> None:
-    """Check the ``names`` fields ``record`` has against its version's schema."""
+def _check_given(record: dict[str, Any]) -> None:
+    """Check the `_GIVEN` fields ``record`` has against its version's schema."""
     schema, optional = _SCHEMAS[record["v"]]
-    for name in names:
+    for name in _GIVEN:
         if name in record:
             _check({name: record[name]}, {name: schema.get(name) or optional[name]})
 
