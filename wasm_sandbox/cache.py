@@ -8,9 +8,10 @@ closed to others (`wasm_sandbox.home`), and only regular files are read, without
 A write that fails (a full disk) leaves no temporary file: the module is then just not
 cached, with one warning line.
 
-A new module is returned at once and written by one thread of this process meanwhile
-(serializing and writing took as long as compiling a small module); a read of an entry
-still being written waits for it, and the interpreter waits for pending writes at exit.
+A new module is written before it is returned, on the compiling thread: a writer thread of
+its own made a cold run of a small module 0.7-0.8 ms slower (its GIL hand-offs), while the
+write itself costs ~0.3 ms, and little beside compiling a large module
+(`benchmarks/RESULTS.md`, "Module cache writes").
 """
 
 from __future__ import annotations
@@ -21,9 +22,7 @@ import logging
 import os
 import stat
 import struct
-import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +33,6 @@ from .home import private_dir, read_private, replace_file, write_new
 
 _TAG = 32
 _META_LEN = struct.Struct("<Q")
-_WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wasm-sandbox-cache")
-_writing: dict[Path, Future[None]] = {}
-_writing_lock = threading.Lock()
 
 
 class ModuleCache:
@@ -68,23 +64,13 @@ class ModuleCache:
         module, meta = compile()
         path = self._path(digest)
         if path is not None:
-            _write_later(path, lambda: self._store(path, digest, module, meta))
+            self._store(path, digest, module, meta)
         return module, meta, "miss"
 
     def has(self, digest: str) -> bool:
         """Whether an entry for ``digest`` is on disk (it is still checked when loaded)."""
         path = self._path(digest)
-        if path is None:
-            return False
-        _wait_for_write(path)
-        return path.is_file()
-
-    def flush(self) -> None:
-        """Wait until every cache write this process started is done."""
-        with _writing_lock:
-            pending = list(_writing.values())
-        for future in pending:
-            future.exception()
+        return path is not None and path.is_file()
 
     def _path(self, digest: str) -> Path | None:
         return None if self._dir is None else self._dir / f"{digest}.{self._fingerprint}.cwasm"
@@ -95,7 +81,6 @@ class ModuleCache:
         path = self._path(digest)
         if path is None:
             return None
-        _wait_for_write(path)
         blob = _read_entry(path)
         body, tag = blob[:-_TAG], blob[-_TAG:]
         if len(blob) <= _TAG or not hmac.compare_digest(tag, self._mac(digest, body)):
@@ -118,27 +103,6 @@ class ModuleCache:
     def _mac(self, digest: str, body: bytes) -> bytes:
         name = f"{digest}.{self._fingerprint}".encode()
         return hmac.new(self._key, name + b"\0" + body, hashlib.sha256).digest()
-
-
-def _write_later(path: Path, write: Callable[[], None]) -> None:
-    with _writing_lock:
-        future = _WRITER.submit(write)
-        _writing[path] = future
-    future.add_done_callback(lambda done: _forget(path, done))
-
-
-def _forget(path: Path, done: Future[None]) -> None:
-    with _writing_lock:
-        if _writing.get(path) is done:
-            del _writing[path]
-
-
-def _wait_for_write(path: Path) -> None:
-    """Wait for this process's pending write of ``path``, if any."""
-    with _writing_lock:
-        pending = _writing.get(path)
-    if pending is not None:
-        pending.exception()  # a write that failed was logged; the entry is then missing
 
 
 def _read_entry(path: Path) -> bytes:

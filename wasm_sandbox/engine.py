@@ -204,9 +204,8 @@ class Engine:
             run.done.set()
 
     def close(self) -> None:
-        """Stop the ticker thread and wait for the module cache's writes; idempotent."""
+        """Stop the ticker thread; idempotent."""
         self._ticker.close()
-        self.cache.flush()
 
 
 def _never_blocks(compiled: Compiled, grants: Grants) -> bool:

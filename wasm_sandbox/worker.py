@@ -84,8 +84,6 @@ def _serve(conn: Connection, engine: Any, job: object) -> tuple[str, Any]:
             return serve(conn, engine, job)
         with data_capped(job.compile_memory):
             compiled = engine.compile(job.wasm)
-        if job.compile_only:
-            engine.cache.flush()  # the parent loads it from the cache next
         conn.send(("compiled", compiled.cache))
         if job.compile_only:
             return ("done", None)

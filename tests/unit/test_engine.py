@@ -321,7 +321,7 @@ def test_a_tampered_cache_file_is_never_loaded(tmp_path):
     wasm = compile_wat(programs.ADD)
     first = Engine(cache_dir=tmp_path)
     first.compile(wasm)
-    first.close()  # the cache file is written meanwhile; closing waits for it
+    first.close()
     [cached] = tmp_path.glob("*.cwasm")
     data = bytearray(cached.read_bytes())
     data[len(data) // 2] ^= 1
