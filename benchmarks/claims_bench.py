@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -22,10 +23,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import wasmtime
-from peers_bench import COUNT, measure, rounds_ms
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from peers_bench import COUNT, measure, raw_runner, rounds_ms
 
 import wasm_sandbox
 from wasm_sandbox import Sandbox
+from wasm_sandbox.envelope import SUITE
 from wasm_sandbox.sources import compile_wat
 
 
@@ -50,6 +54,43 @@ def per_run(rounds: int, per_round: int) -> None:
             f"{med['Sandbox.run']:.3f} / {med['Extism CompiledPlugin']:.3f} = {ratio:.2f}x",
             ratio < 2.5,
         )
+        goal = min(med["raw wasmtime-py"] + 0.6, 2.5 * med["Extism CompiledPlugin"])
+    else:
+        goal = med["raw wasmtime-py"] + 0.6
+    steps = floor(rounds, per_round)
+    print(
+        f"{'  floor: each step of a sealed run alone':<44} "
+        + " + ".join(f"{v:.3f}" for v in steps.values())
+        + f" = {sum(steps.values()):.3f} ms ({', '.join(steps)}); the goals allow {goal:.3f}"
+    )
+
+
+def floor(rounds: int, per_round: int) -> dict[str, float]:
+    """The median ms of what every sealed, logged run does at least, each step timed alone:
+    the raw run, one HPKE seal to a P-256 key (the run's fresh key pair), one Ed25519
+    checkpoint signature, one SQLite WAL transaction appending a record-sized row."""
+    recipient = ec.generate_private_key(ec.SECP256R1()).public_key()
+    signer, row = Ed25519PrivateKey.generate(), os.urandom(1400)
+    with tempfile.TemporaryDirectory() as home:
+        db = sqlite3.connect(Path(home) / "floor.sqlite", isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("CREATE TABLE entries (idx INTEGER PRIMARY KEY, leaf BLOB NOT NULL)")
+
+        def transaction() -> None:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO entries (leaf) VALUES (?)", (row,))
+            db.execute("COMMIT")
+
+        steps = {
+            "raw run": raw_runner(compile_wat(COUNT), "count", False),
+            "HPKE": lambda: SUITE.encrypt(os.urandom(32), recipient, info=b"run key"),
+            "Ed25519": lambda: signer.sign(row[:250]),
+            "transaction": transaction,
+        }
+        samples = rounds_ms(steps, rounds, per_round)
+        db.close()
+    return {name: statistics.median(v) for name, v in samples.items()}
 
 
 def batch(runs: int, rounds: int) -> None:
