@@ -240,8 +240,8 @@ def main() -> None:
         "--log-records",
         type=int,
         default=100_000,
-        help="log size for the audit claim (default: the claim's 10^5; smaller sizes are "
-        "extrapolated linearly, which overstates the audit: per-audit costs scale with it)",
+        help="log size for the audit claim (default: the claim's 10^5; a smaller log is "
+        "extrapolated linearly, which overstates the audit: its fixed costs scale too)",
     )
     args = parser.parse_args()
     load = os.getloadavg()[0]
