@@ -35,7 +35,7 @@ from typing import Any
 import wasmtime
 import wasmtime.component as wc
 
-from . import binary, component, instrument, traps, wasi
+from . import binary, capture, component, instrument, traps, wasi
 from .cache import ModuleCache
 from .call import Call, prepare_call
 from .compiled import Compiled, compile_rewritten, config, fingerprint
@@ -63,7 +63,7 @@ class Engine:
         self.cache = ModuleCache(cache_dir, fingerprint())
         self._recent: OrderedDict[str, Compiled] = OrderedDict()
         self._lock = threading.Lock()
-        self._ticker = Ticker(self._engine)
+        self._ticker = Ticker(self._engine, capture.hand_over)
         self._wasi = wasi.Linkers(self._engine)
         #: Guests given up on while stuck in a host call (their threads stay blocked).
         self.abandoned = 0

@@ -90,9 +90,9 @@ class Guest:
         exact = self.compiled.rewrite.fuel_exact
         if instance and not exact:  # a guest that ran never logs 0, even as a lower bound
             fuel_used = max(fuel_used, 1)
-        self.store.close()
-        self.stdout.wait_released()
-        self.stderr.wait_released()
+        self.store.close()  # and with it wasmtime's ends of the output pipes
+        self.stdout.finish()
+        self.stderr.finish()
         return Outcome(
             **facts,
             stdout=self.stdout.text(),

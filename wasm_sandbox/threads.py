@@ -132,10 +132,12 @@ WORKERS = Workers()
 
 
 class Ticker:
-    """One thread that advances the engine's epoch every `TICK` while any run is active."""
+    """One thread that advances the engine's epoch every `TICK` while any run is active,
+    and then calls ``on_tick``."""
 
-    def __init__(self, engine: wasmtime.Engine) -> None:
+    def __init__(self, engine: wasmtime.Engine, on_tick: Callable[[], None]) -> None:
         self._engine = engine
+        self._on_tick = on_tick
         self._active = 0
         self._closed = False
         self._cond = threading.Condition()
@@ -171,6 +173,8 @@ class Ticker:
                     return
             time.sleep(TICK)
             self._engine.increment_epoch()
+            with contextlib.suppress(Exception):  # the epoch goes on, whatever on_tick does
+                self._on_tick()
 
     def close(self) -> None:
         with self._cond:

@@ -1,11 +1,11 @@
 """The one room that uses wasmtime-py's private API, checked against the versions it was
 written for (pyproject pins them) when it is imported.
 
-wasmtime-py wraps neither an epoch deadline callback, nor an output stream whose release we
-can wait for, nor a lookup of one export by name; its ``_bindings`` (the C API through
-ctypes), ``_wasi``, ``_extern`` and underscore members do. They may change in any release,
-so everything that uses them is here, and an unsupported wasmtime-py fails at import with
-`ImportError` naming the versions supported instead of misbehaving in a run.
+wasmtime-py wraps neither an epoch deadline callback nor a lookup of one export by name; its
+``_bindings`` (the C API through ctypes), ``_extern`` and underscore members do. They may
+change in any release, so everything that uses them is here, and an unsupported wasmtime-py
+fails at import with `ImportError` naming the versions supported instead of misbehaving in a
+run.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import ctypes
 import importlib.metadata
 import re
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import Any
 
 import wasmtime
 
@@ -50,8 +50,6 @@ def _refuse(why: str) -> ImportError:
 
 #: What the shim uses of ``_bindings`` besides the imports below.
 _FFI = (
-    "wasi_config_set_stderr_custom",
-    "wasi_config_set_stdout_custom",
     "wasmtime_context_get_fuel",
     "wasmtime_context_set_fuel",
     "wasmtime_context_t",
@@ -78,17 +76,12 @@ check(_INSTALLED)
 try:
     from wasmtime import _bindings as ffi
     from wasmtime._extern import wrap_extern
-    from wasmtime._wasi import CUSTOM_OUTPUTS, custom_call
 except ImportError as exc:
     raise _refuse(f"{_INSTALLED}: {exc}") from exc
 _MISSING = _missing(ffi)
 if _MISSING:
     raise _refuse(f"{_INSTALLED} lacks {', '.join(_MISSING)}")
 
-_SET_OUTPUT = {
-    "stdout": ffi.wasi_config_set_stdout_custom,
-    "stderr": ffi.wasi_config_set_stderr_custom,
-}
 _DeadlineCallback = ctypes.CFUNCTYPE(
     ctypes.c_size_t,
     ctypes.POINTER(ffi.wasmtime_context_t),
@@ -158,28 +151,3 @@ def export(instance: wasmtime.Instance, store: wasmtime.Store, name: str) -> Any
         ctypes.byref(item),
     )
     return wrap_extern(item) if found else None
-
-
-class OutputSink(Protocol):
-    """Where a WASI output stream goes: called with each write, then released once."""
-
-    def __call__(self, data: bytes) -> None: ...
-
-    def release(self) -> None: ...
-
-
-def route_output(config: wasmtime.WasiConfig, stream: str, sink: OutputSink) -> None:
-    """Send the guest's ``stream`` (``"stdout"`` or ``"stderr"``) to ``sink``. wasmtime
-    calls it, and finally releases it, from its own threads, the release only after the
-    store is gone (``WasiConfig.stdout_custom`` gives no way to wait for that)."""
-    _SET_OUTPUT[stream](config.ptr(), custom_call, CUSTOM_OUTPUTS.allocate(sink), _release_callback)
-
-
-def _release(index: int | None) -> None:
-    # wasmtime types its slab for its own callables; `route_output` stores an OutputSink
-    sink = cast(OutputSink, CUSTOM_OUTPUTS.get(index or 0))
-    CUSTOM_OUTPUTS.deallocate(index or 0)
-    sink.release()
-
-
-_release_callback = _Finalizer(_release)

@@ -129,6 +129,55 @@ def test_a_100_mb_stdout_flood_is_cut_at_the_output_limit(engine, probe_wasm):
     assert len(out.stdout) == 64 * 1024 and out.output_truncated
 
 
+def _writer(lines):
+    """A WASI guest writing each ``(fd, text, times)`` of ``lines`` in turn, one write a line."""
+    data, calls, at = "", "", 64
+    for fd, text, times in lines:
+        escaped = text.replace("\n", "\\n")
+        data += f'(data (i32.const {at}) "{escaped}")'
+        calls += f"""
+      (i32.store (i32.const 0) (i32.const {at})) (i32.store (i32.const 4) (i32.const {len(text)}))
+      (local.set $i (i32.const 0))
+      (loop $l (drop (call $w (i32.const {fd}) (i32.const 0) (i32.const 1) (i32.const 8)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $l (i32.lt_u (local.get $i) (i32.const {times}))))"""
+        at += len(text)
+    return f"""(module
+      (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1) {data}
+      (func (export "_start") (local $i i32) {calls}))"""
+
+
+@pytest.mark.timeout(60)  # a guest blocked on a full pipe would hang here
+def test_output_many_times_what_a_pipe_holds_is_kept_whole_and_in_order(engine):
+    # 50,000 writes: 800 KB of stdout, then 300 KB of stderr, under a 1 MiB limit each
+    wat = _writer(
+        [(1, "out 0123456789\n", 40_000), (2, "err 0123456789\n", 10_000), (1, "end\n", 1)]
+    )
+    out = run(engine, wat, limits=Limits.parse(output="1MiB"))
+    assert out.status == "ok" and not out.output_truncated
+    assert out.stdout == "out 0123456789\n" * 40_000 + "end\n"
+    assert out.stderr == "err 0123456789\n" * 10_000
+
+
+def test_guests_writing_at_once_each_get_their_own_output(engine):
+    # one drainer thread reads every run's pipes: none may see another's lines
+    modules = [
+        engine.compile(compile_wat(_writer([(1, f"guest {n}\n", 20_000)]))) for n in range(6)
+    ]
+    outs = [None] * len(modules)
+
+    def go(n):
+        outs[n] = engine.run(modules[n])
+
+    threads = [threading.Thread(target=go, args=(n,)) for n in range(len(modules))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [o.stdout for o in outs] == [f"guest {n}\n" * 20_000 for n in range(len(modules))]
+
+
 def test_sleeping_10s_under_half_a_second_timeout_is_cut_short(engine):
     out = run(engine, programs.SLEEP_10S, limits=Limits.parse(timeout="500ms"))
     assert out.status == "timeout"
