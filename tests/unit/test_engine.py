@@ -150,7 +150,7 @@ def _writer(lines):
 
 @pytest.mark.timeout(60)  # a guest blocked on a full pipe would hang here
 def test_output_many_times_what_a_pipe_holds_is_kept_whole_and_in_order(engine):
-    # 50,000 writes: 800 KB of stdout, then 300 KB of stderr, under a 1 MiB limit each
+    # 50,000 writes: 600 KB of stdout, then 150 KB of stderr, under a 1 MiB limit each
     wat = _writer(
         [(1, "out 0123456789\n", 40_000), (2, "err 0123456789\n", 10_000), (1, "end\n", 1)]
     )
